@@ -1,0 +1,32 @@
+# The two set-up commands: `make serve` and `make test`. Each creates or reuses .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test lint train-reverse train-memory clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/python -m service serve
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check service tests
+	$(BIN)/mypy service
+
+train-reverse: $(STAMP)
+	$(BIN)/python -m service train reverse --out model_store/reverse/1 --seed 1
+
+train-memory: $(STAMP)
+	$(BIN)/python -m service train memory --out model_store/memory/1 --seed 1
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

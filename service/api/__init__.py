@@ -1,0 +1,1 @@
+"""Thin HTTP routers: translate requests, delegate to the data plane."""

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from service.api.deps import RuntimeDep
+from service.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """Liveness: the process answers."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
+    """Readiness: every model is loaded and sessions can be served."""
+    if runtime.registry is None:
+        body = Health(status="loading", detail={"models": "loading"})
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+    models = {name: [str(v) for v in runtime.registry.versions(name)]
+              for name in runtime.registry.names()}
+    return Health(status="ready", detail={"models": models,
+                                          "sessions": await runtime.store.count()})

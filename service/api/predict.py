@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import RegistryDep, SettingsDep
+from service.dataplane.predict import predict
+from service.errors import InvalidInput
+from service.schemas import PredictRequest, PredictResponse
+
+router = APIRouter(tags=["predict"])
+OPTIONS = {"response_model": PredictResponse, "response_model_exclude_none": True}
+
+
+def _no_body_model(request: PredictRequest) -> None:
+    for field in ("model", "version"):
+        if getattr(request, field) is not None:
+            raise InvalidInput(
+                f"{field}: the path already names the model; '{field}' is only for POST /predict",
+                field=field,
+            )
+
+
+@router.post("/predict", **OPTIONS)
+async def predict_default(
+    request: PredictRequest, registry: RegistryDep, settings: SettingsDep
+) -> PredictResponse:
+    return await predict(registry.get(request.model, request.version), request, settings)
+
+
+@router.post("/v1/models/{name}/predict", **OPTIONS)
+async def predict_model(
+    name: str, request: PredictRequest, registry: RegistryDep, settings: SettingsDep
+) -> PredictResponse:
+    _no_body_model(request)
+    return await predict(registry.get(name), request, settings)
+
+
+@router.post("/v1/models/{name}/versions/{version}/predict", **OPTIONS)
+async def predict_version(
+    name: str, version: str, request: PredictRequest, registry: RegistryDep,
+    settings: SettingsDep,
+) -> PredictResponse:
+    _no_body_model(request)
+    return await predict(registry.get(name, version), request, settings)

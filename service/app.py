@@ -1,0 +1,63 @@
+"""The app factory. Models load in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from anyio import to_thread
+from fastapi import FastAPI
+
+from service import __version__, errors
+from service.api import health, models, predict, sessions
+from service.config import Settings
+from service.inference.registry import Registry
+from service.runtime import Runtime
+from service.sessions.base import SessionStore
+from service.sessions.memory import MemorySessionStore
+
+log = logging.getLogger("service")
+
+
+def _load(settings: Settings) -> Registry:
+    from service.inference.keras_model import configure_threads
+    from service.inference.store import load_store
+
+    configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
+    return load_store(settings.model_store, settings.default_model)
+
+
+def create_app(
+    settings: Settings | None = None,
+    registry: Registry | None = None,
+    store: SessionStore | None = None,
+) -> FastAPI:
+    """`registry` and `store` may be given (tests with fakes); otherwise they are built
+    from `settings` when the app starts."""
+    settings = settings or Settings()
+    store = store or MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions)
+    runtime = Runtime(settings=settings, store=store)
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        try:
+            runtime.attach(registry or await to_thread.run_sync(_load, settings))
+            log.info("ready: models %s", ", ".join(runtime.registry.names()))  # type: ignore[union-attr]
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="seq2seq-serving",
+        version=__version__,
+        summary="Step-wise decoding and stateful sessions for Keras LSTM encoder-decoder models",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    for module in (health, models, predict, sessions):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,32 @@
+"""All configuration: one settings class, environment prefix SERVICE_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SERVICE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    model_store: Path = Path("model_store")
+    default_model: str | None = Field(
+        default=None,
+        description="model for /predict without 'model'; unset: the only seq2seq model",
+    )
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    max_batch_size: int = Field(default=256, ge=1, description="sequences per request")
+    max_sequence_length: int = Field(default=1024, ge=1, description="tokens per sequence")
+    max_decode_steps: int = Field(default=512, ge=1, description="upper bound for max_steps")
+
+    session_ttl_seconds: float = Field(default=1800.0, gt=0, description="idle expiry")
+    max_sessions: int = Field(default=100_000, ge=1, description="cap on live sessions")
+
+    tf_intra_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")
+    tf_inter_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")

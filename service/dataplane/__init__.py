@@ -1,0 +1,1 @@
+"""Request logic that knows nothing of HTTP: validate, compute, shape the answer."""

@@ -1,0 +1,170 @@
+"""Session operations. Every change is load -> compute -> save under the session's lock,
+so a failed request leaves the stored session exactly as it was."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+from anyio import to_thread
+
+from service.config import Settings
+from service.dataplane.tokens import check_length, check_max_steps, parse_states, to_ids, to_tokens
+from service.errors import Conflict, InvalidInput, NotFound
+from service.inference.base import LoadedModel
+from service.inference.decoding import StepRun, generate, run_steps
+from service.inference.registry import Registry
+from service.schemas import (
+    CreateSessionRequest,
+    GenerateRequest,
+    SessionInfo,
+    SetStateRequest,
+    StepRequest,
+    StepResponse,
+)
+from service.sessions.base import Session, SessionStore, new_session_id
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def _batch(session: Session) -> list[np.ndarray]:
+    return [s[None, ...] for s in session.states]
+
+
+def _unbatch(run: StepRun) -> tuple[np.ndarray, ...]:
+    return tuple(s[0].copy() for s in run.states)
+
+
+def info(session: Session, include_state: bool = False) -> SessionInfo:
+    return SessionInfo(
+        session_id=session.id,
+        model=session.model,
+        version=str(session.version),
+        steps=session.steps,
+        created_at=_iso(session.created_at),
+        expires_at=_iso(session.expires_at),
+        state=[s.astype(float).tolist() for s in session.states] if include_state else None,
+    )
+
+
+class SessionOps:
+    def __init__(self, registry: Registry, store: SessionStore, settings: Settings):
+        self.registry = registry
+        self.store = store
+        self.settings = settings
+
+    def _model(self, session: Session) -> LoadedModel:
+        return self.registry.get(session.model, session.version)
+
+    async def _load(self, session_id: str) -> Session:
+        session = await self.store.get(session_id)
+        if session is None:
+            raise NotFound(f"session '{session_id}' not found (unknown or expired)",
+                           field="session_id")
+        return session
+
+    def _start_token(self, model: LoadedModel) -> int | None:
+        return model.spec.manifest.start_token if model.spec.manifest.kind == "seq2seq" else None
+
+    async def create(self, request: CreateSessionRequest) -> SessionInfo:
+        model = self.registry.get(request.model, request.version)
+        spec = model.spec
+        if request.source is not None and request.state is not None:
+            raise InvalidInput("give either 'source' or 'state', not both", field="source")
+        if request.state is not None:
+            states = parse_states(spec, request.state)
+        elif request.source is not None:
+            if spec.manifest.kind != "seq2seq":
+                raise InvalidInput(
+                    f"source: '{spec.name}' is a step model with no encoder; omit 'source' "
+                    "(the state starts at zeros) or give 'state'",
+                    field="source",
+                )
+            check_length(request.source, self.settings.max_sequence_length, "source")
+            ids = to_ids(spec.manifest, request.source, "source")
+            encoded = await to_thread.run_sync(
+                model.compute.encode, np.asarray([ids], dtype=np.int32)
+            )
+            states = tuple(s[0].copy() for s in encoded)
+        else:
+            states = tuple(s[0] for s in spec.zero_states(1))
+        session = Session(
+            id=new_session_id(), model=spec.name, version=spec.version, steps=0, states=states,
+            next_token=self._start_token(model), created_at=time.time(),
+        )
+        return info(await self.store.create(session))
+
+    async def get(self, session_id: str, include_state: bool) -> SessionInfo:
+        return info(await self._load(session_id), include_state)
+
+    async def step(self, session_id: str, request: StepRequest) -> StepResponse:
+        check_length(request.inputs, self.settings.max_sequence_length, "inputs")
+        async with self.store.lock(session_id):
+            session = await self._load(session_id)
+            model = self._model(session)
+            ids = to_ids(model.spec.manifest, request.inputs, "inputs")
+            run = await to_thread.run_sync(
+                run_steps, model.compute, _batch(session), [ids], request.return_probabilities
+            )
+            return await self._advance(session, model, run)
+
+    async def generate(self, session_id: str, request: GenerateRequest) -> StepResponse:
+        async with self.store.lock(session_id):
+            session = await self._load(session_id)
+            model = self._model(session)
+            manifest = model.spec.manifest
+            steps = check_max_steps(
+                request.max_steps, manifest.max_steps, self.settings.max_decode_steps
+            )
+            if session.next_token is None:
+                raise Conflict(
+                    f"session '{session_id}' has no previous output to feed back: step at "
+                    "least one input first",
+                    field="session_id",
+                )
+            tokens = np.asarray([session.next_token], dtype=np.int32)
+            run = await to_thread.run_sync(
+                generate, model.compute, model.spec, tokens, _batch(session), steps,
+                request.return_probabilities,
+            )
+            return await self._advance(session, model, run)
+
+    async def _advance(self, session: Session, model: LoadedModel, run: StepRun) -> StepResponse:
+        outputs = run.outputs[0]
+        saved = await self.store.save(replace(
+            session,
+            steps=session.steps + len(outputs),
+            states=_unbatch(run),
+            next_token=outputs[-1] if outputs else session.next_token,
+        ))
+        return StepResponse(
+            session_id=saved.id,
+            outputs=to_tokens(model.spec.manifest, outputs),
+            steps=saved.steps,
+            probabilities=run.probabilities[0] if run.probabilities is not None else None,
+        )
+
+    async def set_state(self, session_id: str, request: SetStateRequest) -> SessionInfo:
+        async with self.store.lock(session_id):
+            session = await self._load(session_id)
+            states = parse_states(self._model(session).spec, request.state)
+            return info(await self.store.save(replace(session, states=states)), True)
+
+    async def reset(self, session_id: str) -> SessionInfo:
+        async with self.store.lock(session_id):
+            session = await self._load(session_id)
+            model = self._model(session)
+            zeros = tuple(s[0] for s in model.spec.zero_states(1))
+            return info(await self.store.save(replace(
+                session, states=zeros, steps=0, next_token=self._start_token(model)
+            )))
+
+    async def delete(self, session_id: str) -> None:
+        async with self.store.lock(session_id):
+            if not await self.store.delete(session_id):
+                raise NotFound(f"session '{session_id}' not found (unknown or expired)",
+                               field="session_id")

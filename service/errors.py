@@ -1,0 +1,120 @@
+"""One error family carrying its HTTP status, and the handlers that render it.
+
+Every error body has the same shape:
+    {"error": {"code": "invalid_input", "message": "...", "field": "inputs[0][2]"}}
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("service")
+
+
+class ServiceError(Exception):
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers
+
+
+class InvalidInput(ServiceError):
+    status = 422
+    code = "invalid_input"
+
+
+class NotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class CapacityExceeded(ServiceError):
+    status = 429
+    code = "capacity_exceeded"
+
+
+class NotReady(ServiceError):
+    status = 503
+    code = "not_ready"
+
+
+def _body(code: str, message: str, field: str | None) -> dict[str, dict[str, str]]:
+    error = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return {"error": error}
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """('body', 'inputs', 0, 2) -> 'inputs[0][2]'."""
+    parts = [p for p in loc if p not in ("body", "query", "path")]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse(_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if errors and errors[0].get("type") == "json_invalid":
+        where = errors[0].get("loc", ("body", 0))[-1]
+        detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
+        return JSONResponse(
+            _body("invalid_json", f"body: not valid JSON ({detail} at character {where})", "body"),
+            422,
+        )
+    if errors and tuple(errors[0].get("loc", ())) == ("body",):
+        return JSONResponse(_body(
+            "invalid_input",
+            "body: expected a JSON object (send it with Content-Type: application/json)",
+            "body",
+        ), 422)
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    field = _field(tuple(first.get("loc", ())))
+    messages = []
+    for err in errors[:5]:
+        where = _field(tuple(err.get("loc", ())))
+        messages.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return JSONResponse(_body("invalid_input", "; ".join(messages) + more, field), 422)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        _body(code, str(exc.detail), None), exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(_body("internal_error", "internal server error", None), 500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

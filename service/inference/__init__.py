@@ -1,0 +1,1 @@
+"""Model store, manifests and compute. Only `keras_model` imports TensorFlow."""

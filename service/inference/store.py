@@ -1,0 +1,52 @@
+"""Scan `model_store/<name>/<version>/` and load every version."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from service.inference.base import LoadedModel
+from service.inference.manifest import Manifest, ManifestError
+from service.inference.registry import Registry
+
+log = logging.getLogger("service")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def scan(root: Path) -> list[tuple[str, int, Path]]:
+    """(name, version, directory) for every version directory; problems raise ManifestError."""
+    if not root.is_dir():
+        raise ManifestError(f"{root}: model store directory does not exist")
+    found: list[tuple[str, int, Path]] = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if model_dir.name.startswith("."):
+            continue
+        if not NAME.match(model_dir.name):
+            raise ManifestError(
+                f"{model_dir}: model names may contain letters, digits, '_', '.', '-' only"
+            )
+        versions = [p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if not versions:
+            raise ManifestError(f"{model_dir}: no version directories (expected e.g. {model_dir}/1)")
+        for version_dir in versions:
+            if not version_dir.name.isdigit():
+                raise ManifestError(f"{version_dir}: version directories must be integers")
+            found.append((model_dir.name, int(version_dir.name), version_dir))
+    if not found:
+        raise ManifestError(f"{root}: no models (expected {root}/<name>/<version>/model.json)")
+    return found
+
+
+def load_store(root: Path, default_model: str | None = None) -> Registry:
+    from service.inference.keras_model import load_model  # TensorFlow from here on
+
+    models: dict[str, dict[int, LoadedModel]] = {}
+    for name, version, directory in scan(root):
+        manifest = Manifest.load(directory)
+        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest)
+        log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
+    try:
+        return Registry(models, default_model)
+    except ValueError as exc:
+        raise ManifestError(f"{root}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Session stores: one small async interface, an in-process implementation."""

@@ -1,0 +1,1 @@
+"""Rebuild the shipped models: `python -m service train reverse|memory --out DIR`."""

@@ -1,0 +1,66 @@
+"""Small numpy models for unit tests: no TensorFlow anywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.inference.base import LoadedModel, ModelSpec, States
+from service.inference.manifest import InputEncoding, Manifest
+from service.inference.registry import Registry
+
+VOCAB = ["<s>", "a", "b", "c", "d", "e", "f", "</s>"]
+
+
+class CounterCompute:
+    """Output token = (input token + 1 + offset) % V, where offset = round(h[0]).
+
+    The encoder puts sum(source) % V into h, so sources steer the decode; c counts
+    steps, so every step visibly changes the state. State shapes: (3,) and (2, 2).
+    """
+
+    def __init__(self, cardinality: int):
+        self.card = cardinality
+        self.calls = 0
+
+    def encode(self, sources: np.ndarray) -> States:
+        total = (sources.sum(axis=1) % self.card).astype(np.float32)
+        h = np.repeat(total[:, None], 3, axis=1)
+        return [h, np.zeros((len(sources), 2, 2), np.float32)]
+
+    def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
+        self.calls += 1
+        h, c = states
+        offset = np.rint(h[:, 0]).astype(np.int64)
+        chosen = (tokens.astype(np.int64) + 1 + offset) % self.card
+        probs = np.full((len(tokens), self.card), 0.01, np.float32)
+        probs[np.arange(len(tokens)), chosen] = 0.9
+        return probs, [h.copy(), c + 1.0]
+
+
+def manifest(kind: str = "seq2seq", vocabulary: bool = False, end_token: int | None = None,
+             cardinality: int = 8) -> Manifest:
+    return Manifest(
+        kind=kind,  # type: ignore[arg-type]
+        input=InputEncoding(encoding="one_hot", cardinality=cardinality),
+        output_cardinality=cardinality,
+        start_token=0 if kind == "seq2seq" else None,
+        end_token=end_token,
+        max_steps=3,
+        vocabulary=VOCAB if vocabulary else None,
+    )
+
+
+def model(name: str = "counter", version: int = 1, **kwargs: object) -> LoadedModel:
+    m = manifest(**kwargs)  # type: ignore[arg-type]
+    spec = ModelSpec(name, version, m, ((3,), (2, 2)))
+    return LoadedModel(spec, CounterCompute(m.input.cardinality))
+
+
+def registry() -> Registry:
+    return Registry({
+        "counter": {1: model(version=1), 2: model(version=2)},
+        "words": {1: model("words", vocabulary=True, end_token=7)},
+        "stepper": {1: model("stepper", kind="step")},
+    })
