@@ -16,16 +16,27 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.app import create_app
     from service.config import Settings
+    from service.inference.manifest import ManifestError
+    from service.inference.store import check_store
 
     overrides: dict[str, Any] = {
         key: value
-        for key, value in (("host", args.host), ("port", args.port), ("model_store", args.model_store))
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("model_store", args.model_store),
+        )
         if value is not None
     }
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:  # fail fast, before TensorFlow loads, on what can be checked without it
+        check_store(settings.model_store)
+    except ManifestError as exc:
+        print(f"cannot serve the model store: {exc}", file=sys.stderr)
         return 2
     uvicorn.run(
         create_app(settings),
@@ -43,7 +54,10 @@ def _train(args: argparse.Namespace) -> int:
         from service.training import reverse
 
         reverse.train(
-            out, seed=args.seed, examples=args.examples, epochs=args.epochs,
+            out,
+            seed=args.seed,
+            examples=args.examples,
+            epochs=args.epochs,
             eval_size=args.eval_size,
         )
     else:
@@ -70,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--out", required=True, help="version directory to write")
     train.add_argument("--seed", type=int, default=1)
     train.add_argument(
-        "--epochs", type=int, default=None,
+        "--epochs",
+        type=int,
+        default=None,
         help="reverse: max epochs (default 6); memory: max epochs (default 3000)",
     )
     train.add_argument("--examples", type=int, default=100_000, help="reverse: training examples")

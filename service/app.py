@@ -44,8 +44,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         try:
-            runtime.attach(registry or await to_thread.run_sync(_load, settings))
-            log.info("ready: models %s", ", ".join(runtime.registry.names()))  # type: ignore[union-attr]
+            loaded: Registry = (
+                registry if registry is not None else await to_thread.run_sync(_load, settings)
+            )
+            runtime.attach(loaded)
+            log.info("ready: models %s", ", ".join(loaded.names()))
             yield
         finally:
             await store.close()

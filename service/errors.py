@@ -20,8 +20,9 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, message: str, field: str | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.message = message
         self.field = field
@@ -85,11 +86,14 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
             422,
         )
     if errors and tuple(errors[0].get("loc", ())) == ("body",):
-        return JSONResponse(_body(
-            "invalid_input",
-            "body: expected a JSON object (send it with Content-Type: application/json)",
-            "body",
-        ), 422)
+        return JSONResponse(
+            _body(
+                "invalid_input",
+                "body: expected a JSON object (send it with Content-Type: application/json)",
+                "body",
+            ),
+            422,
+        )
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = _field(tuple(first.get("loc", ())))
     messages = []
@@ -103,9 +107,7 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        _body(code, str(exc.detail), None), exc.status_code, headers=exc.headers
-    )
+    return JSONResponse(_body(code, str(exc.detail), None), exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

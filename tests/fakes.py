@@ -39,8 +39,12 @@ class CounterCompute:
         return probs, [h.copy(), c + 1.0]
 
 
-def manifest(kind: str = "seq2seq", vocabulary: bool = False, end_token: int | None = None,
-             cardinality: int = 8) -> Manifest:
+def manifest(
+    kind: str = "seq2seq",
+    vocabulary: bool = False,
+    end_token: int | None = None,
+    cardinality: int = 8,
+) -> Manifest:
     return Manifest(
         kind=kind,  # type: ignore[arg-type]
         input=InputEncoding(encoding="one_hot", cardinality=cardinality),
@@ -59,8 +63,10 @@ def model(name: str = "counter", version: int = 1, **kwargs: object) -> LoadedMo
 
 
 def registry() -> Registry:
-    return Registry({
-        "counter": {1: model(version=1), 2: model(version=2)},
-        "words": {1: model("words", vocabulary=True, end_token=7)},
-        "stepper": {1: model("stepper", kind="step")},
-    })
+    return Registry(
+        {
+            "counter": {1: model(version=1), 2: model(version=2)},
+            "words": {1: model("words", vocabulary=True, end_token=7)},
+            "stepper": {1: model("stepper", kind="step")},
+        }
+    )

@@ -21,7 +21,9 @@ async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     if runtime.registry is None:
         body = Health(status="loading", detail={"models": "loading"})
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
-    models = {name: [str(v) for v in runtime.registry.versions(name)]
-              for name in runtime.registry.names()}
-    return Health(status="ready", detail={"models": models,
-                                          "sessions": await runtime.store.count()})
+    models = {
+        name: [str(v) for v in runtime.registry.versions(name)] for name in runtime.registry.names()
+    }
+    return Health(
+        status="ready", detail={"models": models, "sessions": await runtime.store.count()}
+    )

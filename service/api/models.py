@@ -12,12 +12,20 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 def _version_info(spec: ModelSpec) -> ModelVersionInfo:
     m = spec.manifest
     return ModelVersionInfo(
-        name=spec.name, version=str(spec.version), kind=m.kind, description=m.description,
-        input_encoding=m.input.encoding, input_cardinality=m.input.cardinality,
-        output_cardinality=m.output_cardinality, start_token=m.start_token,
-        end_token=m.end_token, max_steps=m.max_steps,
-        vocabulary_size=len(m.vocabulary) if m.vocabulary else None, vocabulary=m.vocabulary,
-        state_shapes=[list(s) for s in spec.state_shapes], metrics=m.metrics,
+        name=spec.name,
+        version=str(spec.version),
+        kind=m.kind,
+        description=m.description,
+        input_encoding=m.input.encoding,
+        input_cardinality=m.input.cardinality,
+        output_cardinality=m.output_cardinality,
+        start_token=m.start_token,
+        end_token=m.end_token,
+        max_steps=m.max_steps,
+        vocabulary_size=len(m.vocabulary) if m.vocabulary else None,
+        vocabulary=m.vocabulary,
+        state_shapes=[list(s) for s in spec.state_shapes],
+        metrics=m.metrics,
     )
 
 
@@ -26,11 +34,14 @@ async def list_models(registry: RegistryDep) -> ModelList:
     summaries = []
     for name in registry.names():
         default = registry.get(name).spec
-        summaries.append(ModelSummary(
-            name=name, kind=default.manifest.kind,
-            versions=[str(v) for v in registry.versions(name)],
-            default_version=str(default.version),
-        ))
+        summaries.append(
+            ModelSummary(
+                name=name,
+                kind=default.manifest.kind,
+                versions=[str(v) for v in registry.versions(name)],
+                default_version=str(default.version),
+            )
+        )
     return ModelList(models=summaries)
 
 

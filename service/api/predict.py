@@ -8,7 +8,6 @@ from service.errors import InvalidInput
 from service.schemas import PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
-OPTIONS = {"response_model": PredictResponse, "response_model_exclude_none": True}
 
 
 def _no_body_model(request: PredictRequest) -> None:
@@ -20,14 +19,16 @@ def _no_body_model(request: PredictRequest) -> None:
             )
 
 
-@router.post("/predict", **OPTIONS)
+@router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
 async def predict_default(
     request: PredictRequest, registry: RegistryDep, settings: SettingsDep
 ) -> PredictResponse:
     return await predict(registry.get(request.model, request.version), request, settings)
 
 
-@router.post("/v1/models/{name}/predict", **OPTIONS)
+@router.post(
+    "/v1/models/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True
+)
 async def predict_model(
     name: str, request: PredictRequest, registry: RegistryDep, settings: SettingsDep
 ) -> PredictResponse:
@@ -35,9 +36,16 @@ async def predict_model(
     return await predict(registry.get(name), request, settings)
 
 
-@router.post("/v1/models/{name}/versions/{version}/predict", **OPTIONS)
+@router.post(
+    "/v1/models/{name}/versions/{version}/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+)
 async def predict_version(
-    name: str, version: str, request: PredictRequest, registry: RegistryDep,
+    name: str,
+    version: str,
+    request: PredictRequest,
+    registry: RegistryDep,
     settings: SettingsDep,
 ) -> PredictResponse:
     _no_body_model(request)

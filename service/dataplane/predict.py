@@ -12,7 +12,9 @@ from service.inference.decoding import greedy_decode, run_steps
 from service.schemas import PredictRequest, PredictResponse
 
 
-async def predict(model: LoadedModel, request: PredictRequest, settings: Settings) -> PredictResponse:
+async def predict(
+    model: LoadedModel, request: PredictRequest, settings: Settings
+) -> PredictResponse:
     spec = model.spec
     manifest = spec.manifest
     if len(request.inputs) > settings.max_batch_size:

@@ -63,8 +63,9 @@ class SessionOps:
     async def _load(self, session_id: str) -> Session:
         session = await self.store.get(session_id)
         if session is None:
-            raise NotFound(f"session '{session_id}' not found (unknown or expired)",
-                           field="session_id")
+            raise NotFound(
+                f"session '{session_id}' not found (unknown or expired)", field="session_id"
+            )
         return session
 
     def _start_token(self, model: LoadedModel) -> int | None:
@@ -93,8 +94,13 @@ class SessionOps:
         else:
             states = tuple(s[0] for s in spec.zero_states(1))
         session = Session(
-            id=new_session_id(), model=spec.name, version=spec.version, steps=0, states=states,
-            next_token=self._start_token(model), created_at=time.time(),
+            id=new_session_id(),
+            model=spec.name,
+            version=spec.version,
+            steps=0,
+            states=states,
+            next_token=self._start_token(model),
+            created_at=time.time(),
         )
         return info(await self.store.create(session))
 
@@ -128,19 +134,26 @@ class SessionOps:
                 )
             tokens = np.asarray([session.next_token], dtype=np.int32)
             run = await to_thread.run_sync(
-                generate, model.compute, model.spec, tokens, _batch(session), steps,
+                generate,
+                model.compute,
+                model.spec,
+                tokens,
+                _batch(session),
+                steps,
                 request.return_probabilities,
             )
             return await self._advance(session, model, run)
 
     async def _advance(self, session: Session, model: LoadedModel, run: StepRun) -> StepResponse:
         outputs = run.outputs[0]
-        saved = await self.store.save(replace(
-            session,
-            steps=session.steps + len(outputs),
-            states=_unbatch(run),
-            next_token=outputs[-1] if outputs else session.next_token,
-        ))
+        saved = await self.store.save(
+            replace(
+                session,
+                steps=session.steps + len(outputs),
+                states=_unbatch(run),
+                next_token=outputs[-1] if outputs else session.next_token,
+            )
+        )
         return StepResponse(
             session_id=saved.id,
             outputs=to_tokens(model.spec.manifest, outputs),
@@ -159,12 +172,15 @@ class SessionOps:
             session = await self._load(session_id)
             model = self._model(session)
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
-            return info(await self.store.save(replace(
-                session, states=zeros, steps=0, next_token=self._start_token(model)
-            )))
+            return info(
+                await self.store.save(
+                    replace(session, states=zeros, steps=0, next_token=self._start_token(model))
+                )
+            )
 
     async def delete(self, session_id: str) -> None:
         async with self.store.lock(session_id):
             if not await self.store.delete(session_id):
-                raise NotFound(f"session '{session_id}' not found (unknown or expired)",
-                               field="session_id")
+                raise NotFound(
+                    f"session '{session_id}' not found (unknown or expired)", field="session_id"
+                )

@@ -39,8 +39,11 @@ def to_ids(manifest: Manifest, tokens: Sequence[Token], field: str) -> list[int]
     for j, token in enumerate(tokens):
         if isinstance(token, str):
             if index is None or token not in index:
-                why = "is not in the vocabulary" if index is not None else (
-                    "is a string but the model has no vocabulary")
+                why = (
+                    "is not in the vocabulary"
+                    if index is not None
+                    else ("is a string but the model has no vocabulary")
+                )
                 raise InvalidInput(
                     f"{field}[{j}]: token {token!r} {why}; allowed: {_allowed(manifest)}",
                     field=f"{field}[{j}]",
@@ -97,7 +100,9 @@ def _check_nested(value: Any, shape: tuple[int, ...], field: str) -> None:
         _check_nested(item, shape[1:], f"{field}[{j}]")
 
 
-def parse_states(spec: ModelSpec, raw: Sequence[Any], field: str = "state") -> tuple[np.ndarray, ...]:
+def parse_states(
+    spec: ModelSpec, raw: Sequence[Any], field: str = "state"
+) -> tuple[np.ndarray, ...]:
     """Client state tensors (one sample) -> float32 arrays, checked against the model."""
     shapes = spec.state_shapes
     if len(raw) != len(shapes):

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 
 from service.inference.base import LoadedModel, ModelSpec, States
 from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
@@ -39,8 +39,9 @@ def _load(directory: Path, filename: str) -> keras.Model:
         raise ManifestError(f"{directory}: cannot load {filename}: {exc}") from None
 
 
-def _check_token_input(directory: Path, what: str, shape: tuple[int | None, ...],
-                       manifest: Manifest) -> None:
+def _check_token_input(
+    directory: Path, what: str, shape: tuple[int | None, ...], manifest: Manifest
+) -> None:
     card = manifest.input.cardinality
     if manifest.input.encoding == "one_hot":
         if len(shape) != 3 or shape[-1] != card:
@@ -105,9 +106,6 @@ class KerasCompute:
 def load_model(directory: Path, name: str, version: int, manifest: Manifest) -> LoadedModel:
     """Load one version directory, checking the manifest against the models."""
     files = FILES_BY_KIND[manifest.kind]
-    for filename in files:
-        if not (directory / filename).is_file():
-            raise ManifestError(f"{directory}: missing model file {filename}")
     decoder = _load(directory, files[-1])
     encoder = _load(directory, files[0]) if manifest.kind == "seq2seq" else None
     what = "decoder" if encoder is not None else "step model"

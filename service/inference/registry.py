@@ -9,8 +9,9 @@ from service.inference.base import LoadedModel
 
 
 class Registry:
-    def __init__(self, models: Mapping[str, Mapping[int, LoadedModel]],
-                 default_model: str | None = None):
+    def __init__(
+        self, models: Mapping[str, Mapping[int, LoadedModel]], default_model: str | None = None
+    ):
         self._models = {name: dict(sorted(v.items())) for name, v in sorted(models.items())}
         if default_model is None:
             seq2seq = [n for n in self._models if self.get(n).spec.manifest.kind == "seq2seq"]

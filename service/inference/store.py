@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from service.inference.base import LoadedModel
-from service.inference.manifest import Manifest, ManifestError
+from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
 from service.inference.registry import Registry
 
 log = logging.getLogger("service")
@@ -28,7 +28,9 @@ def scan(root: Path) -> list[tuple[str, int, Path]]:
             )
         versions = [p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
         if not versions:
-            raise ManifestError(f"{model_dir}: no version directories (expected e.g. {model_dir}/1)")
+            raise ManifestError(
+                f"{model_dir}: no version directories (expected e.g. {model_dir}/1)"
+            )
         for version_dir in versions:
             if not version_dir.name.isdigit():
                 raise ManifestError(f"{version_dir}: version directories must be integers")
@@ -38,12 +40,24 @@ def scan(root: Path) -> list[tuple[str, int, Path]]:
     return found
 
 
+def check_store(root: Path) -> list[tuple[str, int, Path, Manifest]]:
+    """Everything that can be checked without TensorFlow: layout, manifests, files."""
+    checked = []
+    for name, version, directory in scan(root):
+        manifest = Manifest.load(directory)
+        for filename in FILES_BY_KIND[manifest.kind]:
+            if not (directory / filename).is_file():
+                raise ManifestError(f"{directory}: missing model file {filename}")
+        checked.append((name, version, directory, manifest))
+    return checked
+
+
 def load_store(root: Path, default_model: str | None = None) -> Registry:
+    checked = check_store(root)
     from service.inference.keras_model import load_model  # TensorFlow from here on
 
     models: dict[str, dict[int, LoadedModel]] = {}
-    for name, version, directory in scan(root):
-        manifest = Manifest.load(directory)
+    for name, version, directory, manifest in checked:
         models.setdefault(name, {})[version] = load_model(directory, name, version, manifest)
         log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
     try:

@@ -18,8 +18,13 @@ class MemorySessionStore(SessionStore):
     is still full, creation is refused (429 with Retry-After): live sessions are never
     evicted to make room."""
 
-    def __init__(self, ttl_seconds: float, max_sessions: int,
-                 clock: Callable[[], float] = time.time, sweep_seconds: float | None = None):
+    def __init__(
+        self,
+        ttl_seconds: float,
+        max_sessions: int,
+        clock: Callable[[], float] = time.time,
+        sweep_seconds: float | None = None,
+    ):
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
         self._clock = clock

@@ -19,7 +19,8 @@ def seed_everything(seed: int) -> None:
 
 
 def one_hot(tokens: np.ndarray, cardinality: int) -> np.ndarray:
-    return np.eye(cardinality, dtype=np.float32)[tokens]
+    encoded: np.ndarray = np.eye(cardinality, dtype=np.float32)[tokens]
+    return encoded
 
 
 def environment() -> dict[str, Any]:

@@ -91,8 +91,11 @@ def train(
         epochs += check_every
         got, confidence = predictions(step, manifest)
         loss = float(training.evaluate(x, y, verbose=0))
-        print(f"epoch {epochs}: loss {loss:.4f}, predictions {got}, "
-              f"lowest chosen probability {confidence:.3f}", flush=True)
+        print(
+            f"epoch {epochs}: loss {loss:.4f}, predictions {got}, "
+            f"lowest chosen probability {confidence:.3f}",
+            flush=True,
+        )
         # exact, and every chosen sigmoid output clearly on (not a near tie)
         if got == expected and confidence >= MIN_CONFIDENCE:
             break
@@ -110,15 +113,23 @@ def train(
         "final_loss": loss,
     }
     manifest.training = {
-        "seed": seed, "epochs_needed": epochs, "check_every": check_every, "units": units,
-        "batch_size": 1, "optimizer": "adam", "loss": "binary_crossentropy",
+        "seed": seed,
+        "epochs_needed": epochs,
+        "check_every": check_every,
+        "units": units,
+        "batch_size": 1,
+        "optimizer": "adam",
+        "loss": "binary_crossentropy",
         "recipe": "whole-sequence BPTT from a zero state (equivalent to a reset after each "
         "sequence); trained until both sequences are exact with every chosen output >= "
         f"{MIN_CONFIDENCE}",
-        "seconds": round(time.monotonic() - started, 1), **environment(),
+        "seconds": round(time.monotonic() - started, 1),
+        **environment(),
     }
     save_models(out, {"step.keras": step})
     manifest.write(out)
-    print(f"both sequences exact after {epochs} epochs (lowest chosen probability "
-          f"{confidence:.3f}); wrote {out}")
+    print(
+        f"both sequences exact after {epochs} epochs (lowest chosen probability "
+        f"{confidence:.3f}); wrote {out}"
+    )
     return manifest

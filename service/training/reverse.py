@@ -32,9 +32,7 @@ def build(units: int = 128) -> tuple[Any, Any, Any]:
 
     source = keras.Input((None, CARDINALITY), name="source")
     _, h, c = layers.LSTM(units, return_state=True, name="encoder_lstm")(source)
-    decoder_lstm = layers.LSTM(
-        units, return_sequences=True, return_state=True, name="decoder_lstm"
-    )
+    decoder_lstm = layers.LSTM(units, return_sequences=True, return_state=True, name="decoder_lstm")
     dense = layers.Dense(CARDINALITY, activation="softmax", name="probabilities")
 
     shifted = keras.Input((None, CARDINALITY), name="shifted_target")
@@ -104,8 +102,11 @@ def train(
         training.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=2)
         accuracy = exact_accuracy(encoder, decoder, manifest, eval_sources)
         history.append(accuracy)
-        print(f"epoch {epoch}/{epochs}: exact-sequence accuracy on {len(eval_sources)} "
-              f"fresh sources = {accuracy:.4%}", flush=True)
+        print(
+            f"epoch {epoch}/{epochs}: exact-sequence accuracy on {len(eval_sources)} "
+            f"fresh sources = {accuracy:.4%}",
+            flush=True,
+        )
         if accuracy > best_accuracy:
             best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
         if accuracy == 1.0:
@@ -120,10 +121,16 @@ def train(
         "best_epoch": best_epoch,
     }
     manifest.training = {
-        "seed": seed, "examples": examples, "batch_size": batch_size, "max_epochs": epochs,
-        "epochs_run": len(history), "units": units, "optimizer": "adam",
+        "seed": seed,
+        "examples": examples,
+        "batch_size": batch_size,
+        "max_epochs": epochs,
+        "epochs_run": len(history),
+        "units": units,
+        "optimizer": "adam",
         "loss": "categorical_crossentropy",
-        "seconds": round(time.monotonic() - started, 1), **environment(),
+        "seconds": round(time.monotonic() - started, 1),
+        **environment(),
     }
     save_models(out, {"encoder.keras": encoder, "decoder.keras": decoder})
     manifest.write(out)

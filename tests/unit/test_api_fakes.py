@@ -46,8 +46,9 @@ def test_predict_routes_and_versions(client: TestClient) -> None:
     assert r.json()["version"] == "1"
     r = client.post("/predict", json={**body, "model": "counter", "version": 1, "max_steps": 1})
     assert r.json()["outputs"] == [[1], [2]]
-    r = client.post("/predict", json={**body, "return_probabilities": True, "max_steps": 2,
-                                      "model": "counter"})
+    r = client.post(
+        "/predict", json={**body, "return_probabilities": True, "max_steps": 2, "model": "counter"}
+    )
     probs = r.json()["probabilities"]
     assert len(probs) == 2 and len(probs[0]) == 2 and len(probs[0][0]) == 8
 
@@ -59,16 +60,20 @@ def test_vocabulary_tokens_in_and_out(client: TestClient) -> None:
     assert r.json()["outputs"] == [["<s>"] * 9]
     r = client.post("/v1/models/words/predict", json={"inputs": [["f"]], "max_steps": 9})
     assert r.json()["outputs"] == [["</s>"]]  # 6 -> offset 6: 0+1+6 = 7 = end token
-    msg = error(client.post("/v1/models/words/predict", json={"inputs": [["a", "zz"]]}),
-                422, "inputs[0][1]")
+    msg = error(
+        client.post("/v1/models/words/predict", json={"inputs": [["a", "zz"]]}), 422, "inputs[0][1]"
+    )
     assert "'zz' is not in the vocabulary" in msg and "'<s>', 'a'" in msg
 
 
 def test_step_model_predict_runs_from_zero_state(client: TestClient) -> None:
     r = client.post("/v1/models/stepper/predict", json={"inputs": [[1, 2], [5]]})
     assert r.json()["outputs"] == [[2, 3], [6]]
-    msg = error(client.post("/v1/models/stepper/predict",
-                            json={"inputs": [[1]], "max_steps": 2}), 422, "max_steps")
+    msg = error(
+        client.post("/v1/models/stepper/predict", json={"inputs": [[1]], "max_steps": 2}),
+        422,
+        "max_steps",
+    )
     assert "omit it" in msg
 
 
@@ -102,21 +107,36 @@ def test_bad_predict_input_is_a_422_naming_the_field(
 def test_not_found_and_malformed_bodies(client: TestClient) -> None:
     msg = error(client.post("/v1/models/nope/predict", json={"inputs": [[1]]}), 404, "model")
     assert "counter" in msg and "stepper" in msg
-    msg = error(client.post("/v1/models/counter/versions/9/predict", json={"inputs": [[1]]}),
-                404, "version")
+    msg = error(
+        client.post("/v1/models/counter/versions/9/predict", json={"inputs": [[1]]}), 404, "version"
+    )
     assert "available versions: 1, 2" in msg
     error(client.post("/v1/models/counter/versions/x/predict", json={"inputs": [[1]]}), 404)
     error(client.post("/predict", json={"inputs": [[1]], "model": "nope"}), 404, "model")
-    error(client.post("/v1/models/counter/predict", json={"inputs": [[1]], "model": "x"}),
-          422, "model")
+    error(
+        client.post("/v1/models/counter/predict", json={"inputs": [[1]], "model": "x"}),
+        422,
+        "model",
+    )
     json_type = {"content-type": "application/json"}
-    error(client.post("/v1/models/counter/predict", content=b'{"inputs": [[1]',
-                      headers=json_type), 422, "body")
-    msg = error(client.post("/v1/models/counter/predict", content=b"[1, 2]", headers=json_type),
-                422, "body")
+    error(
+        client.post("/v1/models/counter/predict", content=b'{"inputs": [[1]', headers=json_type),
+        422,
+        "body",
+    )
+    msg = error(
+        client.post("/v1/models/counter/predict", content=b"[1, 2]", headers=json_type), 422, "body"
+    )
     assert "JSON object" in msg
-    msg = error(client.post("/v1/models/counter/predict", content=b'{"inputs": [[1]]}',
-                            headers={"content-type": "text/plain"}), 422, "body")
+    msg = error(
+        client.post(
+            "/v1/models/counter/predict",
+            content=b'{"inputs": [[1]]}',
+            headers={"content-type": "text/plain"},
+        ),
+        422,
+        "body",
+    )
     assert "application/json" in msg
     error(client.get("/v1/nothing"), 404)
     error(client.delete("/v1/models/counter"), 405)
@@ -131,7 +151,10 @@ def test_predict_without_model_needs_a_default(client: TestClient) -> None:
 def test_models_endpoints(client: TestClient) -> None:
     listing = client.get("/v1/models").json()["models"]
     assert {m["name"]: m["versions"] for m in listing} == {
-        "counter": ["1", "2"], "stepper": ["1"], "words": ["1"]}
+        "counter": ["1", "2"],
+        "stepper": ["1"],
+        "words": ["1"],
+    }
     detail = client.get("/v1/models/words").json()
     assert detail["vocabulary_size"] == 8 and detail["state_shapes"] == [[3], [2, 2]]
     assert detail["end_token"] == 7 and detail["default_version"] == "1"
@@ -177,8 +200,9 @@ def test_seq2seq_session_from_source_matches_predict(client: TestClient) -> None
     assert gen == pred.json()["outputs"][0]
     more = client.post(f"/v1/sessions/{sid}/generate", json={"max_steps": 1}).json()
     assert more["steps"] == 4
-    full = client.post("/v1/models/counter/versions/1/predict",
-                       json={"inputs": [[1, 2]], "max_steps": 4}).json()["outputs"][0]
+    full = client.post(
+        "/v1/models/counter/versions/1/predict", json={"inputs": [[1, 2]], "max_steps": 4}
+    ).json()["outputs"][0]
     assert gen + more["outputs"] == full
 
 
@@ -216,9 +240,12 @@ def test_bad_state_is_refused_and_session_unchanged(
 def test_nan_and_infinity_states_are_refused(client: TestClient) -> None:
     sid = new_session(client)
     for literal in ("NaN", "Infinity", "-Infinity"):
-        body = '{"state": [[0, %s, 0], [[0, 0], [0, 0]]]}' % literal
-        r = client.put(f"/v1/sessions/{sid}/state", content=body.encode(),
-                       headers={"content-type": "application/json"})
+        body = '{"state": [[0, ' + literal + ", 0], [[0, 0], [0, 0]]]}"
+        r = client.put(
+            f"/v1/sessions/{sid}/state",
+            content=body.encode(),
+            headers={"content-type": "application/json"},
+        )
         msg = error(r, 422, "state[0]")
         assert "finite" in msg
 
@@ -240,12 +267,17 @@ def test_bad_session_creation(client: TestClient) -> None:
     error(client.post("/v1/sessions", json={"model": "counter", "version": 5}), 404, "version")
     error(client.post("/v1/sessions", json={}), 422, "model")
     error(client.post("/v1/sessions", json={"model": "stepper", "source": [1]}), 422, "source")
-    error(client.post("/v1/sessions", json={"model": "counter", "source": [9]}), 422,
-          "source[0]")
-    error(client.post("/v1/sessions", json={"model": "counter", "source": [1],
-                                            "state": [[0, 0, 0], [[0, 0], [0, 0]]]}), 422)
-    r = client.post("/v1/sessions", json={"model": "counter",
-                                          "state": [[1, 1, 1], [[0, 0], [0, 0]]]})
+    error(client.post("/v1/sessions", json={"model": "counter", "source": [9]}), 422, "source[0]")
+    error(
+        client.post(
+            "/v1/sessions",
+            json={"model": "counter", "source": [1], "state": [[0, 0, 0], [[0, 0], [0, 0]]]},
+        ),
+        422,
+    )
+    r = client.post(
+        "/v1/sessions", json={"model": "counter", "state": [[1, 1, 1], [[0, 0], [0, 0]]]}
+    )
     assert r.status_code == 201
 
 

@@ -53,7 +53,6 @@ def test_run_steps_rows_keep_their_own_states() -> None:
 
 def test_generate_keeps_state_of_the_end_step() -> None:
     m = model(end_token=2)
-    run = generate(m.compute, m.spec, np.asarray([0, 0], np.int32), m.spec.zero_states(2), 6,
-                   False)
+    run = generate(m.compute, m.spec, np.asarray([0, 0], np.int32), m.spec.zero_states(2), 6, False)
     assert run.outputs == [[1, 2], [1, 2]]
     assert run.states[1][0, 0, 0] == 2.0  # two steps, not six

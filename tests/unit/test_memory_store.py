@@ -20,8 +20,15 @@ class Clock:
 
 
 def session(sid: str | None = None) -> Session:
-    return Session(id=sid or new_session_id(), model="m", version=1, steps=0,
-                   states=(np.zeros(3, np.float32),), next_token=0, created_at=time.time())
+    return Session(
+        id=sid or new_session_id(),
+        model="m",
+        version=1,
+        steps=0,
+        states=(np.zeros(3, np.float32),),
+        next_token=0,
+        created_at=time.time(),
+    )
 
 
 def test_ids_are_long_and_distinct() -> None:

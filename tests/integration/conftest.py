@@ -1,0 +1,100 @@
+"""A real server process on the shipped models, reached over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STORE = ROOT / "model_store"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]  # a file, not a pipe: a full pipe would block the server
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def start_server(port: int, env: dict[str, str] | None = None, store: Path = STORE) -> Server:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "serve",
+            "--port",
+            str(port),
+            "--model-store",
+            str(store),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "SERVICE_LOG_LEVEL": "warning", **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return Server(process, log)
+
+
+def wait_ready(url: str, server: Server, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.output()}"
+            )
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"server at {url} not ready after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    port = free_port()
+    server = start_server(port, {"SERVICE_MAX_SESSIONS": "1000"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server)
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http(server_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server_url, timeout=60) as client:
+        yield client
