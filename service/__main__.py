@@ -34,7 +34,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
     try:  # fail fast, before TensorFlow loads, on what can be checked without it
-        check_store(settings.model_store)
+        names = {name for name, _, _, _ in check_store(settings.model_store)}
+        if settings.default_model is not None and settings.default_model not in names:
+            raise ManifestError(
+                f"{settings.model_store}: SERVICE_DEFAULT_MODEL '{settings.default_model}' is "
+                f"not in the store (models: {', '.join(sorted(names))})"
+            )
     except ManifestError as exc:
         print(f"cannot serve the model store: {exc}", file=sys.stderr)
         return 2
