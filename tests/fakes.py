@@ -7,21 +7,23 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.inference.base import LoadedModel, ModelSpec, States
+from service.inference.loop import LoopCompute
 from service.inference.manifest import InputEncoding, Manifest
 from service.inference.registry import Registry
 
 VOCAB = ["<s>", "a", "b", "c", "d", "e", "f", "</s>"]
 
 
-class CounterCompute:
+class CounterCompute(LoopCompute):
     """Output token = (input token + 1 + offset) % V, where offset = round(h[0]).
 
     The encoder puts sum(source) % V into h, so sources steer the decode; c counts
     steps, so every step visibly changes the state. State shapes: (3,) and (2, 2).
     """
 
-    def __init__(self, cardinality: int):
-        self.card = cardinality
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.card = spec.manifest.input.cardinality
         self.calls = 0
 
     def encode(self, sources: np.ndarray) -> States:
@@ -59,7 +61,7 @@ def manifest(
 def model(name: str = "counter", version: int = 1, **kwargs: object) -> LoadedModel:
     m = manifest(**kwargs)  # type: ignore[arg-type]
     spec = ModelSpec(name, version, m, ((3,), (2, 2)))
-    return LoadedModel(spec, CounterCompute(m.input.cardinality))
+    return LoadedModel(spec, CounterCompute(spec))
 
 
 def registry() -> Registry:

@@ -32,7 +32,7 @@ async def predict(
     if manifest.kind == "seq2seq":
         steps = check_max_steps(request.max_steps, manifest.max_steps, settings.max_decode_steps)
         outputs, probabilities = await to_thread.run_sync(
-            greedy_decode, model.compute, spec, sequences, steps, probs
+            greedy_decode, model.compute, sequences, steps, probs
         )
     else:
         if request.max_steps is not None:

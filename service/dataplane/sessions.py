@@ -136,7 +136,6 @@ class SessionOps:
             run = await to_thread.run_sync(
                 generate,
                 model.compute,
-                model.spec,
                 tokens,
                 _batch(session),
                 steps,

@@ -1,4 +1,4 @@
-"""What the rest of the service knows of a model: a spec and two numpy functions."""
+"""What the rest of the service knows of a model: a spec and a few numpy functions."""
 
 from __future__ import annotations
 
@@ -13,15 +13,40 @@ from service.inference.manifest import Manifest
 States = list[np.ndarray]  # one float32 array per state tensor, shape (batch, *state_shape)
 
 
+@dataclass
+class Decoded:
+    """A batch of step results. Row i is valid for its first lengths[i] steps."""
+
+    tokens: np.ndarray  # (batch, steps) int32: the argmax after every step
+    lengths: np.ndarray  # (batch,) int32
+    probabilities: np.ndarray | None  # (batch, steps, output_cardinality), if asked
+    states: States  # each row's state after its last valid step
+
+
 class Compute(Protocol):
-    """The two calls decoding needs. Implementations must not keep per-call state."""
+    """Batched model calls. Implementations keep no per-call state."""
 
     def encode(self, sources: np.ndarray) -> States:
         """int32 sources (batch, length) -> initial decoder states."""
         ...
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
-        """int32 tokens (batch,) and states -> probabilities (batch, output_cardinality), states."""
+        """int32 tokens (batch,) and states -> probabilities (batch, output_card), states."""
+        ...
+
+    def generate(
+        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+    ) -> Decoded:
+        """Greedy: feed `tokens`, then each row's argmax, for up to limits[i] steps; a row
+        also stops after emitting the end token (included in its output)."""
+        ...
+
+    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
+        """Encode same-length sources, then `generate` from the start token."""
+        ...
+
+    def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
+        """Feed given tokens (batch, steps) one step at a time (teacher forcing)."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""Greedy decoding and step runs over the `Compute` protocol (numpy only).
+"""Batch helpers over `Compute`: group by length, convert results to Python lists.
 
 Sequences of different lengths are never padded together: they are grouped by
 length so that no sequence can change another's result.
@@ -12,86 +12,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.inference.base import Compute, ModelSpec, States
+from service.inference.base import Compute, Decoded, States
 
 
 @dataclass
 class StepRun:
-    """Result of feeding tokens one step at a time."""
-
     outputs: list[list[int]]
     probabilities: list[list[list[float]]] | None
     states: States
 
 
-def _by_length(sequences: Sequence[Sequence[int]]) -> dict[int, list[int]]:
+def by_length(sequences: Sequence[Sequence[int]]) -> dict[int, list[int]]:
     groups: dict[int, list[int]] = defaultdict(list)
     for index, sequence in enumerate(sequences):
         groups[len(sequence)].append(index)
     return groups
 
 
+def rows(decoded: Decoded) -> tuple[list[list[int]], list[list[list[float]]] | None]:
+    tokens = decoded.tokens.tolist()
+    outputs = [row[:n] for row, n in zip(tokens, decoded.lengths.tolist(), strict=True)]
+    if decoded.probabilities is None:
+        return outputs, None
+    probs = decoded.probabilities.astype(float)
+    return outputs, [probs[i, :n].tolist() for i, n in enumerate(decoded.lengths.tolist())]
+
+
 def greedy_decode(
     compute: Compute,
-    spec: ModelSpec,
     sources: Sequence[Sequence[int]],
-    max_steps: int,
+    max_steps: int | Sequence[int],
     with_probabilities: bool,
 ) -> tuple[list[list[int]], list[list[list[float]]] | None]:
     """Encode every source once, then step the decoder feeding back the argmax token."""
-    manifest = spec.manifest
-    assert manifest.start_token is not None
+    limits = np.broadcast_to(np.asarray(max_steps, dtype=np.int32), (len(sources),))
     outputs: list[list[int]] = [[] for _ in sources]
     probabilities: list[list[list[float]]] | None = (
         [[] for _ in sources] if with_probabilities else None
     )
-    for indices in _by_length(sources).values():
+    for indices in by_length(sources).values():
         batch = np.asarray([sources[i] for i in indices], dtype=np.int32)
-        states = compute.encode(batch)
-        tokens = np.full(len(indices), manifest.start_token, dtype=np.int32)
-        run = generate(compute, spec, tokens, states, max_steps, with_probabilities)
+        group_out, group_probs = rows(compute.decode(batch, limits[indices], with_probabilities))
         for row, i in enumerate(indices):
-            outputs[i] = run.outputs[row]
-            if probabilities is not None and run.probabilities is not None:
-                probabilities[i] = run.probabilities[row]
+            outputs[i] = group_out[row]
+            if probabilities is not None and group_probs is not None:
+                probabilities[i] = group_probs[row]
     return outputs, probabilities
 
 
 def generate(
     compute: Compute,
-    spec: ModelSpec,
     tokens: np.ndarray,
     states: States,
-    max_steps: int,
+    max_steps: int | Sequence[int],
     with_probabilities: bool,
 ) -> StepRun:
-    """Feed `tokens`, then each chosen token, for up to `max_steps` steps.
-
-    A row stops after emitting the end token (which is included in its output);
-    the loop ends when every row has stopped.
-    """
-    end_token = spec.manifest.end_token
-    batch = len(tokens)
-    outputs: list[list[int]] = [[] for _ in range(batch)]
-    probabilities: list[list[list[float]]] | None = (
-        [[] for _ in range(batch)] if with_probabilities else None
-    )
-    done = np.zeros(batch, dtype=bool)
-    final_states = [s.copy() for s in states]
-    for _ in range(max_steps):
-        probs, states = compute.step(tokens, states)
-        tokens = np.argmax(probs, axis=-1).astype(np.int32)
-        for row in np.flatnonzero(~done):
-            outputs[row].append(int(tokens[row]))
-            if probabilities is not None:
-                probabilities[row].append(probs[row].astype(float).tolist())
-            for final, new in zip(final_states, states, strict=True):
-                final[row] = new[row]
-        if end_token is not None:
-            done |= tokens == end_token
-            if done.all():
-                break
-    return StepRun(outputs, probabilities, final_states)
+    limits = np.broadcast_to(np.asarray(max_steps, dtype=np.int32), (len(tokens),))
+    decoded = compute.generate(tokens, states, limits, with_probabilities)
+    outputs, probabilities = rows(decoded)
+    return StepRun(outputs, probabilities, decoded.states)
 
 
 def run_steps(
@@ -100,27 +79,21 @@ def run_steps(
     sequences: Sequence[Sequence[int]],
     with_probabilities: bool,
 ) -> StepRun:
-    """Feed each sequence one token per step from `states` (one row per sequence).
-
-    Returns the argmax prediction after every input and the states after the
-    last input of each sequence.
-    """
+    """Feed each sequence one token per step from `states` (one row per sequence)."""
     outputs: list[list[int]] = [[] for _ in sequences]
     probabilities: list[list[list[float]]] | None = (
         [[] for _ in sequences] if with_probabilities else None
     )
-    final_states = [s.copy() for s in states]
-    for length, indices in _by_length(sequences).items():
-        rows = np.asarray(indices)
-        group_states = [s[rows] for s in states]
+    final_states = [np.array(s, copy=True) for s in states]
+    for indices in by_length(sequences).values():
+        picked = np.asarray(indices)
         tokens = np.asarray([sequences[i] for i in indices], dtype=np.int32)
-        for t in range(length):
-            probs, group_states = compute.step(tokens[:, t], group_states)
-            chosen = np.argmax(probs, axis=-1)
-            for row, i in enumerate(indices):
-                outputs[i].append(int(chosen[row]))
-                if probabilities is not None:
-                    probabilities[i].append(probs[row].astype(float).tolist())
-        for final, new in zip(final_states, group_states, strict=True):
-            final[rows] = new
+        decoded = compute.run(tokens, [s[picked] for s in states], with_probabilities)
+        group_out, group_probs = rows(decoded)
+        for row, i in enumerate(indices):
+            outputs[i] = group_out[row]
+            if probabilities is not None and group_probs is not None:
+                probabilities[i] = group_probs[row]
+        for final, new in zip(final_states, decoded.states, strict=True):
+            final[picked] = new
     return StepRun(outputs, probabilities, final_states)

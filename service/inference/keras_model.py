@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from service.inference.base import LoadedModel, ModelSpec, States
+from service.inference.base import Decoded, LoadedModel, ModelSpec, States
+from service.inference.loop import LoopCompute
 from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
 
 
@@ -56,26 +58,60 @@ def _check_token_input(
         )
 
 
-class KerasCompute:
-    """Encoder/decoder (or step) models wrapped in traced `tf.function`s."""
+class KerasCompute(LoopCompute):
+    """Encoder/decoder (or step) models in traced `tf.function`s.
+
+    Each operation is one graph call per batch: the whole greedy decode (encoder and
+    every decoder step in a `tf.while_loop`, stopping early once every row is done),
+    the whole teacher-forced run, or one step. Input signatures leave batch and length
+    open, so varying requests never retrace; `probs` (whether probabilities are
+    returned) is the only Python-level switch, so each function traces at most twice.
+    """
 
     def __init__(self, spec: ModelSpec, encoder: keras.Model | None, decoder: keras.Model):
         manifest = spec.manifest
+        self.spec = spec
         self._encoder = encoder
         self._decoder = decoder
         self._one_hot = manifest.input.encoding == "one_hot"
         self._card = manifest.input.cardinality
+        self._out_card = manifest.output_cardinality
+        self._end = manifest.end_token
+        self._start = manifest.start_token
         self._token_dtype = decoder.inputs[0].dtype
-        state_specs = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
-        self._step_fn = tf.function(
-            self._step_graph,
-            input_signature=[tf.TensorSpec([None], tf.int32), state_specs],
-        )
+        tokens = tf.TensorSpec([None], tf.int32)
+        matrix = tf.TensorSpec([None, None], tf.int32)
+        states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
+        self._functions: list[Any] = []
+        self._step_fn = self._compile(self._step_graph, [tokens, states])
+        self._generate_fns = {
+            probs: self._compile(
+                partial(self._generate_graph, probs=probs), [tokens, states, tokens]
+            )
+            for probs in (False, True)
+        }
+        self._run_fns = {
+            probs: self._compile(partial(self._run_graph, probs=probs), [matrix, states])
+            for probs in (False, True)
+        }
         if encoder is not None:
             self._source_dtype = encoder.inputs[0].dtype
-            self._encode_fn = tf.function(
-                self._encode_graph, input_signature=[tf.TensorSpec([None, None], tf.int32)]
-            )
+            self._encode_fn = self._compile(self._encode_graph, [matrix])
+            self._decode_fns = {
+                probs: self._compile(partial(self._decode_graph, probs=probs), [matrix, tokens])
+                for probs in (False, True)
+            }
+
+    def _compile(self, fn: Any, signature: list[Any]) -> Any:
+        compiled = tf.function(fn, input_signature=signature)
+        self._functions.append(compiled)
+        return compiled
+
+    def trace_count(self) -> int:
+        """Total traces so far: must not grow with new batch sizes or lengths."""
+        return sum(int(f.experimental_get_tracing_count()) for f in self._functions)
+
+    # ---- graph pieces -------------------------------------------------------------
 
     def _tokens(self, tokens: tf.Tensor, dtype: Any) -> tf.Tensor:
         if self._one_hot:
@@ -95,12 +131,156 @@ class KerasCompute:
             probs = probs[:, -1, :]
         return [probs, *outputs[1:]]
 
+    def _rows(self, mask: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(mask, [-1] + [1] * (state.shape.rank - 1))
+
+    def _probs_array(self) -> tf.TensorArray:
+        return tf.TensorArray(
+            tf.float32,
+            size=0,
+            dynamic_size=True,
+            element_shape=tf.TensorShape([None, self._out_card]),
+        )
+
+    def _generate_graph(
+        self, tokens: tf.Tensor, states: list[tf.Tensor], limits: tf.Tensor, probs: bool
+    ) -> list[Any]:
+        batch = tf.shape(tokens)[0]
+        steps = tf.reduce_max(limits)
+        chosen_ta = tf.TensorArray(
+            tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])
+        )
+        probs_ta = self._probs_array()
+
+        def cond(
+            t: tf.Tensor,
+            _tok: tf.Tensor,
+            _s: list[tf.Tensor],
+            _f: list[tf.Tensor],
+            done: tf.Tensor,
+            *_: Any,
+        ) -> tf.Tensor:
+            return tf.logical_and(t < steps, tf.logical_not(tf.reduce_all(done)))
+
+        def body(
+            t: tf.Tensor,
+            tok: tf.Tensor,
+            current: list[tf.Tensor],
+            final: list[tf.Tensor],
+            done: tf.Tensor,
+            lengths: tf.Tensor,
+            chosen_ta: tf.TensorArray,
+            probs_ta: tf.TensorArray,
+        ) -> tuple[Any, ...]:
+            result = self._step_graph(tok, current)
+            p, new = result[0], result[1:]
+            chosen = tf.argmax(p, axis=-1, output_type=tf.int32)
+            active = tf.logical_not(done)
+            final = [tf.where(self._rows(active, n), n, f) for n, f in zip(new, final, strict=True)]
+            lengths += tf.cast(active, tf.int32)
+            chosen_ta = chosen_ta.write(t, chosen)
+            if probs:
+                probs_ta = probs_ta.write(t, p)
+            t += 1
+            done = tf.logical_or(done, t >= limits)
+            if self._end is not None:
+                done = tf.logical_or(done, tf.equal(chosen, self._end))
+            return t, chosen, new, final, done, lengths, chosen_ta, probs_ta
+
+        loop = tf.while_loop(
+            cond,
+            body,
+            [
+                tf.constant(0),
+                tokens,
+                list(states),
+                list(states),
+                tf.zeros([batch], tf.bool),
+                tf.zeros([batch], tf.int32),
+                chosen_ta,
+                probs_ta,
+            ],
+        )
+        t, final, lengths, chosen_ta, probs_ta = loop[0], loop[3], loop[5], loop[6], loop[7]
+        out = tf.transpose(tf.reshape(chosen_ta.stack(), [t, batch]))
+        if probs:
+            p = tf.transpose(tf.reshape(probs_ta.stack(), [t, batch, self._out_card]), [1, 0, 2])
+        else:
+            p = tf.zeros([batch, 0, self._out_card])
+        return [out, lengths, p, final]
+
+    def _decode_graph(self, sources: tf.Tensor, limits: tf.Tensor, probs: bool) -> list[Any]:
+        assert self._start is not None
+        states = self._encode_graph(sources)
+        tokens = tf.fill([tf.shape(sources)[0]], tf.constant(self._start, tf.int32))
+        return self._generate_graph(tokens, states, limits, probs)
+
+    def _run_graph(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> list[Any]:
+        batch, steps = tf.shape(tokens)[0], tf.shape(tokens)[1]
+        chosen_ta = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
+        probs_ta = self._probs_array()
+
+        def body(
+            t: tf.Tensor,
+            current: list[tf.Tensor],
+            chosen_ta: tf.TensorArray,
+            probs_ta: tf.TensorArray,
+        ) -> tuple[Any, ...]:
+            result = self._step_graph(tokens[:, t], current)
+            chosen_ta = chosen_ta.write(t, tf.argmax(result[0], axis=-1, output_type=tf.int32))
+            if probs:
+                probs_ta = probs_ta.write(t, result[0])
+            return t + 1, result[1:], chosen_ta, probs_ta
+
+        _, final, chosen_ta, probs_ta = tf.while_loop(
+            lambda t, *_: t < steps, body, [tf.constant(0), list(states), chosen_ta, probs_ta]
+        )
+        out = tf.transpose(tf.reshape(chosen_ta.stack(), [steps, batch]))
+        if probs:
+            p = tf.transpose(
+                tf.reshape(probs_ta.stack(), [steps, batch, self._out_card]), [1, 0, 2]
+            )
+        else:
+            p = tf.zeros([batch, 0, self._out_card])
+        return [out, tf.fill([batch], steps), p, final]
+
+    # ---- numpy API (Compute) -------------------------------------------------------
+
+    @staticmethod
+    def _decoded(result: list[Any], probs: bool) -> Decoded:
+        out, lengths, p, final = result
+        return Decoded(
+            out.numpy(), lengths.numpy(), p.numpy() if probs else None, [s.numpy() for s in final]
+        )
+
     def encode(self, sources: np.ndarray) -> States:
         return [t.numpy() for t in self._encode_fn(tf.constant(sources, tf.int32))]
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
         outputs = self._step_fn(tf.constant(tokens, tf.int32), [tf.constant(s) for s in states])
         return outputs[0].numpy(), [t.numpy() for t in outputs[1:]]
+
+    def generate(
+        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+    ) -> Decoded:
+        result = self._generate_fns[probs](
+            tf.constant(tokens, tf.int32),
+            [tf.constant(s, tf.float32) for s in states],
+            tf.constant(limits, tf.int32),
+        )
+        return self._decoded(result, probs)
+
+    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
+        result = self._decode_fns[probs](
+            tf.constant(sources, tf.int32), tf.constant(limits, tf.int32)
+        )
+        return self._decoded(result, probs)
+
+    def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
+        result = self._run_fns[probs](
+            tf.constant(tokens, tf.int32), [tf.constant(s, tf.float32) for s in states]
+        )
+        return self._decoded(result, probs)
 
 
 def load_model(directory: Path, name: str, version: int, manifest: Manifest) -> LoadedModel:

@@ -58,7 +58,7 @@ def exact_accuracy(encoder: Any, decoder: Any, manifest: Manifest, sources: np.n
     units = int(decoder.inputs[1].shape[-1])
     spec = ModelSpec("reverse", 0, manifest, ((units,), (units,)))
     compute = KerasCompute(spec, encoder, decoder)
-    outputs, _ = greedy_decode(compute, spec, sources.tolist(), TARGET_LENGTH, False)
+    outputs, _ = greedy_decode(compute, sources.tolist(), TARGET_LENGTH, False)
     expected = targets_for(sources)
     return float(np.mean(np.all(np.asarray(outputs) == expected, axis=1)))
 

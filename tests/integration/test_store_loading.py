@@ -138,7 +138,7 @@ def test_multi_layer_index_model_matches_a_keras_loop(tmp_path: Path) -> None:
     model = load_store(tmp_path / "store").get("deep")
     assert model.spec.state_shapes == ((16,), (16,), (16,), (16,))
     sources = [[1, 2, 3], [5, 4], [2, 2, 2]]
-    outputs, probs = greedy_decode(model.compute, model.spec, sources, 8, True)
+    outputs, probs = greedy_decode(model.compute, sources, 8, True)
     assert probs is not None
     for source, out, prob in zip(sources, outputs, probs, strict=True):
         states = [np.asarray(s) for s in encoder(np.asarray([source], np.int32))]

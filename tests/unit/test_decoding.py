@@ -10,14 +10,14 @@ pytestmark = pytest.mark.unit
 def test_greedy_feeds_back_each_chosen_token() -> None:
     m = model()
     # source sum 8 % 8 = 0 -> offset 0: start 0 -> 1 -> 2 -> 3
-    outputs, probs = greedy_decode(m.compute, m.spec, [[4, 4]], 3, False)
+    outputs, probs = greedy_decode(m.compute, [[4, 4]], 3, False)
     assert outputs == [[1, 2, 3]]
     assert probs is None
 
 
 def test_end_token_stops_each_row_and_is_included() -> None:
     m = model(end_token=2)
-    outputs, probs = greedy_decode(m.compute, m.spec, [[8], [1]], 5, True)
+    outputs, probs = greedy_decode(m.compute, [[8], [1]], 5, True)
     assert outputs[0] == [1, 2]  # offset 0: 1, 2=end
     assert outputs[1] == [2]  # offset 1: 0+1+1 = 2 = end at once
     assert probs is not None and [len(p) for p in probs] == [2, 1]
@@ -26,8 +26,8 @@ def test_end_token_stops_each_row_and_is_included() -> None:
 def test_mixed_lengths_in_a_batch_match_single_decodes() -> None:
     m = model()
     sources = [[1, 2, 3], [5], [7, 7], [2, 2, 2], [6]]
-    batched, _ = greedy_decode(m.compute, m.spec, sources, 4, False)
-    singles = [greedy_decode(m.compute, m.spec, [s], 4, False)[0][0] for s in sources]
+    batched, _ = greedy_decode(m.compute, sources, 4, False)
+    singles = [greedy_decode(m.compute, [s], 4, False)[0][0] for s in sources]
     assert batched == singles
 
 
@@ -53,6 +53,13 @@ def test_run_steps_rows_keep_their_own_states() -> None:
 
 def test_generate_keeps_state_of_the_end_step() -> None:
     m = model(end_token=2)
-    run = generate(m.compute, m.spec, np.asarray([0, 0], np.int32), m.spec.zero_states(2), 6, False)
+    run = generate(m.compute, np.asarray([0, 0], np.int32), m.spec.zero_states(2), 6, False)
     assert run.outputs == [[1, 2], [1, 2]]
     assert run.states[1][0, 0, 0] == 2.0  # two steps, not six
+
+
+def test_per_row_step_limits() -> None:
+    m = model()
+    outputs, probs = greedy_decode(m.compute, [[8], [8], [8]], [1, 3, 2], True)
+    assert outputs == [[1], [1, 2, 3], [1, 2]]
+    assert probs is not None and [len(p) for p in probs] == [1, 3, 2]

@@ -1,0 +1,72 @@
+"""`generate`, `decode` and `run` as plain Python loops over `encode` and `step`.
+
+The reference the compiled engine is checked against, and what numpy fakes use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.inference.base import Decoded, ModelSpec, States
+
+
+class LoopCompute:
+    """Subclasses provide `encode` and `step`; this class loops them."""
+
+    spec: ModelSpec
+
+    def encode(self, sources: np.ndarray) -> States:
+        raise NotImplementedError
+
+    def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
+        raise NotImplementedError
+
+    def generate(
+        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+    ) -> Decoded:
+        end_token = self.spec.manifest.end_token
+        batch = len(tokens)
+        limits = np.asarray(limits, dtype=np.int32)
+        steps = int(limits.max())
+        out = np.zeros((batch, steps), np.int32)
+        all_probs: list[np.ndarray] = []
+        lengths = np.zeros(batch, np.int32)
+        done = np.zeros(batch, dtype=bool)
+        final = [np.array(s, copy=True) for s in states]
+        current: Sequence[np.ndarray] = states
+        t = 0
+        while t < steps and not done.all():
+            p, current = self.step(tokens, current)
+            tokens = np.argmax(p, axis=-1).astype(np.int32)
+            active = ~done
+            out[:, t] = tokens
+            all_probs.append(p)
+            lengths += active
+            for keep, new in zip(final, current, strict=True):
+                keep[active] = new[active]
+            t += 1
+            done |= t >= limits
+            if end_token is not None:
+                done |= tokens == end_token
+        probabilities = np.stack(all_probs, axis=1) if probs else None
+        return Decoded(out[:, :t], lengths, probabilities, final)
+
+    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
+        start = self.spec.manifest.start_token
+        assert start is not None
+        tokens = np.full(len(sources), start, dtype=np.int32)
+        return self.generate(tokens, self.encode(sources), limits, probs)
+
+    def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
+        batch, steps = tokens.shape
+        out = np.zeros((batch, steps), np.int32)
+        all_probs = []
+        current: Sequence[np.ndarray] = states
+        for t in range(steps):
+            p, current = self.step(tokens[:, t], current)
+            out[:, t] = np.argmax(p, axis=-1)
+            all_probs.append(p)
+        probabilities = np.stack(all_probs, axis=1) if probs else None
+        return Decoded(out, np.full(batch, steps, np.int32), probabilities, list(current))
