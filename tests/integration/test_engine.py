@@ -42,7 +42,13 @@ def test_compiled_decode_equals_reference_loop(models: dict[str, LoadedModel]) -
         np.testing.assert_array_equal(fast.tokens[i, :n], slow.tokens[i, :n])
         assert fast.probabilities is not None and slow.probabilities is not None
         np.testing.assert_allclose(fast.probabilities[i, :n], slow.probabilities[i, :n], atol=1e-5)
-    close(fast.states, slow.states)
+    # generate from the encoded states also returns each row's final state
+    start = np.zeros(64, np.int32)
+    fast_gen = engine.generate(start, engine.encode(sources), limits, False)
+    slow_gen = LoopCompute.generate(engine, start, engine.encode(sources), limits, False)
+    np.testing.assert_array_equal(fast_gen.tokens, fast.tokens)
+    np.testing.assert_array_equal(fast_gen.lengths, slow_gen.lengths)
+    close(fast_gen.states, slow_gen.states)
 
 
 def test_compiled_run_equals_reference_loop(models: dict[str, LoadedModel]) -> None:
@@ -79,7 +85,11 @@ def test_end_token_stops_rows_in_the_compiled_loop(
     assert fast.tokens[0, :2].tolist() == [40, 36]
     for i, n in enumerate(fast.lengths):
         assert fast.tokens[i, :n].tolist() == slow.tokens[i, :n].tolist()
-    close(fast.states, slow.states)
+    start = np.zeros(3, np.int32)
+    fast_gen = engine.generate(start, engine.encode(sources), limits, False)
+    slow_gen = LoopCompute.generate(engine, start, engine.encode(sources), limits, False)
+    assert fast_gen.lengths.tolist() == [2, 5, 3]
+    close(fast_gen.states, slow_gen.states)
 
 
 def test_no_retracing_across_batch_sizes_and_lengths(models: dict[str, LoadedModel]) -> None:
