@@ -171,7 +171,7 @@ class KerasCompute(LoopCompute):
 
     def _generate_graph(
         self, tokens: tf.Tensor, states: list[tf.Tensor], limits: tf.Tensor, probs: bool
-    ) -> list[Any]:
+    ) -> dict[str, Any]:
         batch = tf.shape(tokens)[0]
         steps = tf.reduce_max(limits)
         chosen_ta = tf.TensorArray(
@@ -240,7 +240,7 @@ class KerasCompute(LoopCompute):
             )
         return result
 
-    def _decode_graph(self, sources: tf.Tensor, limits: tf.Tensor, probs: bool) -> list[Any]:
+    def _decode_graph(self, sources: tf.Tensor, limits: tf.Tensor, probs: bool) -> dict[str, Any]:
         assert self._start is not None
         states = self._encode_graph(sources)
         tokens = tf.fill([tf.shape(sources)[0]], tf.constant(self._start, tf.int32))
@@ -248,7 +248,7 @@ class KerasCompute(LoopCompute):
         del result["states"]  # predict does not need them: fewer outputs to copy out
         return result
 
-    def _run_graph(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> list[Any]:
+    def _run_graph(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> dict[str, Any]:
         batch, steps = tf.shape(tokens)[0], tf.shape(tokens)[1]
         chosen_ta = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
         probs_ta = self._probs_array()
