@@ -51,6 +51,7 @@ def create_app(
             log.info("ready: models %s", ", ".join(loaded.names()))
             yield
         finally:
+            await runtime.close()
             await store.close()
 
     app = FastAPI(

@@ -28,5 +28,14 @@ class Settings(BaseSettings):
     session_ttl_seconds: float = Field(default=1800.0, gt=0, description="idle expiry")
     max_sessions: int = Field(default=100_000, ge=1, description="cap on live sessions")
 
+    compute_threads: int = Field(default=1, ge=1, description="threads running model calls")
+    batch_max_rows: int = Field(default=256, ge=1, description="rows per batched graph call")
+    batch_max_delay_ms: float = Field(
+        default=0.0, ge=0, description="extra wait for a batch to fill (0: none)"
+    )
+    max_queue_rows: int = Field(
+        default=4096, ge=1, description="queued rows per model and operation; 503 beyond"
+    )
+
     tf_intra_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")
     tf_inter_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")

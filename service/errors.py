@@ -54,6 +54,11 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class Overloaded(ServiceError):
+    status = 503
+    code = "overloaded"
+
+
 def _body(code: str, message: str, field: str | None) -> dict[str, dict[str, str]]:
     error = {"code": code, "message": message}
     if field is not None:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from service.config import Settings
 from service.dataplane.sessions import SessionOps
 from service.errors import NotReady
+from service.inference.engine import Engines
 from service.inference.registry import Registry
 from service.runtime import Runtime
 
@@ -32,6 +33,13 @@ def get_sessions(request: Request) -> SessionOps:
     return sessions
 
 
+def get_engines(request: Request) -> Engines:
+    get_registry(request)
+    engines = get_runtime(request).engines
+    assert engines is not None
+    return engines
+
+
 def get_settings(request: Request) -> Settings:
     return get_runtime(request).settings
 
@@ -39,4 +47,5 @@ def get_settings(request: Request) -> Settings:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 SessionsDep = Annotated[SessionOps, Depends(get_sessions)]
+EnginesDep = Annotated[Engines, Depends(get_engines)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import RegistryDep, SettingsDep
+from service.api.deps import EnginesDep, RegistryDep, SettingsDep
 from service.dataplane.predict import predict
 from service.errors import InvalidInput
 from service.schemas import PredictRequest, PredictResponse
@@ -21,19 +21,24 @@ def _no_body_model(request: PredictRequest) -> None:
 
 @router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
 async def predict_default(
-    request: PredictRequest, registry: RegistryDep, settings: SettingsDep
+    request: PredictRequest, registry: RegistryDep, engines: EnginesDep, settings: SettingsDep
 ) -> PredictResponse:
-    return await predict(registry.get(request.model, request.version), request, settings)
+    model = registry.get(request.model, request.version)
+    return await predict(model, engines, request, settings)
 
 
 @router.post(
     "/v1/models/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True
 )
 async def predict_model(
-    name: str, request: PredictRequest, registry: RegistryDep, settings: SettingsDep
+    name: str,
+    request: PredictRequest,
+    registry: RegistryDep,
+    engines: EnginesDep,
+    settings: SettingsDep,
 ) -> PredictResponse:
     _no_body_model(request)
-    return await predict(registry.get(name), request, settings)
+    return await predict(registry.get(name), engines, request, settings)
 
 
 @router.post(
@@ -46,7 +51,8 @@ async def predict_version(
     version: str,
     request: PredictRequest,
     registry: RegistryDep,
+    engines: EnginesDep,
     settings: SettingsDep,
 ) -> PredictResponse:
     _no_body_model(request)
-    return await predict(registry.get(name, version), request, settings)
+    return await predict(registry.get(name, version), engines, request, settings)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from anyio import to_thread
-
 from service.config import Settings
 from service.dataplane.tokens import check_length, check_max_steps, to_ids, to_tokens
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
-from service.inference.decoding import greedy_decode, run_steps
+from service.inference.engine import Engines
 from service.schemas import PredictRequest, PredictResponse
 
 
 async def predict(
-    model: LoadedModel, request: PredictRequest, settings: Settings
+    model: LoadedModel, engines: Engines, request: PredictRequest, settings: Settings
 ) -> PredictResponse:
     spec = model.spec
     manifest = spec.manifest
@@ -27,25 +25,20 @@ async def predict(
     for i, tokens in enumerate(request.inputs):
         check_length(tokens, settings.max_sequence_length, f"inputs[{i}]")
         sequences.append(to_ids(manifest, tokens, f"inputs[{i}]"))
-    probs = request.return_probabilities
 
     if manifest.kind == "seq2seq":
         steps = check_max_steps(request.max_steps, manifest.max_steps, settings.max_decode_steps)
-        outputs, probabilities = await to_thread.run_sync(
-            greedy_decode, model.compute, sequences, steps, probs
+    elif request.max_steps is not None:
+        raise InvalidInput(
+            f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
+            "value); omit it",
+            field="max_steps",
         )
     else:
-        if request.max_steps is not None:
-            raise InvalidInput(
-                f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
-                "value); omit it",
-                field="max_steps",
-            )
-        run = await to_thread.run_sync(
-            run_steps, model.compute, spec.zero_states(len(sequences)), sequences, probs
-        )
-        outputs, probabilities = run.outputs, run.probabilities
-
+        steps = 0
+    outputs, probabilities = await engines.get(model).predict(
+        sequences, steps, request.return_probabilities
+    )
     return PredictResponse(
         model=spec.name,
         version=str(spec.version),

@@ -7,14 +7,11 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-import numpy as np
-from anyio import to_thread
-
 from service.config import Settings
 from service.dataplane.tokens import check_length, check_max_steps, parse_states, to_ids, to_tokens
 from service.errors import Conflict, InvalidInput, NotFound
 from service.inference.base import LoadedModel
-from service.inference.decoding import StepRun, generate, run_steps
+from service.inference.engine import Engines, RowResult
 from service.inference.registry import Registry
 from service.schemas import (
     CreateSessionRequest,
@@ -31,14 +28,6 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
-def _batch(session: Session) -> list[np.ndarray]:
-    return [s[None, ...] for s in session.states]
-
-
-def _unbatch(run: StepRun) -> tuple[np.ndarray, ...]:
-    return tuple(s[0].copy() for s in run.states)
-
-
 def info(session: Session, include_state: bool = False) -> SessionInfo:
     return SessionInfo(
         session_id=session.id,
@@ -52,8 +41,11 @@ def info(session: Session, include_state: bool = False) -> SessionInfo:
 
 
 class SessionOps:
-    def __init__(self, registry: Registry, store: SessionStore, settings: Settings):
+    def __init__(
+        self, registry: Registry, engines: Engines, store: SessionStore, settings: Settings
+    ):
         self.registry = registry
+        self.engines = engines
         self.store = store
         self.settings = settings
 
@@ -87,10 +79,7 @@ class SessionOps:
                 )
             check_length(request.source, self.settings.max_sequence_length, "source")
             ids = to_ids(spec.manifest, request.source, "source")
-            encoded = await to_thread.run_sync(
-                model.compute.encode, np.asarray([ids], dtype=np.int32)
-            )
-            states = tuple(s[0].copy() for s in encoded)
+            states = await self.engines.get(model).encode(ids)
         else:
             states = tuple(s[0] for s in spec.zero_states(1))
         session = Session(
@@ -113,10 +102,10 @@ class SessionOps:
             session = await self._load(session_id)
             model = self._model(session)
             ids = to_ids(model.spec.manifest, request.inputs, "inputs")
-            run = await to_thread.run_sync(
-                run_steps, model.compute, _batch(session), [ids], request.return_probabilities
+            row = await self.engines.get(model).run(
+                session.states, ids, request.return_probabilities
             )
-            return await self._advance(session, model, run)
+            return await self._advance(session, model, row)
 
     async def generate(self, session_id: str, request: GenerateRequest) -> StepResponse:
         async with self.store.lock(session_id):
@@ -132,32 +121,25 @@ class SessionOps:
                     "least one input first",
                     field="session_id",
                 )
-            tokens = np.asarray([session.next_token], dtype=np.int32)
-            run = await to_thread.run_sync(
-                generate,
-                model.compute,
-                tokens,
-                _batch(session),
-                steps,
-                request.return_probabilities,
+            row = await self.engines.get(model).generate(
+                session.states, session.next_token, steps, request.return_probabilities
             )
-            return await self._advance(session, model, run)
+            return await self._advance(session, model, row)
 
-    async def _advance(self, session: Session, model: LoadedModel, run: StepRun) -> StepResponse:
-        outputs = run.outputs[0]
+    async def _advance(self, session: Session, model: LoadedModel, row: RowResult) -> StepResponse:
         saved = await self.store.save(
             replace(
                 session,
-                steps=session.steps + len(outputs),
-                states=_unbatch(run),
-                next_token=outputs[-1] if outputs else session.next_token,
+                steps=session.steps + len(row.outputs),
+                states=row.states,
+                next_token=row.outputs[-1] if row.outputs else session.next_token,
             )
         )
         return StepResponse(
             session_id=saved.id,
-            outputs=to_tokens(model.spec.manifest, outputs),
+            outputs=to_tokens(model.spec.manifest, row.outputs),
             steps=saved.steps,
-            probabilities=run.probabilities[0] if run.probabilities is not None else None,
+            probabilities=row.probabilities,
         )
 
     async def set_state(self, session_id: str, request: SetStateRequest) -> SessionInfo:

@@ -24,6 +24,9 @@ class Registry:
             )
         self.default_model = default_model
 
+    def all(self) -> list[LoadedModel]:
+        return [m for versions in self._models.values() for m in versions.values()]
+
     def names(self) -> list[str]:
         return list(self._models)
 

@@ -1,0 +1,151 @@
+"""Dynamic batching: concurrent jobs for one model merge into one compute call.
+
+Jobs queue on the event loop. One worker per batcher takes every queued job (up to
+`max_rows` rows) as soon as the compute thread is free, optionally waiting up to
+`max_delay` for more, groups them by key (jobs that can share a graph call: same
+operation, same sequence length, same options) and runs all groups in one trip to the
+compute thread. Under load, batches form by themselves while the previous one
+computes; at low load a job starts at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import Overloaded
+
+log = logging.getLogger("service")
+
+# Runs on the compute thread: one group of payloads sharing a key -> one result each.
+Process = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
+
+
+@dataclass
+class Job:
+    key: Hashable
+    rows: int
+    payload: Any
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    jobs: int = 0
+    rows: int = 0
+    largest: int = 0
+
+
+class Batcher:
+    def __init__(
+        self,
+        name: str,
+        process: Process,
+        executor: Executor,
+        max_rows: int,
+        max_delay: float,
+        max_queue_rows: int,
+    ):
+        self.name = name
+        self._process = process
+        self._executor = executor
+        self.max_rows = max_rows
+        self.max_delay = max_delay
+        self.max_queue_rows = max_queue_rows
+        self._queue: deque[Job] = deque()
+        self._queued_rows = 0
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self.stats = BatchStats()
+
+    async def submit(self, key: Hashable, rows: int, payload: Any) -> Any:
+        if self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"{self.name}: {self._queued_rows} rows already queued (limit "
+                f"{self.max_queue_rows}, SERVICE_MAX_QUEUE_ROWS); retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._run_forever())
+        job = Job(key, rows, payload, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        self._queued_rows += rows
+        self._wake.set()
+        return await job.future
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        for job in self._queue:
+            if not job.future.done():
+                job.future.set_exception(Overloaded(f"{self.name}: shutting down"))
+        self._queue.clear()
+
+    def _take(self) -> list[Job]:
+        jobs: list[Job] = []
+        rows = 0
+        while self._queue and (not jobs or rows + self._queue[0].rows <= self.max_rows):
+            job = self._queue.popleft()
+            rows += job.rows
+            jobs.append(job)
+        self._queued_rows -= rows
+        return jobs
+
+    async def _run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            if self.max_delay > 0 and self._queued_rows < self.max_rows:
+                deadline = time.monotonic() + self.max_delay
+                while self._queued_rows < self.max_rows and time.monotonic() < deadline:
+                    await asyncio.sleep(min(0.0005, deadline - time.monotonic()))
+            jobs = self._take()
+            if not self._queue:
+                self._wake.clear()
+            jobs = [j for j in jobs if not j.future.done()]  # cancelled meanwhile
+            if not jobs:
+                continue
+            self._count(jobs)
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_groups, jobs)
+            except Exception as exc:  # a bug in compute: fail these jobs, keep serving
+                log.exception("%s: batch failed", self.name)
+                results = [exc] * len(jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _run_groups(self, jobs: list[Job]) -> list[Any]:
+        """On the compute thread: one process() call per key."""
+        groups: dict[Hashable, list[int]] = {}
+        for index, job in enumerate(jobs):
+            groups.setdefault(job.key, []).append(index)
+        results: list[Any] = [None] * len(jobs)
+        for key, indices in groups.items():
+            try:
+                outputs = self._process(key, [jobs[i].payload for i in indices])
+            except Exception as exc:
+                log.exception("%s: group %r failed", self.name, key)
+                outputs = [exc] * len(indices)
+            for i, output in zip(indices, outputs, strict=True):
+                results[i] = output
+        return results
+
+    def _count(self, jobs: list[Job]) -> None:
+        rows = sum(j.rows for j in jobs)
+        self.stats.batches += 1
+        self.stats.jobs += len(jobs)
+        self.stats.rows += rows
+        self.stats.largest = max(self.stats.largest, rows)

@@ -1,0 +1,162 @@
+"""Per-model async entry points: every call goes through a batcher to the compute thread."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.inference.base import LoadedModel, States
+from service.inference.batcher import Batcher
+from service.inference.decoding import StepRun, generate, greedy_decode, run_steps
+
+Outputs = tuple[list[list[int]], list[list[list[float]]] | None]
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_rows: int = 256
+    max_delay: float = 0.0
+    max_queue_rows: int = 4096
+
+
+@dataclass
+class RowResult:
+    """One row of a step run: outputs, optional probabilities, final per-sample states."""
+
+    outputs: list[int]
+    probabilities: list[list[float]] | None
+    states: tuple[np.ndarray, ...]
+
+
+def _split(run: StepRun) -> list[RowResult]:
+    return [
+        RowResult(
+            run.outputs[i],
+            run.probabilities[i] if run.probabilities is not None else None,
+            tuple(s[i].copy() for s in run.states),
+        )
+        for i in range(len(run.outputs))
+    ]
+
+
+def _stack(states: Sequence[tuple[np.ndarray, ...]]) -> States:
+    return [np.stack(column) for column in zip(*states, strict=True)]
+
+
+class ModelEngine:
+    def __init__(self, model: LoadedModel, executor: Executor, settings: BatchSettings):
+        self.model = model
+        name = f"{model.spec.name}/{model.spec.version}"
+
+        def batcher(kind: str, process: object) -> Batcher:
+            return Batcher(
+                f"{name} {kind}",
+                process,
+                executor,  # type: ignore[arg-type]
+                settings.max_rows,
+                settings.max_delay,
+                settings.max_queue_rows,
+            )
+
+        self._predict = batcher("predict", self._process_predict)
+        self._run = batcher("step", self._process_run)
+        self._generate = batcher("generate", self._process_generate)
+        self._encode = batcher("encode", self._process_encode)
+        self.batchers = (self._predict, self._run, self._generate, self._encode)
+
+    async def close(self) -> None:
+        for b in self.batchers:
+            await b.close()
+
+    # ---- async API --------------------------------------------------------------
+
+    async def predict(self, sequences: list[list[int]], max_steps: int, probs: bool) -> Outputs:
+        """seq2seq: greedy decode each source; step model: run each from a zero state."""
+        result: Outputs = await self._predict.submit(probs, len(sequences), (sequences, max_steps))
+        return result
+
+    async def run(
+        self, states: tuple[np.ndarray, ...], tokens: list[int], probs: bool
+    ) -> RowResult:
+        """Feed `tokens` from one session's states."""
+        result: RowResult = await self._run.submit(probs, 1, (states, tokens))
+        return result
+
+    async def generate(
+        self, states: tuple[np.ndarray, ...], token: int, max_steps: int, probs: bool
+    ) -> RowResult:
+        result: RowResult = await self._generate.submit(probs, 1, (states, token, max_steps))
+        return result
+
+    async def encode(self, source: list[int]) -> tuple[np.ndarray, ...]:
+        result: tuple[np.ndarray, ...] = await self._encode.submit(len(source), 1, source)
+        return result
+
+    # ---- compute thread ---------------------------------------------------------
+
+    def _process_predict(
+        self, probs: Hashable, jobs: Sequence[tuple[list[list[int]], int]]
+    ) -> list[Outputs]:
+        sequences = [s for seqs, _ in jobs for s in seqs]
+        compute = self.model.compute
+        if self.model.spec.manifest.kind == "seq2seq":
+            limits = [steps for seqs, steps in jobs for _ in seqs]
+            outputs, probabilities = greedy_decode(compute, sequences, limits, bool(probs))
+        else:
+            zeros = self.model.spec.zero_states(len(sequences))
+            run = run_steps(compute, zeros, sequences, bool(probs))
+            outputs, probabilities = run.outputs, run.probabilities
+        results: list[Outputs] = []
+        start = 0
+        for seqs, _ in jobs:
+            end = start + len(seqs)
+            results.append(
+                (
+                    outputs[start:end],
+                    probabilities[start:end] if probabilities is not None else None,
+                )
+            )
+            start = end
+        return results
+
+    def _process_run(
+        self, probs: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
+    ) -> list[RowResult]:
+        states = _stack([s for s, _ in jobs])
+        return _split(run_steps(self.model.compute, states, [t for _, t in jobs], bool(probs)))
+
+    def _process_generate(
+        self, probs: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int]]
+    ) -> list[RowResult]:
+        states = _stack([s for s, _, _ in jobs])
+        tokens = np.asarray([t for _, t, _ in jobs], dtype=np.int32)
+        limits = [m for _, _, m in jobs]
+        return _split(generate(self.model.compute, tokens, states, limits, bool(probs)))
+
+    def _process_encode(
+        self, _length: Hashable, sources: Sequence[list[int]]
+    ) -> list[tuple[np.ndarray, ...]]:
+        states = self.model.compute.encode(np.asarray(sources, dtype=np.int32))
+        return [tuple(s[i].copy() for s in states) for i in range(len(sources))]
+
+
+class Engines:
+    """One ModelEngine per loaded model version, sharing the compute executor."""
+
+    def __init__(self, models: Sequence[LoadedModel], executor: Executor, settings: BatchSettings):
+        self._engines = {
+            (m.spec.name, m.spec.version): ModelEngine(m, executor, settings) for m in models
+        }
+
+    def get(self, model: LoadedModel) -> ModelEngine:
+        return self._engines[(model.spec.name, model.spec.version)]
+
+    def all(self) -> list[ModelEngine]:
+        return list(self._engines.values())
+
+    async def close(self) -> None:
+        for engine in self._engines.values():
+            await engine.close()
