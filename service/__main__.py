@@ -12,8 +12,6 @@ from pydantic import ValidationError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.app import create_app
     from service.config import Settings
     from service.inference.manifest import ManifestError
@@ -43,13 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"cannot serve the model store: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        workers=1,
-    )
+    from service.server import run
+
+    run(create_app(settings), settings)
     return 0
 
 

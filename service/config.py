@@ -20,6 +20,7 @@ class Settings(BaseSettings):
         description="model for /predict without 'model'; unset: the only seq2seq model",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    access_log: bool = Field(default=True, description="one log line per request (uvicorn)")
 
     max_batch_size: int = Field(default=256, ge=1, description="sequences per request")
     max_sequence_length: int = Field(default=1024, ge=1, description="tokens per sequence")

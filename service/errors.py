@@ -84,12 +84,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if errors and errors[0].get("type") == "json_invalid":
-        where = errors[0].get("loc", ("body", 0))[-1]
         detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
-        return JSONResponse(
-            _body("invalid_json", f"body: not valid JSON ({detail} at character {where})", "body"),
-            422,
-        )
+        return JSONResponse(_body("invalid_json", f"body: not valid JSON ({detail})", "body"), 422)
     if errors and tuple(errors[0].get("loc", ())) == ("body",):
         return JSONResponse(
             _body(

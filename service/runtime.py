@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from service.config import Settings
+from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
 from service.inference.engine import BatchSettings, Engines
 from service.inference.registry import Registry
@@ -19,6 +20,7 @@ class Runtime:
     registry: Registry | None = None  # None until every model is loaded
     engines: Engines | None = None
     sessions: SessionOps | None = None
+    predictor: Predictor | None = None
     executor: ThreadPoolExecutor | None = None
 
     def attach(self, registry: Registry) -> None:
@@ -32,6 +34,7 @@ class Runtime:
         self.engines = Engines(registry.all(), self.executor, batching)
         self.registry = registry
         self.sessions = SessionOps(registry, self.engines, self.store, settings)
+        self.predictor = Predictor(registry, self.engines, settings)
 
     async def close(self) -> None:
         if self.engines is not None:

@@ -1,58 +1,52 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import EnginesDep, RegistryDep, SettingsDep
-from service.dataplane.predict import predict
+from service.api.body import documented, parse
+from service.api.deps import ready
+from service.api.json import json_response
+from service.dataplane.predict import Predictor
 from service.errors import InvalidInput
 from service.schemas import PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
+ROUTE = {
+    "response_model": PredictResponse,
+    "response_model_exclude_none": True,
+    "openapi_extra": documented(PredictRequest),
+}
 
 
-def _no_body_model(request: PredictRequest) -> None:
+def _predictor(request: Request) -> Predictor:
+    predictor = ready(request).predictor
+    assert predictor is not None
+    return predictor
+
+
+async def _body(request: Request, path_names_model: bool) -> PredictRequest:
+    body = await parse(request, PredictRequest)
     for field in ("model", "version"):
-        if getattr(request, field) is not None:
+        if path_names_model and getattr(body, field) is not None:
             raise InvalidInput(
                 f"{field}: the path already names the model; '{field}' is only for POST /predict",
                 field=field,
             )
+    return body
 
 
-@router.post("/predict", response_model=PredictResponse, response_model_exclude_none=True)
-async def predict_default(
-    request: PredictRequest, registry: RegistryDep, engines: EnginesDep, settings: SettingsDep
-) -> PredictResponse:
-    model = registry.get(request.model, request.version)
-    return await predict(model, engines, request, settings)
+@router.post("/predict", **ROUTE)  # type: ignore[arg-type]
+async def predict_default(request: Request) -> Response:
+    body = await _body(request, path_names_model=False)
+    return json_response(await _predictor(request).predict(body.model, body.version, body))
 
 
-@router.post(
-    "/v1/models/{name}/predict", response_model=PredictResponse, response_model_exclude_none=True
-)
-async def predict_model(
-    name: str,
-    request: PredictRequest,
-    registry: RegistryDep,
-    engines: EnginesDep,
-    settings: SettingsDep,
-) -> PredictResponse:
-    _no_body_model(request)
-    return await predict(registry.get(name), engines, request, settings)
+@router.post("/v1/models/{name}/predict", **ROUTE)  # type: ignore[arg-type]
+async def predict_model(name: str, request: Request) -> Response:
+    body = await _body(request, path_names_model=True)
+    return json_response(await _predictor(request).predict(name, None, body))
 
 
-@router.post(
-    "/v1/models/{name}/versions/{version}/predict",
-    response_model=PredictResponse,
-    response_model_exclude_none=True,
-)
-async def predict_version(
-    name: str,
-    version: str,
-    request: PredictRequest,
-    registry: RegistryDep,
-    engines: EnginesDep,
-    settings: SettingsDep,
-) -> PredictResponse:
-    _no_body_model(request)
-    return await predict(registry.get(name, version), engines, request, settings)
+@router.post("/v1/models/{name}/versions/{version}/predict", **ROUTE)  # type: ignore[arg-type]
+async def predict_version(name: str, version: str, request: Request) -> Response:
+    body = await _body(request, path_names_model=True)
+    return json_response(await _predictor(request).predict(name, version, body))

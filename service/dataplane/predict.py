@@ -7,7 +7,21 @@ from service.dataplane.tokens import check_length, check_max_steps, to_ids, to_t
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
+from service.inference.registry import Registry
 from service.schemas import PredictRequest, PredictResponse
+
+
+class Predictor:
+    def __init__(self, registry: Registry, engines: Engines, settings: Settings):
+        self.registry = registry
+        self.engines = engines
+        self.settings = settings
+
+    async def predict(
+        self, name: str | None, version: int | str | None, request: PredictRequest
+    ) -> PredictResponse:
+        model = self.registry.get(name, version)
+        return await predict(model, self.engines, request, self.settings)
 
 
 async def predict(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -51,11 +52,11 @@ class ModelEngine:
         self.model = model
         name = f"{model.spec.name}/{model.spec.version}"
 
-        def batcher(kind: str, process: object) -> Batcher:
+        def batcher(kind: str, process: Any) -> Batcher:
             return Batcher(
                 f"{name} {kind}",
                 process,
-                executor,  # type: ignore[arg-type]
+                executor,
                 settings.max_rows,
                 settings.max_delay,
                 settings.max_queue_rows,

@@ -1,0 +1,169 @@
+"""Run every benchmark side by side in one run; print and write a markdown table + a plot.
+
+python -m bench [--seconds 6] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench import inprocess
+from bench.wrk import ROOT, LoadResult, post_script, rss_bytes, server, sessions_script, wrk
+
+SERVER_ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
+CONCURRENCY = (1, 8, 32, 64)
+SOURCE = [20, 36, 40, 10, 34, 28]
+
+
+def verify_predict(url: str, n: int = 2000) -> int:
+    """Distinct sources sent 32 at a time must equal unbatched in-process decodes."""
+    from service.inference.store import load_store
+
+    engine = load_store(ROOT / "model_store").get("reverse").compute
+    sources = np.random.default_rng(11).integers(1, 51, size=(n, 6)).astype(np.int32)
+    one = np.full(1, 3, np.int32)
+    expected = [engine.decode(s[None], one, False).tokens[0].tolist() for s in sources]
+
+    def ask(source: list[int]) -> list[int]:
+        r = httpx.post(f"{url}/v1/models/reverse/predict", json={"inputs": [source]}, timeout=30)
+        return list(r.json()["outputs"][0])
+
+    with ThreadPoolExecutor(32) as pool:
+        got = list(pool.map(ask, sources.tolist()))
+    return sum(g != e for g, e in zip(got, expected, strict=True))
+
+
+def verify_sessions(url: str, sessions: int = 64, steps: int = 20) -> int:
+    """64 sessions stepped concurrently must equal unbatched in-process replays."""
+    from service.inference.store import load_store
+
+    model = load_store(ROOT / "model_store").get("memory")
+    values = np.random.default_rng(12).integers(0, 5, size=(sessions, steps)).tolist()
+    with httpx.Client(base_url=url, timeout=30) as http:
+        ids = [
+            http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
+            for _ in range(sessions)
+        ]
+
+    def drive(k: int) -> tuple[list[int], list[list[float]]]:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            outs = [
+                http.post(f"/v1/sessions/{ids[k]}/step", json={"inputs": [v]}).json()["outputs"][0]
+                for v in values[k]
+            ]
+            state = http.get(f"/v1/sessions/{ids[k]}?include_state=true").json()["state"]
+            http.delete(f"/v1/sessions/{ids[k]}")
+            return outs, state
+
+    with ThreadPoolExecutor(sessions) as pool:
+        results = list(pool.map(drive, range(sessions)))
+    bad = 0
+    for k, (outs, state) in enumerate(results):
+        replay = model.compute.run(
+            np.asarray([values[k]], np.int32), model.spec.zero_states(1), False
+        )
+        same_state = all(
+            np.max(np.abs(np.asarray(s) - r[0])) <= 1e-5
+            for s, r in zip(state, replay.states, strict=True)
+        )
+        bad += int(outs != replay.tokens[0].tolist() or not same_state)
+    return bad
+
+
+def session_rss(url: str, pid: int, count: int = 10_000) -> dict[str, float]:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(50):  # warm the create path before the first reading
+            sid = http.post("/v1/sessions", json={"model": "reverse", "source": SOURCE})
+            http.delete(f"/v1/sessions/{sid.json()['session_id']}")
+    time.sleep(0.5)
+    before = rss_bytes(pid)
+
+    def create(_: int) -> None:
+        r = httpx.post(
+            f"{url}/v1/sessions", json={"model": "reverse", "source": SOURCE}, timeout=30
+        )
+        assert r.status_code == 201, r.text
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(count)))
+    time.sleep(0.5)
+    after = rss_bytes(pid)
+    raw = 2 * 128 * 4
+    return {
+        "sessions": count,
+        "rss_before_mb": before / 2**20,
+        "rss_after_mb": after / 2**20,
+        "bytes_per_session": (after - before) / count,
+        "raw_state_bytes": raw,
+    }
+
+
+def http_runs(seconds: int) -> tuple[list[LoadResult], dict[str, object]]:
+    results: list[LoadResult] = []
+    extra: dict[str, object] = {}
+    echo_body = json.dumps({"inputs": [SOURCE]})
+    with server(["bench.echo"], SERVER_ENV) as (url, _):
+        expected = json.dumps({"outputs": [SOURCE]}, separators=(",", ":"))
+        for c in CONCURRENCY:
+            results.append(
+                wrk(f"{url}/echo", post_script("/echo", echo_body, expected), c, seconds, "echo")
+            )
+            print(results[-1], flush=True)
+    with server(["service", "serve"], SERVER_ENV) as (url, pid):
+        body = json.dumps({"inputs": [SOURCE]})
+        answer = httpx.post(
+            f"{url}/v1/models/reverse/predict",
+            content=body,
+            headers={"content-type": "application/json"},
+        ).text
+        for c in CONCURRENCY:
+            script = post_script("/v1/models/reverse/predict", body, answer)
+            results.append(wrk(url, script, c, seconds, "predict"))
+            print(results[-1], flush=True)
+        with httpx.Client(base_url=url) as http:
+            ids = [
+                http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
+                for _ in range(64)
+            ]
+        results.append(wrk(url, sessions_script(ids), 64, seconds, "session step"))
+        print(results[-1], flush=True)
+        extra["predict_mismatches"] = verify_predict(url)
+        extra["session_mismatches"] = verify_sessions(url)
+        extra["memory"] = session_rss(url, pid)
+    return results, extra
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--seconds", type=int, default=6, help="per load run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+    timings, same = inprocess.measure()
+    for t in timings:
+        print(t, flush=True)
+    loads, extra = http_runs(args.seconds)
+
+    from bench.report import write
+
+    write(
+        args.out,
+        timings,
+        same,
+        loads,
+        extra,
+        f"{started}, {platform.machine()}, {platform.python_version()}",
+    )
+
+
+if __name__ == "__main__":
+    main()
