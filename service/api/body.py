@@ -17,8 +17,11 @@ from pydantic import BaseModel, ValidationError
 Model = TypeVar("Model", bound=BaseModel)
 
 
-async def parse(request: Request, model: type[Model]) -> Model:
+async def parse(request: Request, model: type[Model], empty_ok: bool = False) -> Model:
+    """`empty_ok`: an empty body means `{}` (for bodies whose fields are all optional)."""
     raw = await request.body()
+    if empty_ok and not raw.strip():
+        raw = b"{}"
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -1,4 +1,4 @@
-"""Route dependencies as `Annotated` aliases, one per route.
+"""Route dependencies as `Annotated` aliases, and `ready` for the hot routes.
 
 They are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread
 pool, a thread hop per dependency per request (measured: it cut /predict throughput
@@ -11,8 +11,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from service.dataplane.predict import Predictor
-from service.dataplane.sessions import SessionOps
 from service.errors import NotReady
 from service.inference.registry import Registry
 from service.runtime import Runtime
@@ -33,29 +31,11 @@ async def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-async def _ready(request: Request) -> Runtime:
-    return ready(request)
-
-
 async def get_registry(request: Request) -> Registry:
-    registry = (await _ready(request)).registry
+    registry = ready(request).registry
     assert registry is not None
     return registry
 
 
-async def get_sessions(request: Request) -> SessionOps:
-    sessions = (await _ready(request)).sessions
-    assert sessions is not None
-    return sessions
-
-
-async def get_predictor(request: Request) -> Predictor:
-    predictor = (await _ready(request)).predictor
-    assert predictor is not None
-    return predictor
-
-
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
-SessionsDep = Annotated[SessionOps, Depends(get_sessions)]
-PredictorDep = Annotated[Predictor, Depends(get_predictor)]

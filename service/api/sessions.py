@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from service.api.deps import SessionsDep
+from service.api.body import documented, parse
+from service.api.deps import ready
+from service.api.json import json_response
+from service.dataplane.sessions import SessionOps
 from service.schemas import (
     CreateSessionRequest,
     GenerateRequest,
@@ -13,47 +16,51 @@ from service.schemas import (
 )
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+INFO = {"response_model": SessionInfo, "response_model_exclude_none": True}
+STEP = {"response_model": StepResponse, "response_model_exclude_none": True}
 
 
-@router.post("", status_code=201, response_model=SessionInfo, response_model_exclude_none=True)
-async def create_session(request: CreateSessionRequest, sessions: SessionsDep) -> SessionInfo:
-    return await sessions.create(request)
+def _sessions(request: Request) -> SessionOps:
+    sessions = ready(request).sessions
+    assert sessions is not None
+    return sessions
 
 
-@router.get("/{session_id}", response_model=SessionInfo, response_model_exclude_none=True)
-async def get_session(
-    session_id: str, sessions: SessionsDep, include_state: bool = False
-) -> SessionInfo:
-    return await sessions.get(session_id, include_state)
+@router.post("", status_code=201, openapi_extra=documented(CreateSessionRequest), **INFO)  # type: ignore[arg-type]
+async def create_session(request: Request) -> Response:
+    body = await parse(request, CreateSessionRequest)
+    return json_response(await _sessions(request).create(body), status_code=201)
 
 
-@router.post("/{session_id}/step", response_model=StepResponse, response_model_exclude_none=True)
-async def step(session_id: str, request: StepRequest, sessions: SessionsDep) -> StepResponse:
-    return await sessions.step(session_id, request)
+@router.get("/{session_id}", **INFO)  # type: ignore[arg-type]
+async def get_session(session_id: str, request: Request, include_state: bool = False) -> Response:
+    return json_response(await _sessions(request).get(session_id, include_state))
 
 
-@router.post(
-    "/{session_id}/generate", response_model=StepResponse, response_model_exclude_none=True
-)
-async def generate(
-    session_id: str, request: GenerateRequest, sessions: SessionsDep
-) -> StepResponse:
-    return await sessions.generate(session_id, request)
+@router.post("/{session_id}/step", openapi_extra=documented(StepRequest), **STEP)  # type: ignore[arg-type]
+async def step(session_id: str, request: Request) -> Response:
+    body = await parse(request, StepRequest)
+    return json_response(await _sessions(request).step(session_id, body))
 
 
-@router.put("/{session_id}/state", response_model=SessionInfo, response_model_exclude_none=True)
-async def set_state(
-    session_id: str, request: SetStateRequest, sessions: SessionsDep
-) -> SessionInfo:
-    return await sessions.set_state(session_id, request)
+@router.post("/{session_id}/generate", openapi_extra=documented(GenerateRequest), **STEP)  # type: ignore[arg-type]
+async def generate(session_id: str, request: Request) -> Response:
+    body = await parse(request, GenerateRequest, empty_ok=True)
+    return json_response(await _sessions(request).generate(session_id, body))
 
 
-@router.post("/{session_id}/reset", response_model=SessionInfo, response_model_exclude_none=True)
-async def reset(session_id: str, sessions: SessionsDep) -> SessionInfo:
-    return await sessions.reset(session_id)
+@router.put("/{session_id}/state", openapi_extra=documented(SetStateRequest), **INFO)  # type: ignore[arg-type]
+async def set_state(session_id: str, request: Request) -> Response:
+    body = await parse(request, SetStateRequest)
+    return json_response(await _sessions(request).set_state(session_id, body))
+
+
+@router.post("/{session_id}/reset", **INFO)  # type: ignore[arg-type]
+async def reset(session_id: str, request: Request) -> Response:
+    return json_response(await _sessions(request).reset(session_id))
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete(session_id: str, sessions: SessionsDep) -> Response:
-    await sessions.delete(session_id)
+async def delete(session_id: str, request: Request) -> Response:
+    await _sessions(request).delete(session_id)
     return Response(status_code=204)

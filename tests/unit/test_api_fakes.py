@@ -287,3 +287,18 @@ def test_session_cap_answers_429_with_retry_after(client: TestClient) -> None:
     assert "capacity" in msg and int(r.headers["retry-after"]) > 0
     client.delete(f"/v1/sessions/{ids[0]}")
     new_session(client)
+
+
+def test_generate_takes_an_empty_body(client: TestClient) -> None:
+    r = client.post("/v1/sessions", json={"model": "counter", "source": [4, 4]})
+    sid = r.json()["session_id"]
+    r = client.post(f"/v1/sessions/{sid}/generate")
+    assert r.status_code == 200 and r.json()["outputs"] == [1, 2, 3]
+
+
+def test_openapi_documents_request_bodies(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    body = paths["/v1/models/{name}/predict"]["post"]["requestBody"]["content"]
+    assert "inputs" in body["application/json"]["schema"]["properties"]
+    step = paths["/v1/sessions/{session_id}/step"]["post"]["requestBody"]["content"]
+    assert "inputs" in step["application/json"]["schema"]["properties"]
