@@ -80,9 +80,14 @@ class LoadResult:
     failed: int
 
 
-def wrk(url: str, script: str, connections: int, seconds: int, name: str) -> LoadResult:
+def wrk(
+    url: str, script: str, connections: int, seconds: int, name: str, warm_up: int = 2
+) -> LoadResult:
+    """Load `url` for `seconds` after `warm_up` seconds of the same load (discarded)."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: install it with `apt-get install wrk` (make bench does)")
+    if warm_up:
+        wrk(url, script, connections, warm_up, name, warm_up=0)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:

@@ -38,5 +38,6 @@ class Settings(BaseSettings):
         default=4096, ge=1, description="queued rows per model and operation; 503 beyond"
     )
 
-    tf_intra_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")
-    tf_inter_op_threads: int = Field(default=0, ge=0, description="0 = TensorFlow default")
+    # 1 and 1 measured best on 2 cores (one for TF, one for the event loop); 0 = TF default
+    tf_intra_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")
+    tf_inter_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -27,3 +29,22 @@ async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     return Health(
         status="ready", detail={"models": models, "sessions": await runtime.store.count()}
     )
+
+
+@router.get("/v1/stats", response_model=dict[str, Any])
+async def stats(runtime: RuntimeDep) -> dict[str, Any]:
+    """Batching counters per model version and operation since start."""
+    if runtime.engines is None:
+        return {}
+    out: dict[str, Any] = {}
+    for engine in runtime.engines.all():
+        for b in engine.batchers:
+            s = b.stats
+            out[b.name] = {
+                "batches": s.batches,
+                "jobs": s.jobs,
+                "rows": s.rows,
+                "largest_batch": s.largest,
+                "mean_rows_per_batch": round(s.rows / s.batches, 2) if s.batches else 0.0,
+            }
+    return out

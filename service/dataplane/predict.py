@@ -53,7 +53,8 @@ async def predict(
     outputs, probabilities = await engines.get(model).predict(
         sequences, steps, request.return_probabilities
     )
-    return PredictResponse(
+    # built from our own values: no need to validate them again
+    return PredictResponse.model_construct(
         model=spec.name,
         version=str(spec.version),
         outputs=[to_tokens(manifest, out) for out in outputs],

@@ -135,7 +135,7 @@ class SessionOps:
                 next_token=row.outputs[-1] if row.outputs else session.next_token,
             )
         )
-        return StepResponse(
+        return StepResponse.model_construct(
             session_id=saved.id,
             outputs=to_tokens(model.spec.manifest, row.outputs),
             steps=saved.steps,
