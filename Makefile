@@ -16,6 +16,7 @@ serve: $(STAMP)
 	$(BIN)/python -m service serve
 
 test: $(STAMP)
+	scripts/ensure-redis-server
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

@@ -29,6 +29,19 @@ def _load(settings: Settings) -> Registry:
     return load_store(settings.model_store, settings.default_model)
 
 
+def make_store(settings: Settings) -> SessionStore:
+    if settings.session_backend == "redis":
+        from service.sessions.redis import RedisSessionStore
+
+        return RedisSessionStore(
+            settings.redis_url,
+            settings.session_ttl_seconds,
+            settings.max_sessions,
+            prefix=settings.redis_prefix,
+        )
+    return MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions)
+
+
 def create_app(
     settings: Settings | None = None,
     registry: Registry | None = None,
@@ -37,7 +50,7 @@ def create_app(
     """`registry` and `store` may be given (tests with fakes); otherwise they are built
     from `settings` when the app starts."""
     settings = settings or Settings()
-    store = store or MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions)
+    store = store or make_store(settings)
     runtime = Runtime(settings=settings, store=store)
     logging.getLogger("service").setLevel(settings.log_level.upper())
 

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     max_sequence_length: int = Field(default=1024, ge=1, description="tokens per sequence")
     max_decode_steps: int = Field(default=512, ge=1, description="upper bound for max_steps")
 
+    session_backend: Literal["memory", "redis"] = Field(
+        default="memory", description="memory: in-process; redis: shared by replicas"
+    )
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="for redis backend")
+    redis_prefix: str = Field(default="s2s:", description="key prefix in Redis")
     session_ttl_seconds: float = Field(default=1800.0, gt=0, description="idle expiry")
     max_sessions: int = Field(default=100_000, ge=1, description="cap on live sessions")
 

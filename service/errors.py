@@ -54,6 +54,11 @@ class NotReady(ServiceError):
     code = "not_ready"
 
 
+class StoreUnavailable(ServiceError):
+    status = 503
+    code = "session_store_unavailable"
+
+
 class Overloaded(ServiceError):
     status = 503
     code = "overloaded"

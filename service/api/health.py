@@ -19,15 +19,22 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
-    """Readiness: every model is loaded and sessions can be served."""
+    """Readiness: 503 until every model is loaded; then 200, with status "degraded"
+    while the session store is unreachable."""
     if runtime.registry is None:
         body = Health(status="loading", detail={"models": "loading"})
         return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
     models = {
         name: [str(v) for v in runtime.registry.versions(name)] for name in runtime.registry.names()
     }
+    problem = await runtime.store.health()
+    if problem is not None:
+        # /predict still works, so the replica stays in rotation: taking it out would
+        # turn a session-store outage into a total one. Session calls answer 503.
+        return Health(status="degraded", detail={"models": models, "session_store": problem})
     return Health(
-        status="ready", detail={"models": models, "sessions": await runtime.store.count()}
+        status="ready",
+        detail={"models": models, "session_store": "ok", "sessions": await runtime.store.count()},
     )
 
 

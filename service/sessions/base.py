@@ -59,6 +59,10 @@ class SessionStore(ABC):
     @abstractmethod
     async def count(self) -> int: ...
 
+    async def health(self) -> str | None:
+        """None when sessions can be served, else what is wrong."""
+        return None
+
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open connections / start background work."""
 

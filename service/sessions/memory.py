@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 from service.errors import CapacityExceeded
 from service.sessions.base import Session, SessionStore
+from service.sessions.locks import LocalLocks
 
 
 class MemorySessionStore(SessionStore):
@@ -29,7 +30,7 @@ class MemorySessionStore(SessionStore):
         self.max_sessions = max_sessions
         self._clock = clock
         self._sessions: dict[str, Session] = {}
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._locks = LocalLocks()
         self._sweep_seconds = sweep_seconds or min(60.0, ttl_seconds / 4)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -95,16 +96,5 @@ class MemorySessionStore(SessionStore):
         self.purge_expired()
         return len(self._sessions)
 
-    @asynccontextmanager
-    async def lock(self, session_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(session_id, (asyncio.Lock(), 0))
-        self._locks[session_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[session_id]
-            if users == 1:
-                del self._locks[session_id]
-            else:
-                self._locks[session_id] = (lock, users - 1)
+    def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(session_id)

@@ -94,4 +94,4 @@ async def test_lock_serialises_and_cleans_up() -> None:
 
     await asyncio.gather(worker("x"), worker("y"), worker("z"))
     assert order[0::2] == [o.replace("out", "in") for o in order[1::2]]
-    assert store._locks == {}
+    assert len(store._locks) == 0

@@ -1,0 +1,79 @@
+"""Sessions as compact bytes: a fixed header, the model name, then raw float32 states.
+
+Layout (little-endian): magic b"S2S1", version u32, steps u64, next_token i64 (-1: none),
+created_at f64, revision u64, model name length u16 + UTF-8, state count u8, then per
+state: ndim u8, dims u32 each, float32 data. A reverse session (2 x 128 floats) is
+1,024 bytes of state plus ~60 bytes of header.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from service.sessions.base import Session
+
+MAGIC = b"S2S1"
+_HEADER = struct.Struct("<4sIQqdQH")
+
+
+class CodecError(ValueError):
+    pass
+
+
+def encode(session: Session) -> bytes:
+    name = session.model.encode()
+    parts = [
+        _HEADER.pack(
+            MAGIC,
+            session.version,
+            session.steps,
+            -1 if session.next_token is None else session.next_token,
+            session.created_at,
+            session.revision,
+            len(name),
+        ),
+        name,
+        struct.pack("<B", len(session.states)),
+    ]
+    for state in session.states:
+        array = np.ascontiguousarray(state, dtype="<f4")
+        parts.append(struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape))
+        parts.append(array.tobytes())
+    return b"".join(parts)
+
+
+def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
+    try:
+        magic, version, steps, next_token, created_at, revision, name_len = _HEADER.unpack_from(
+            data, 0
+        )
+        if magic != MAGIC:
+            raise CodecError(f"session {session_id}: unknown format {magic!r}")
+        offset = _HEADER.size
+        model = data[offset : offset + name_len].decode()
+        offset += name_len
+        (count,) = struct.unpack_from("<B", data, offset)
+        offset += 1
+        states = []
+        for _ in range(count):
+            (ndim,) = struct.unpack_from("<B", data, offset)
+            shape = struct.unpack_from(f"<{ndim}I", data, offset + 1)
+            offset += 1 + 4 * ndim
+            size = int(np.prod(shape, dtype=np.int64)) * 4
+            states.append(np.frombuffer(data, "<f4", size // 4, offset).reshape(shape).copy())
+            offset += size
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
+    return Session(
+        id=session_id,
+        model=model,
+        version=version,
+        steps=steps,
+        states=tuple(s.astype(np.float32, copy=False) for s in states),
+        next_token=None if next_token < 0 else next_token,
+        created_at=created_at,
+        expires_at=expires_at,
+        revision=revision,
+    )

@@ -1,0 +1,190 @@
+"""One contract, both stores: the in-process store and a real redis-server."""
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from service.errors import CapacityExceeded, Conflict
+from service.sessions.base import Session, SessionStore, new_session_id
+from service.sessions.memory import MemorySessionStore
+from service.sessions.redis import RedisSessionStore
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.contract
+
+Factory = Callable[..., SessionStore]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Factory]:
+    made: list[SessionStore] = []
+
+    def factory(ttl: float = 30.0, cap: int = 100) -> SessionStore:
+        store: SessionStore
+        if request.param == "memory":
+            store = MemorySessionStore(ttl, cap)
+        else:
+            prefix = f"t{secrets.token_hex(4)}:"  # every test its own key space
+            store = RedisSessionStore(redis_server.url, ttl, cap, prefix=prefix)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        await store.close()
+
+
+def session(model: str = "reverse") -> Session:
+    rng = np.random.default_rng()
+    return Session(
+        id=new_session_id(),
+        model=model,
+        version=3,
+        steps=5,
+        states=(
+            rng.normal(size=128).astype(np.float32),
+            rng.normal(size=(2, 3)).astype(np.float32),
+        ),
+        next_token=7,
+        created_at=time.time(),
+    )
+
+
+async def test_round_trip_is_exact(make: Factory) -> None:
+    store = make()
+    original = session()
+    created = await store.create(original)
+    got = await store.get(original.id)
+    assert got is not None
+    assert (got.model, got.version, got.steps, got.next_token, got.revision) == (
+        "reverse",
+        3,
+        5,
+        7,
+        0,
+    )
+    assert got.created_at == pytest.approx(original.created_at)
+    for a, b in zip(got.states, original.states, strict=True):
+        assert a.dtype == np.float32 and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+    assert got.expires_at >= created.expires_at - 0.01
+    assert await store.get("no-such-id") is None
+
+
+async def test_save_bumps_revision_and_replaces(make: Factory) -> None:
+    store = make()
+    s = await store.create(session())
+    loaded = await store.get(s.id)
+    assert loaded is not None
+    saved = await store.save(Session(**{**loaded.__dict__, "steps": 9, "next_token": None}))
+    assert saved.revision == loaded.revision + 1
+    again = await store.get(s.id)
+    assert again is not None and again.steps == 9 and again.next_token is None
+    assert again.revision == saved.revision
+
+
+async def test_delete_and_count(make: Factory) -> None:
+    store = make()
+    ids = [(await store.create(session())).id for _ in range(3)]
+    assert await store.count() == 3
+    assert await store.delete(ids[0]) is True
+    assert await store.delete(ids[0]) is False
+    assert await store.get(ids[0]) is None
+    assert await store.count() == 2
+
+
+async def test_idle_sessions_expire_and_access_refreshes(make: Factory) -> None:
+    store = make(ttl=0.6)
+    kept, idle = (await store.create(session())).id, (await store.create(session())).id
+    for _ in range(4):
+        await asyncio.sleep(0.25)
+        assert await store.get(kept) is not None
+    assert await store.get(idle) is None
+    assert await store.count() == 1
+
+
+async def test_cap_refuses_with_retry_after_and_purges_expired(make: Factory) -> None:
+    store = make(ttl=0.5, cap=2)
+    await store.create(session())
+    await store.create(session())
+    with pytest.raises(CapacityExceeded) as info:
+        await store.create(session())
+    assert info.value.status == 429 and info.value.headers is not None
+    assert int(info.value.headers["Retry-After"]) >= 1
+    await asyncio.sleep(0.7)  # both expire: room again
+    await store.create(session())
+    assert await store.count() == 1
+
+
+async def test_lock_serialises_load_compute_save(make: Factory) -> None:
+    store = make()
+    s = await store.create(session())
+
+    async def increment() -> None:
+        async with store.lock(s.id):
+            loaded = await store.get(s.id)
+            assert loaded is not None
+            await asyncio.sleep(0.002)  # a compute step
+            await store.save(Session(**{**loaded.__dict__, "steps": loaded.steps + 1}))
+
+    await asyncio.gather(*[increment() for _ in range(30)])
+    final = await store.get(s.id)
+    assert final is not None and final.steps == 5 + 30 and final.revision == 30
+
+
+async def test_health_reports_ok(make: Factory) -> None:
+    assert await make().health() is None
+
+
+async def test_redis_save_is_compare_and_set(redis_server: RedisServer) -> None:
+    """Two saves from the same loaded revision: the second is refused, not applied."""
+    store = RedisSessionStore(redis_server.url, 30, 10, prefix=f"t{secrets.token_hex(4)}:")
+    try:
+        s = await store.create(session())
+        a, b = await store.get(s.id), await store.get(s.id)
+        assert a is not None and b is not None
+        await store.save(Session(**{**a.__dict__, "steps": 100}))
+        with pytest.raises(Conflict):
+            await store.save(Session(**{**b.__dict__, "steps": 200}))
+        final = await store.get(s.id)
+        assert final is not None and final.steps == 100
+    finally:
+        await store.close()
+
+
+async def test_redis_bytes_per_session(redis_server: RedisServer) -> None:
+    """A reverse session (2 x 128 float32 = 1,024 bytes) costs <= 1.5x that in Redis."""
+    import redis.asyncio as redis
+
+    prefix = f"t{secrets.token_hex(4)}:"
+    store = RedisSessionStore(redis_server.url, 30, 100_000, prefix=prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        s = Session(
+            id=new_session_id(),
+            model="reverse",
+            version=1,
+            steps=3,
+            states=(np.ones(128, np.float32), np.ones(128, np.float32)),
+            next_token=0,
+            created_at=time.time(),
+        )
+        await store.create(s)
+        value = await client.memory_usage(f"{prefix}s:{s.id}")
+        before = await client.memory_usage(f"{prefix}index")
+        for _ in range(99):
+            await store.create(Session(**{**s.__dict__, "id": new_session_id()}))
+        index_per_session = (await client.memory_usage(f"{prefix}index") - before) / 99
+        total = value + index_per_session
+        print(
+            f"redis bytes per reverse session: {value} (value) + {index_per_session:.0f} "
+            f"(index) = {total:.0f}; raw state 1024"
+        )
+        assert total <= 1.5 * 1024
+    finally:
+        await client.aclose()
+        await store.close()

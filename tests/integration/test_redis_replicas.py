@@ -1,0 +1,200 @@
+"""Several server processes sharing one real redis-server."""
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.integration.conftest import Server, free_port, start_server, wait_ready
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def redis_env(redis: RedisServer, **extra: str) -> dict[str, str]:
+    return {"SERVICE_SESSION_BACKEND": "redis", "SERVICE_REDIS_URL": redis.url, **extra}
+
+
+class Replica:
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: Server | None = None
+
+    def start(self) -> "Replica":
+        self.server = start_server(self.port, self.env)
+        return self
+
+    def ready(self) -> "Replica":
+        assert self.server is not None
+        wait_ready(self.url, self.server)
+        return self
+
+    def kill(self) -> None:
+        assert self.server is not None
+        os.kill(self.server.process.pid, signal.SIGKILL)
+        self.server.process.wait()
+        self.server.log.close()
+        self.server = None
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+@pytest.fixture
+def replicas(redis_server: RedisServer) -> Iterator[list[Replica]]:
+    pair = [Replica(redis_env(redis_server)).start() for _ in range(2)]
+    try:
+        for r in pair:
+            r.ready()
+        yield pair
+    finally:
+        for r in pair:
+            r.stop()
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    r = httpx.post(f"{url}{path}", json=body, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    result: dict[str, Any] = r.json()
+    return result
+
+
+def state(url: str, sid: str) -> list[np.ndarray]:
+    r = httpx.get(f"{url}/v1/sessions/{sid}?include_state=true", timeout=30)
+    assert r.status_code == 200, r.text
+    return [np.asarray(t) for t in r.json()["state"]]
+
+
+def replay(url: str, inputs: list[int]) -> tuple[list[int], list[np.ndarray]]:
+    sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
+    outputs = post(url, f"/v1/sessions/{sid}/step", {"inputs": inputs})["outputs"]
+    return outputs, state(url, sid)
+
+
+def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return all(np.max(np.abs(x - y)) <= 1e-5 for x, y in zip(a, b, strict=True))
+
+
+def test_created_on_a_stepped_on_b_read_on_a(replicas: list[Replica]) -> None:
+    a, b = replicas
+    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    outputs = [
+        post(b.url if i % 2 else a.url, f"/v1/sessions/{sid}/step", {"inputs": [v]})["outputs"][0]
+        for i, v in enumerate([3, 0, 1, 2])
+    ]
+    assert outputs == [0, 1, 2, 3]
+    info = httpx.get(f"{a.url}/v1/sessions/{sid}").json()
+    assert info["steps"] == 4
+    httpx.post(f"{b.url}/v1/sessions/{sid}/reset")
+    second = post(a.url, f"/v1/sessions/{sid}/step", {"inputs": [4, 0, 1, 2]})["outputs"]
+    assert second == [0, 1, 2, 4]
+    assert httpx.delete(f"{b.url}/v1/sessions/{sid}").status_code == 204
+    assert httpx.get(f"{a.url}/v1/sessions/{sid}").status_code == 404
+
+
+def test_200_concurrent_steps_through_two_processes(replicas: list[Replica]) -> None:
+    a, b = replicas
+    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    values = np.random.default_rng(9).integers(0, 5, size=200).tolist()
+
+    def step(i: int) -> tuple[int, int, int]:
+        url = (a if i % 2 else b).url
+        r = post(url, f"/v1/sessions/{sid}/step", {"inputs": [values[i]]})
+        return r["steps"], values[i], r["outputs"][0]
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = sorted(pool.map(step, range(200)))
+    assert [s for s, _, _ in answers] == list(range(1, 201))  # each step its own place
+    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 200
+    outputs, final = replay(a.url, [v for _, v, _ in answers])
+    assert outputs == [o for _, _, o in answers]
+    assert same(state(b.url, sid), final)
+
+
+def test_killing_a_replica_loses_nothing_acknowledged(replicas: list[Replica]) -> None:
+    a, b = replicas
+    sid = post(b.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    acknowledged: list[int] = []
+    for i, v in enumerate([3, 0, 1, 2, 4, 0]):
+        post((a if i % 2 else b).url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
+        acknowledged.append(v)
+    a.kill()  # mid-stream, without a clean shutdown
+    for v in [1, 2]:
+        post(b.url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
+        acknowledged.append(v)
+    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == len(acknowledged)
+    assert same(state(b.url, sid), replay(b.url, acknowledged)[1])
+
+
+def test_restarting_every_server_keeps_sessions(redis_server: RedisServer) -> None:
+    env = redis_env(redis_server)
+    first = Replica(env).start().ready()
+    try:
+        sid = post(first.url, "/v1/sessions", {"model": "memory"})["session_id"]
+        post(first.url, f"/v1/sessions/{sid}/step", {"inputs": [4, 0, 1]})
+        before = state(first.url, sid)
+    finally:
+        first.stop()
+    second = Replica(env).start().ready()
+    try:
+        assert same(state(second.url, sid), before)
+        r = post(second.url, f"/v1/sessions/{sid}/step", {"inputs": [2]})
+        assert r["outputs"] == [4] and r["steps"] == 4
+    finally:
+        second.stop()
+
+
+def test_redis_outage_and_recovery() -> None:
+    redis = RedisServer().start()
+    replica = Replica(redis_env(redis)).start().ready()
+    try:
+        url = replica.url
+        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
+        redis.stop()
+        r = httpx.post(f"{url}/v1/sessions/{sid}/step", json={"inputs": [3]}, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "session_store_unavailable"
+        assert "redis" in r.json()["error"]["message"]
+        assert (
+            httpx.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code
+            == 503
+        )
+        p = httpx.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)
+        assert p.status_code == 200 and p.json()["outputs"] == [[40, 36, 20]]
+        ready = httpx.get(f"{url}/readyz", timeout=30).json()
+        assert ready["status"] == "degraded" and "unavailable" in ready["detail"]["session_store"]
+        redis.start()  # same port, empty (no persistence in this test)
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{url}/readyz", timeout=30).json()["status"] != "ready":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
+        assert post(url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})["outputs"] == [0, 1]
+    finally:
+        replica.stop()
+        redis.close()
+
+
+def test_cap_is_shared_by_replicas(redis_server: RedisServer) -> None:
+    env = redis_env(redis_server, SERVICE_MAX_SESSIONS="2", SERVICE_REDIS_PREFIX="cap:")
+    pair = [Replica(env).start() for _ in range(2)]
+    try:
+        for r in pair:
+            r.ready()
+        post(pair[0].url, "/v1/sessions", {"model": "memory"})
+        post(pair[1].url, "/v1/sessions", {"model": "memory"})
+        r = httpx.post(f"{pair[0].url}/v1/sessions", json={"model": "memory"}, timeout=30)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        for r in pair:
+            r.stop()

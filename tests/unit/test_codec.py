@@ -1,0 +1,61 @@
+import time
+
+import numpy as np
+import pytest
+
+from service.sessions import codec
+from service.sessions.base import Session
+from service.sessions.redis import REVISION_OFFSET
+
+pytestmark = pytest.mark.unit
+
+
+def sample(next_token: int | None = 4) -> Session:
+    return Session(
+        id="abc",
+        model="mémoire",
+        version=12,
+        steps=2**40,
+        next_token=next_token,
+        states=(np.arange(6, dtype=np.float32).reshape(2, 3), np.asarray([np.pi], np.float32)),
+        created_at=time.time(),
+        revision=77,
+    )
+
+
+@pytest.mark.parametrize("next_token", [None, 0, 50])
+def test_round_trip(next_token: int | None) -> None:
+    s = sample(next_token)
+    data = codec.encode(s)
+    back = codec.decode("abc", data, expires_at=5.0)
+    assert (back.model, back.version, back.steps, back.next_token, back.revision) == (
+        s.model,
+        s.version,
+        s.steps,
+        next_token,
+        77,
+    )
+    assert back.created_at == s.created_at and back.expires_at == 5.0
+    for a, b in zip(back.states, s.states, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # the revision sits where the Redis compare-and-set script reads it
+    assert int.from_bytes(data[REVISION_OFFSET : REVISION_OFFSET + 8], "little") == 77
+
+
+def test_size_is_state_plus_a_small_header() -> None:
+    s = Session(
+        id="x",
+        model="reverse",
+        version=1,
+        steps=0,
+        next_token=0,
+        created_at=0.0,
+        states=(np.zeros(128, np.float32), np.zeros(128, np.float32)),
+    )
+    assert len(codec.encode(s)) == 1024 + 42 + len("reverse") + 1 + 2 * 5
+
+
+@pytest.mark.parametrize("data", [b"", b"XXXX" + bytes(60), codec.encode(sample())[:-3]])
+def test_corrupt_records_raise(data: bytes) -> None:
+    with pytest.raises(codec.CodecError):
+        codec.decode("abc", data)
