@@ -15,6 +15,7 @@ state: the second save is refused (409) instead of overwriting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import secrets
 import struct
@@ -242,7 +243,5 @@ class RedisSessionStore(SessionStore):
             try:
                 yield
             finally:
-                try:
+                with contextlib.suppress(RedisError, OSError):  # else it expires by itself
                     await self._unlock(keys=[key], args=[token])
-                except (RedisError, OSError):
-                    pass  # it expires by itself after lock_ttl
