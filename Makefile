@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench train-reverse train-memory clean
+.PHONY: serve test container-test lint bench train-reverse train-memory clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ serve: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-redis-server
 	$(BIN)/python -m pytest
+
+container-test: $(STAMP)
+	scripts/container-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests
