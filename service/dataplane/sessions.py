@@ -28,6 +28,10 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
+def _not_found(session_id: str) -> NotFound:
+    return NotFound(f"session '{session_id}' not found (unknown or expired)", field="session_id")
+
+
 def info(session: Session, include_state: bool = False) -> SessionInfo:
     return SessionInfo(
         session_id=session.id,
@@ -55,9 +59,7 @@ class SessionOps:
     async def _load(self, session_id: str) -> Session:
         session = await self.store.get(session_id)
         if session is None:
-            raise NotFound(
-                f"session '{session_id}' not found (unknown or expired)", field="session_id"
-            )
+            raise _not_found(session_id)
         return session
 
     def _start_token(self, model: LoadedModel) -> int | None:
@@ -162,6 +164,4 @@ class SessionOps:
     async def delete(self, session_id: str) -> None:
         async with self.store.lock(session_id):
             if not await self.store.delete(session_id):
-                raise NotFound(
-                    f"session '{session_id}' not found (unknown or expired)", field="session_id"
-                )
+                raise _not_found(session_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
 from typing import Any
 
 import numpy as np
@@ -27,14 +26,9 @@ def _allowed(manifest: Manifest) -> str:
     return text
 
 
-@cache
-def _index(vocabulary: tuple[str, ...]) -> dict[str, int]:
-    return {token: i for i, token in enumerate(vocabulary)}
-
-
 def to_ids(manifest: Manifest, tokens: Sequence[Token], field: str) -> list[int]:
     card = manifest.input.cardinality
-    index = _index(tuple(manifest.vocabulary)) if manifest.vocabulary else None
+    index = manifest.token_index
     ids: list[int] = []
     for j, token in enumerate(tokens):
         if isinstance(token, str):

@@ -178,6 +178,21 @@ class KerasCompute(LoopCompute):
     def _rows(self, mask: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
         return tf.reshape(mask, [-1] + [1] * (state.shape.rank - 1))
 
+    def _batch_major(
+        self,
+        chosen_ta: tf.TensorArray,
+        probs_ta: tf.TensorArray | None,
+        steps: tf.Tensor,
+        batch: tf.Tensor,
+    ) -> dict[str, Any]:
+        """Step-major TensorArrays -> {"tokens": (batch, steps), "probs": (batch, steps, V)}."""
+        result = {"tokens": tf.transpose(tf.reshape(chosen_ta.stack(), [steps, batch]))}
+        if probs_ta is not None:
+            result["probs"] = tf.transpose(
+                tf.reshape(probs_ta.stack(), [steps, batch, self._out_card]), [1, 0, 2]
+            )
+        return result
+
     def _probs_array(self) -> tf.TensorArray:
         return tf.TensorArray(
             tf.float32,
@@ -246,15 +261,8 @@ class KerasCompute(LoopCompute):
             ],
         )
         t, final, lengths, chosen_ta, probs_ta = loop[0], loop[3], loop[5], loop[6], loop[7]
-        result = {
-            "tokens": tf.transpose(tf.reshape(chosen_ta.stack(), [t, batch])),
-            "lengths": lengths,
-            "states": final,
-        }
-        if probs:
-            result["probs"] = tf.transpose(
-                tf.reshape(probs_ta.stack(), [t, batch, self._out_card]), [1, 0, 2]
-            )
+        result = self._batch_major(chosen_ta, probs_ta if probs else None, t, batch)
+        result.update(lengths=lengths, states=final)
         return result
 
     def _decode_graph(self, sources: tf.Tensor, limits: tf.Tensor, probs: bool) -> dict[str, Any]:
@@ -285,14 +293,8 @@ class KerasCompute(LoopCompute):
         _, final, chosen_ta, probs_ta = tf.while_loop(
             lambda t, *_: t < steps, body, [tf.constant(0), list(states), chosen_ta, probs_ta]
         )
-        result = {
-            "tokens": tf.transpose(tf.reshape(chosen_ta.stack(), [steps, batch])),
-            "states": final,
-        }
-        if probs:
-            result["probs"] = tf.transpose(
-                tf.reshape(probs_ta.stack(), [steps, batch, self._out_card]), [1, 0, 2]
-            )
+        result = self._batch_major(chosen_ta, probs_ta if probs else None, steps, batch)
+        result["states"] = final
         return result
 
     # ---- numpy API (Compute) -------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,6 +65,13 @@ class Manifest(BaseModel):
             if len(set(self.vocabulary)) != len(self.vocabulary):
                 raise ValueError("vocabulary entries must be unique")
         return self
+
+    @cached_property
+    def token_index(self) -> dict[str, int] | None:
+        """Vocabulary token -> id, built once per manifest (None without a vocabulary)."""
+        if not self.vocabulary:
+            return None
+        return {token: i for i, token in enumerate(self.vocabulary)}
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:

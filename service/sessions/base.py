@@ -9,9 +9,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.errors import CapacityExceeded
+
 
 def new_session_id() -> str:
     return secrets.token_urlsafe(24)  # 192 random bits
+
+
+def capacity_exceeded(max_sessions: int, retry_seconds: int) -> CapacityExceeded:
+    """What both stores answer at the cap (live sessions are never evicted)."""
+    return CapacityExceeded(
+        f"session capacity reached ({max_sessions} live sessions); delete unused sessions "
+        f"or retry after {retry_seconds} s when idle ones expire",
+        headers={"Retry-After": str(retry_seconds)},
+    )
 
 
 @dataclass(frozen=True)

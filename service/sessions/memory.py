@@ -9,8 +9,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
-from service.errors import CapacityExceeded
-from service.sessions.base import Session, SessionStore
+from service.sessions.base import Session, SessionStore, capacity_exceeded
 from service.sessions.locks import LocalLocks
 
 
@@ -65,11 +64,7 @@ class MemorySessionStore(SessionStore):
         if len(self._sessions) >= self.max_sessions and self.purge_expired() == 0:
             soonest = min(s.expires_at for s in self._sessions.values())
             retry = max(1, math.ceil(soonest - self._clock()))
-            raise CapacityExceeded(
-                f"session capacity reached ({self.max_sessions} live sessions); delete "
-                f"unused sessions or retry after {retry} s when idle ones expire",
-                headers={"Retry-After": str(retry)},
-            )
+            raise capacity_exceeded(self.max_sessions, retry)
         stored = replace(session, expires_at=self._clock() + self.ttl)
         self._sessions[session.id] = stored
         return stored

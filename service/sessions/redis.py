@@ -28,9 +28,9 @@ from typing import Any
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from service.errors import CapacityExceeded, Conflict, StoreUnavailable
+from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec
-from service.sessions.base import Session, SessionStore
+from service.sessions.base import Session, SessionStore, capacity_exceeded
 from service.sessions.locks import LocalLocks
 
 REVISION_OFFSET = 32  # byte offset of the u64 revision in the codec header
@@ -157,11 +157,7 @@ class RedisSessionStore(SessionStore):
         )
         if not int(ok):
             retry = max(1, math.ceil((float(score) - now_ms) / 1000))
-            raise CapacityExceeded(
-                f"session capacity reached ({self.max_sessions} live sessions); delete "
-                f"unused sessions or retry after {retry} s when idle ones expire",
-                headers={"Retry-After": str(retry)},
-            )
+            raise capacity_exceeded(self.max_sessions, retry)
         return replace(session, expires_at=expires_ms / 1000)
 
     async def get(self, session_id: str) -> Session | None:
