@@ -22,8 +22,11 @@ test: $(STAMP)
 container-test: $(STAMP)
 	scripts/container-test
 
+LINTED := service tests bench scripts
+
 lint: $(STAMP)
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy service
 
 bench: $(STAMP)

@@ -40,7 +40,9 @@ def round_of(client: Client, sid: str, start_steps: int) -> None:
             check_status(r, 200)
             got.append(r.json()["outputs"][0])
             if r.json()["steps"] != start_steps + i + 1:
-                sys.exit(f"FAILED: session {sid} steps {r.json()['steps']} != {start_steps + i + 1}")
+                sys.exit(
+                    f"FAILED: session {sid} steps {r.json()['steps']} != {start_steps + i + 1}"
+                )
         if got != expected:
             sys.exit(f"FAILED: session {sid} answered {got} for {inputs}, expected {expected}")
         check_status(client.call("POST", f"/v1/sessions/{sid}/reset"), 200)
@@ -54,9 +56,18 @@ def check_status(r: httpx.Response, status: int) -> None:
 
 def api_containers(project: str) -> list[str]:
     out = subprocess.run(
-        ["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
-         "--filter", "label=com.docker.compose.service=api"],
-        capture_output=True, text=True, check=True,
+        [
+            "docker",
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            "label=com.docker.compose.service=api",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()
 
@@ -71,13 +82,17 @@ def main() -> None:
     client = Client(args.url)
 
     ready = client.call("GET", "/readyz")
-    check(ready.status_code == 200 and ready.json()["status"] == "ready",
-          f"/readyz through the load balancer: {ready.json()}")
+    check(
+        ready.status_code == 200 and ready.json()["status"] == "ready",
+        f"/readyz through the load balancer: {ready.json()}",
+    )
     r = client.call("POST", "/predict", {"inputs": [[20, 36, 40, 10, 34, 28]]})
     check(r.status_code == 200 and r.json()["outputs"] == [[40, 36, 20]], "/predict example")
     sources = np.random.default_rng(5).integers(1, 51, size=(64, 6)).tolist()
-    answers = [client.call("POST", "/v1/models/reverse/predict", {"inputs": [s]}).json()
-               ["outputs"][0] for s in sources * 2]
+    answers = [
+        client.call("POST", "/v1/models/reverse/predict", {"inputs": [s]}).json()["outputs"][0]
+        for s in sources * 2
+    ]
     check(answers[:64] == answers[64:], "the same source gets the same answer on every replica")
     correct = sum(a == s[:3][::-1] for a, s in zip(answers, sources * 2, strict=True))
     check(correct == 128, f"{correct}/128 /predict answers are the reversed prefix")
@@ -92,8 +107,10 @@ def main() -> None:
             round_of(client, sid, 0)
     served = {k: v for k, v in client.upstreams.items() if k != "?"}
     check(len(served) >= 2, f"requests landed on several replicas: {served}")
-    check(all(client.call("GET", f"/v1/sessions/{sid}").json()["steps"] == 0 for sid in ids),
-          f"{args.sessions} sessions x {args.rounds} rounds answered 0,1,2,3 / 0,1,2,4")
+    check(
+        all(client.call("GET", f"/v1/sessions/{sid}").json()["steps"] == 0 for sid in ids),
+        f"{args.sessions} sessions x {args.rounds} rounds answered 0,1,2,3 / 0,1,2,4",
+    )
 
     containers = api_containers(args.project)
     check(len(containers) >= 2, f"{len(containers)} api containers running")
@@ -115,8 +132,11 @@ def main() -> None:
             sys.exit(f"FAILED: after the kill, session {sid} answered {got}, expected [1, 2, 3]")
         check_status(client.call("POST", f"/v1/sessions/{sid}/reset"), 200)
         round_of(client, sid, 0)
-    check(True, f"all {args.sessions} sessions continued after the kill "
-                f"(served by {dict(client.upstreams)})")
+    check(
+        True,
+        f"all {args.sessions} sessions continued after the kill "
+        f"(served by {dict(client.upstreams)})",
+    )
     r = client.call("POST", "/predict", {"inputs": [[20, 36, 40, 10, 34, 28]]})
     check(r.status_code == 200 and r.json()["outputs"] == [[40, 36, 20]], "/predict after kill")
 
