@@ -70,8 +70,9 @@ def verify_sessions(url: str, sessions: int = 64, steps: int = 20) -> int:
         replay = model.compute.run(
             np.asarray([values[k]], np.int32), model.spec.zero_states(1), False
         )
+        # batched vs unbatched float32 differ in the last bits: the README's 1e-5 bound
         same_state = all(
-            np.max(np.abs(np.asarray(s) - r[0])) <= 1e-5
+            np.allclose(s, r[0], rtol=1e-5, atol=1e-5)
             for s, r in zip(state, replay.states, strict=True)
         )
         bad += int(outs != replay.tokens[0].tolist() or not same_state)

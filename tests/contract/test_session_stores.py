@@ -70,7 +70,7 @@ async def test_round_trip_is_exact(make: Factory) -> None:
     assert got.created_at == pytest.approx(original.created_at)
     for a, b in zip(got.states, original.states, strict=True):
         assert a.dtype == np.float32 and a.shape == b.shape
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # exact by construction: stored bytes
     assert got.expires_at >= created.expires_at - 0.01
     assert await store.get("no-such-id") is None
 
@@ -97,25 +97,43 @@ async def test_delete_and_count(make: Factory) -> None:
     assert await store.count() == 2
 
 
+# TTL tests on real time (Redis expires keys by its own clock): every "still alive"
+# check has seconds of slack, so a loaded machine cannot fail them, and every "expired"
+# check waits until the TTL has passed since the session was last touched, so it holds
+# by construction.
+TTL = 3.0
+
+
+async def wait_past(deadline: float) -> None:
+    """Until monotonic time `deadline` (plus a little for clock granularity)."""
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.05)
+
+
 async def test_idle_sessions_expire_and_access_refreshes(make: Factory) -> None:
-    store = make(ttl=0.6)
-    kept, idle = (await store.create(session())).id, (await store.create(session())).id
-    for _ in range(4):
-        await asyncio.sleep(0.25)
+    store = make(ttl=TTL)
+    idle = (await store.create(session())).id
+    idle_due = time.monotonic() + TTL  # idle's last touch was before this minus TTL
+    kept = (await store.create(session())).id
+    reads = 0
+    while time.monotonic() < idle_due + 0.05:  # read every 0.2 s: 2.8 s of slack
+        await asyncio.sleep(0.2)
         assert await store.get(kept) is not None
+        reads += 1
+    assert reads >= 5
     assert await store.get(idle) is None
     assert await store.count() == 1
 
 
 async def test_cap_refuses_with_retry_after_and_purges_expired(make: Factory) -> None:
-    store = make(ttl=0.5, cap=2)
+    store = make(ttl=TTL, cap=2)
     await store.create(session())
     await store.create(session())
+    both_due = time.monotonic() + TTL
     with pytest.raises(CapacityExceeded) as info:
         await store.create(session())
     assert info.value.status == 429 and info.value.headers is not None
-    assert int(info.value.headers["Retry-After"]) >= 1
-    await asyncio.sleep(0.7)  # both expire: room again
+    assert 1 <= int(info.value.headers["Retry-After"]) <= TTL + 1
+    await wait_past(both_due)  # both expire: room again
     await store.create(session())
     assert await store.count() == 1
 

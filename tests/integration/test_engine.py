@@ -9,6 +9,7 @@ from service.inference.base import LoadedModel
 from service.inference.keras_model import KerasCompute
 from service.inference.loop import LoopCompute
 from service.inference.store import load_store
+from tests.floats import assert_close
 from tests.integration.conftest import STORE
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ def compute(model: LoadedModel) -> KerasCompute:
 
 def close(a: list[np.ndarray], b: list[np.ndarray]) -> None:
     for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x, y, atol=1e-5)
+        assert_close(x, y)
 
 
 def test_compiled_decode_equals_reference_loop(models: dict[str, LoadedModel]) -> None:
@@ -41,7 +42,7 @@ def test_compiled_decode_equals_reference_loop(models: dict[str, LoadedModel]) -
     for i, n in enumerate(limits):
         np.testing.assert_array_equal(fast.tokens[i, :n], slow.tokens[i, :n])
         assert fast.probabilities is not None and slow.probabilities is not None
-        np.testing.assert_allclose(fast.probabilities[i, :n], slow.probabilities[i, :n], atol=1e-5)
+        assert_close(fast.probabilities[i, :n], slow.probabilities[i, :n])
     # generate from the encoded states also returns each row's final state
     start = np.zeros(64, np.int32)
     fast_gen = engine.generate(start, engine.encode(sources), limits, False)
@@ -59,7 +60,7 @@ def test_compiled_run_equals_reference_loop(models: dict[str, LoadedModel]) -> N
     slow = LoopCompute.run(engine, tokens, states, True)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     assert fast.probabilities is not None and slow.probabilities is not None
-    np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-5)
+    assert_close(fast.probabilities, slow.probabilities)
     close(fast.states, slow.states)
 
 
@@ -129,4 +130,6 @@ def test_batched_rows_equal_single_rows(models: dict[str, LoadedModel]) -> None:
         single = engine.decode(sources[i : i + 1], limits[:1], True)
         assert single.tokens[0].tolist() == batched.tokens[i].tolist()
         assert single.probabilities is not None and batched.probabilities is not None
-        np.testing.assert_allclose(single.probabilities[0], batched.probabilities[i], atol=1e-6)
+        # tokens exact; floats within tolerance: a batch of 32 takes other float32
+        # kernel paths than one row (1.16e-6 apart on an AMD EPYC)
+        assert_close(single.probabilities[0], batched.probabilities[i])

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from httpx import Client
 
+from tests.floats import assert_close
 from tests.integration.conftest import STORE
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot
 
@@ -33,9 +34,8 @@ def test_batch_with_mixed_lengths_equals_single_requests(http: Client) -> None:
     for i, source in enumerate(sources):
         single = http.post("/predict", json={**body, "inputs": [source]}).json()
         assert single["outputs"][0] == batched["outputs"][i]
-        np.testing.assert_allclose(
-            single["probabilities"][0], batched["probabilities"][i], atol=1e-6
-        )
+        # a batch takes other float32 kernel paths than a single row: within tolerance
+        assert_close(single["probabilities"][0], batched["probabilities"][i])
 
 
 def test_probabilities_match_a_numpy_lstm_reference(http: Client) -> None:
@@ -54,7 +54,7 @@ def test_probabilities_match_a_numpy_lstm_reference(http: Client) -> None:
         logits = h @ dense_w + dense_b
         expected = np.exp(logits - logits.max())
         expected /= expected.sum()
-        np.testing.assert_allclose(r["probabilities"][0][step], expected, atol=1e-5)
+        assert_close(r["probabilities"][0][step], expected)
         assert chosen == int(np.argmax(expected))
         token = chosen
 

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.floats import close
 from tests.integration.conftest import Server, free_port, start_server, wait_ready
 from tests.redis_server import RedisServer
 
@@ -82,7 +83,7 @@ def replay(url: str, inputs: list[int]) -> tuple[list[int], list[np.ndarray]]:
 
 
 def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
-    return all(np.max(np.abs(x - y)) <= 1e-5 for x, y in zip(a, b, strict=True))
+    return all(close(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_created_on_a_stepped_on_b_read_on_a(replicas: list[Replica]) -> None:

@@ -13,6 +13,7 @@ import pytest
 from service.inference.decoding import greedy_decode
 from service.inference.manifest import ManifestError
 from service.inference.store import load_store
+from tests.floats import assert_close
 from tests.integration.conftest import ROOT, STORE
 
 pytestmark = pytest.mark.integration
@@ -149,7 +150,7 @@ def test_multi_layer_index_model_matches_a_keras_loop(tmp_path: Path) -> None:
             states = [np.asarray(s) for s in result[1:]]
             token = int(np.argmax(p))
             expected.append(token)
-            np.testing.assert_allclose(prob[step], p, atol=1e-5)
+            assert_close(prob[step], p)
             if token == 6:
                 break
         assert out == expected
