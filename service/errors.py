@@ -64,6 +64,34 @@ class Overloaded(ServiceError):
     code = "overloaded"
 
 
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class SessionCorrupt(ServiceError):
+    """A stored session record that cannot be used. 410: the session is gone for good
+    (retrying cannot help; DELETE removes it, a new session starts afresh)."""
+
+    status = 410
+    code = "session_corrupt"
+
+
+class ComputeFailed(ServiceError):
+    """A model computation failed with something other than an ordinary exception."""
+
+    code = "compute_failed"
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """A client's value quoted in a message, kept short whatever was sent (and never
+    `str()` of a huge int, which Python refuses beyond 4,300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _body(code: str, message: str, field: str | None) -> dict[str, dict[str, str]]:
     error = {"code": code, "message": message}
     if field is not None:
@@ -80,9 +108,13 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return text or "body"
 
 
+def error_response(exc: ServiceError) -> JSONResponse:
+    return JSONResponse(_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+
+
 async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse(_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+    return error_response(exc)
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

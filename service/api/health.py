@@ -6,24 +6,39 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from service.api.deps import RuntimeDep
+from service.runtime import Runtime
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    """Liveness: the process answers."""
-    return Health(status="ok")
+def _unavailable(body: Health) -> JSONResponse:
+    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+
+
+def _failed(runtime: Runtime) -> Health | None:
+    """A batch worker that ended cannot come back by itself: only a restart helps."""
+    failures = runtime.engines.failures() if runtime.engines is not None else {}
+    return Health(status="failed", detail={"failed": failures}) if failures else None
+
+
+@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
+    """Liveness: the process answers; 503 (status "failed") if a model's batch worker
+    has stopped, which only a restart cures."""
+    failed = _failed(runtime)
+    return _unavailable(failed) if failed else Health(status="ok")
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
-    """Readiness: 503 until every model is loaded; then 200, with status "degraded"
-    while the session store is unreachable."""
+    """Readiness: 503 until every model is loaded, and if a batch worker has failed;
+    otherwise 200, with status "degraded" while the session store is unreachable."""
     if runtime.registry is None:
-        body = Health(status="loading", detail={"models": "loading"})
-        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+        return _unavailable(Health(status="loading", detail={"models": "loading"}))
+    failed = _failed(runtime)
+    if failed:
+        return _unavailable(failed)
     models = {
         name: [str(v) for v in runtime.registry.versions(name)] for name in runtime.registry.names()
     }
@@ -48,6 +63,7 @@ async def stats(runtime: RuntimeDep) -> dict[str, Any]:
         for b in engine.batchers:
             s = b.stats
             out[b.name] = {
+                "queued_rows": b.queued_rows,
                 "batches": s.batches,
                 "jobs": s.jobs,
                 "rows": s.rows,

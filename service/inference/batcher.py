@@ -6,6 +6,10 @@ Jobs queue on the event loop. One worker per batcher takes every queued job (up 
 operation, same sequence length, same options) and runs all groups in one trip to the
 compute thread. Under load, batches form by themselves while the previous one
 computes; at low load a job starts at once.
+
+A failing batch fails only its own jobs, whatever it raises. Should the worker itself
+ever end other than by `close()`, the batcher is marked failed: queued and later jobs
+are refused at once (503) and `failure` says why, so readiness can report it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import Overloaded
+from service.errors import ComputeFailed, NotReady, Overloaded
 
 log = logging.getLogger("service")
 
@@ -61,11 +65,20 @@ class Batcher:
         self.max_queue_rows = max_queue_rows
         self._queue: deque[Job] = deque()
         self._queued_rows = 0
+        self._taken: list[Job] = []  # the batch the worker is running
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._closing = False
+        self.failure: str | None = None  # set if the worker ended unexpectedly
         self.stats = BatchStats()
 
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
     async def submit(self, key: Hashable, rows: int, payload: Any) -> Any:
+        if self.failure is not None:
+            raise self._failed()
         if self._queued_rows + rows > self.max_queue_rows:
             raise Overloaded(
                 f"{self.name}: {self._queued_rows} rows already queued (limit "
@@ -74,6 +87,7 @@ class Batcher:
             )
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
+            self._worker.add_done_callback(self._worker_ended)
         job = Job(key, rows, payload, asyncio.get_running_loop().create_future())
         self._queue.append(job)
         self._queued_rows += rows
@@ -81,13 +95,33 @@ class Batcher:
         return await job.future
 
     async def close(self) -> None:
+        self._closing = True
         if self._worker is not None:
             self._worker.cancel()
             self._worker = None
-        for job in self._queue:
+        self._fail_queued(Overloaded(f"{self.name}: shutting down"))
+
+    def _failed(self) -> NotReady:
+        return NotReady(
+            f"{self.name}: unavailable ({self.failure}); retry on another replica",
+            headers={"Retry-After": "1"},
+        )
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if self._closing:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.failure = f"batch worker stopped: {error!r}" if error else "batch worker cancelled"
+        log.critical("%s: %s; refusing its requests from now on", self.name, self.failure)
+        self._fail_queued(self._failed())
+
+    def _fail_queued(self, error: Exception) -> None:
+        for job in [*self._taken, *self._queue]:
             if not job.future.done():
-                job.future.set_exception(Overloaded(f"{self.name}: shutting down"))
+                job.future.set_exception(error)
+        self._taken = []
         self._queue.clear()
+        self._queued_rows = 0
 
     def _take(self) -> list[Job]:
         jobs: list[Job] = []
@@ -97,6 +131,7 @@ class Batcher:
             rows += job.rows
             jobs.append(job)
         self._queued_rows -= rows
+        self._taken = jobs
         return jobs
 
     async def _run_forever(self) -> None:
@@ -116,9 +151,15 @@ class Batcher:
             self._count(jobs)
             try:
                 results = await loop.run_in_executor(self._executor, self._run_groups, jobs)
-            except Exception as exc:  # a bug in compute: fail these jobs, keep serving
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the worker itself is being stopped
+                failed = self._compute_failed("batch", "its compute call was cancelled")
+                results = [failed] * len(jobs)
+            except BaseException as exc:  # one batch must never end the worker
                 log.exception("%s: batch failed", self.name)
-                results = [exc] * len(jobs)
+                results = [self._as_exception(exc, "batch")] * len(jobs)
             for job, result in zip(jobs, results, strict=True):
                 if job.future.done():
                     continue
@@ -126,22 +167,37 @@ class Batcher:
                     job.future.set_exception(result)
                 else:
                     job.future.set_result(result)
+            self._taken = []
 
     def _run_groups(self, jobs: list[Job]) -> list[Any]:
-        """On the compute thread: one process() call per key."""
+        """On the compute thread: one process() call per key. Whatever one group
+        raises becomes the result of its own jobs only."""
         groups: dict[Hashable, list[int]] = {}
         for index, job in enumerate(jobs):
             groups.setdefault(job.key, []).append(index)
         results: list[Any] = [None] * len(jobs)
         for key, indices in groups.items():
             try:
-                outputs = self._process(key, [jobs[i].payload for i in indices])
-            except Exception as exc:
+                outputs = list(self._process(key, [jobs[i].payload for i in indices]))
+                if len(outputs) != len(indices):
+                    raise RuntimeError(f"{len(outputs)} results for {len(indices)} jobs")
+            except BaseException as exc:  # see _as_exception
                 log.exception("%s: group %r failed", self.name, key)
-                outputs = [exc] * len(indices)
+                outputs = [self._as_exception(exc, f"group {key!r}")] * len(indices)
             for i, output in zip(indices, outputs, strict=True):
                 results[i] = output
         return results
+
+    def _as_exception(self, exc: BaseException, where: str) -> Exception:
+        """Ordinary exceptions reach the caller as they are; anything else (a
+        KeyboardInterrupt or SystemExit raised by model code, ...) must not unwind a
+        request handler or the event loop, so it becomes a ComputeFailed."""
+        if isinstance(exc, Exception):
+            return exc
+        return self._compute_failed(where, type(exc).__name__)
+
+    def _compute_failed(self, where: str, why: str) -> ComputeFailed:
+        return ComputeFailed(f"{self.name}: {where} failed ({why}); the error was logged")
 
     def _count(self, jobs: list[Job]) -> None:
         rows = sum(j.rows for j in jobs)

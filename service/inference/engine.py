@@ -158,6 +158,15 @@ class Engines:
     def all(self) -> list[ModelEngine]:
         return list(self._engines.values())
 
+    def failures(self) -> dict[str, str]:
+        """Batchers whose worker ended unexpectedly: name -> why (empty when healthy)."""
+        return {
+            b.name: b.failure
+            for engine in self._engines.values()
+            for b in engine.batchers
+            if b.failure is not None
+        }
+
     async def close(self) -> None:
         for engine in self._engines.values():
             await engine.close()

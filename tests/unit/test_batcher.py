@@ -1,13 +1,13 @@
 import asyncio
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pytest
 
-from service.errors import Overloaded
+from service.errors import ComputeFailed, NotReady, Overloaded
 from service.inference.batcher import Batcher
 from service.inference.engine import BatchSettings, ModelEngine
 from tests.fakes import model
@@ -15,19 +15,42 @@ from tests.fakes import model
 pytestmark = pytest.mark.unit
 
 
+class Fatal(BaseException):
+    """Not an Exception: what used to end the batch worker for good."""
+
+
 class Recorder:
-    """A process function that blocks until released, recording every call."""
+    """A process function that signals `entered` and blocks until released, recording
+    every call. Keys choose failures: "boom" raises an Exception, "fatal" a
+    BaseException."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Hashable, list[Any]]] = []
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def __call__(self, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
-        self.release.wait(5)
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the compute"
         self.calls.append((key, list(payloads)))
         if key == "boom":
             raise RuntimeError("compute failed")
+        if key == "fatal":
+            raise Fatal()
         return [(key, p * 10) for p in payloads]
+
+    async def computing(self) -> None:
+        """Returns once a batch is inside the compute (blocked until released)."""
+        assert await asyncio.to_thread(self.entered.wait, 10), "no batch reached compute"
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Yield to the event loop until `condition` holds (a deadline, not a sleep)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not condition():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -40,12 +63,12 @@ async def test_jobs_queued_while_busy_merge_into_one_call_per_key(executor: Any)
     rec = Recorder()
     batcher = Batcher("t", rec, executor, max_rows=100, max_delay=0, max_queue_rows=100)
     first = asyncio.create_task(batcher.submit("a", 1, 0))
-    await asyncio.sleep(0.05)  # first batch is now computing (blocked)
+    await rec.computing()
     rest = [
         asyncio.create_task(batcher.submit(k, 1, i))
         for i, k in enumerate(["a", "b", "a", "b", "a"], start=1)
     ]
-    await asyncio.sleep(0.05)
+    await until(lambda: batcher.queued_rows == 5)
     rec.release.set()
     assert await first == ("a", 0)
     assert await asyncio.gather(*rest) == [("a", 10), ("b", 20), ("a", 30), ("b", 40), ("a", 50)]
@@ -69,9 +92,9 @@ async def test_full_queue_answers_overloaded(executor: Any) -> None:
     rec = Recorder()
     batcher = Batcher("t", rec, executor, max_rows=1, max_delay=0, max_queue_rows=2)
     running = asyncio.create_task(batcher.submit("a", 1, 0))
-    await asyncio.sleep(0.05)
+    await rec.computing()
     queued = [asyncio.create_task(batcher.submit("a", 1, i)) for i in (1, 2)]
-    await asyncio.sleep(0)
+    await until(lambda: batcher.queued_rows == 2)
     with pytest.raises(Overloaded) as info:
         await batcher.submit("a", 1, 3)
     assert info.value.status == 503 and info.value.headers == {"Retry-After": "1"}
@@ -84,15 +107,67 @@ async def test_a_failing_group_fails_only_its_jobs(executor: Any) -> None:
     rec = Recorder()
     batcher = Batcher("t", rec, executor, max_rows=10, max_delay=0, max_queue_rows=10)
     blocker = asyncio.create_task(batcher.submit("a", 1, 0))
-    await asyncio.sleep(0.05)
+    await rec.computing()
     bad = asyncio.create_task(batcher.submit("boom", 1, 1))
-    good = asyncio.create_task(batcher.submit("a", 1, 2))
-    await asyncio.sleep(0.01)
+    fatal = asyncio.create_task(batcher.submit("fatal", 1, 2))
+    good = asyncio.create_task(batcher.submit("a", 1, 3))
+    await until(lambda: batcher.queued_rows == 3)
     rec.release.set()
     await blocker
-    assert await good == ("a", 20)
+    assert await good == ("a", 30)
     with pytest.raises(RuntimeError, match="compute failed"):
         await bad
+    with pytest.raises(ComputeFailed, match=r"group 'fatal' failed \(Fatal\)") as info:
+        await fatal
+    assert info.value.status == 500
+    # the worker lives on
+    assert await batcher.submit("a", 1, 4) == ("a", 40)
+    assert batcher.failure is None
+    await batcher.close()
+
+
+async def test_a_batch_raising_a_base_exception_fails_only_that_batch(executor: Any) -> None:
+    """Even outside the per-group guard (here: the whole compute call raises)."""
+    calls = 0
+
+    def process(key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+        return [p for p in payloads]
+
+    batcher = Batcher("t", process, executor, max_rows=10, max_delay=0, max_queue_rows=10)
+
+    def run_groups(jobs: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Fatal()
+        return Batcher._run_groups(batcher, jobs)
+
+    batcher._run_groups = run_groups  # type: ignore[method-assign]
+    with pytest.raises(ComputeFailed, match=r"batch failed \(Fatal\)"):
+        await batcher.submit("a", 1, 7)
+    assert await batcher.submit("a", 1, 8) == 8
+    assert batcher.failure is None
+    await batcher.close()
+
+
+async def test_a_dead_worker_fails_fast_and_reports_why(executor: Any) -> None:
+    """If the worker itself ends (a bug in the batcher), queued and later jobs are
+    refused at once with 503 instead of waiting forever."""
+    rec = Recorder()
+    batcher = Batcher("t", rec, executor, max_rows=1, max_delay=0, max_queue_rows=10)
+
+    def broken_count(jobs: list[Any]) -> None:
+        raise Fatal()
+
+    batcher._count = broken_count  # type: ignore[method-assign]
+    first = asyncio.create_task(batcher.submit("a", 1, 0))
+    with pytest.raises(NotReady) as info:
+        await asyncio.wait_for(first, 10)
+    assert info.value.status == 503 and info.value.headers == {"Retry-After": "1"}
+    assert batcher.failure is not None and "Fatal" in batcher.failure
+    with pytest.raises(NotReady, match="batch worker stopped"):
+        await asyncio.wait_for(batcher.submit("a", 1, 1), 10)
+    assert rec.calls == []
     await batcher.close()
 
 
@@ -110,7 +185,7 @@ async def test_engine_batches_sessions_and_keeps_rows_apart(executor: Any) -> No
     assert a.outputs == [2, 3] and b.outputs == [4, 5] and c.outputs == [6]
     assert a.probabilities is None and b.probabilities is not None
     assert a.states[1][0, 0] == 2.0 and c.states[1][0, 0] == 1.0
-    np.testing.assert_array_equal(b.states[0], offset[0])
+    np.testing.assert_array_equal(b.states[0], offset[0])  # exact: the fake copies h as is
     await engine.close()
 
 
