@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service import __version__, errors
 from service.api import health, models, predict, sessions
+from service.api.body_limit import BodyLimit
 from service.config import Settings
 from service.inference.registry import Registry
 from service.runtime import Runtime
@@ -81,6 +82,7 @@ def create_app(
     )
     app.state.runtime = runtime
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # hot routes first: routing tries routes in order
     for module in (predict, sessions, models, health):
         app.include_router(module.router)

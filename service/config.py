@@ -25,6 +25,17 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=256, ge=1, description="sequences per request")
     max_sequence_length: int = Field(default=1024, ge=1, description="tokens per sequence")
     max_decode_steps: int = Field(default=512, ge=1, description="upper bound for max_steps")
+    # 256 rows x 256 steps; ~0.2 s of compute for the reverse model on one core
+    max_steps_per_request: int = Field(
+        default=65_536, ge=1, description="model steps (tokens encoded + fed + decoded) per request"
+    )
+    # ~5 MB of JSON
+    max_probabilities_per_request: int = Field(
+        default=262_144, ge=1, description="probability values in one response"
+    )
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="request body size; 413 beyond"
+    )
 
     session_backend: Literal["memory", "redis"] = Field(
         default="memory", description="memory: in-process; redis: shared by replicas"

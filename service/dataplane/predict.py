@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from service.config import Settings
-from service.dataplane.tokens import check_length, check_max_steps, to_ids, to_tokens
+from service.dataplane.limits import check_batch, check_length, check_max_steps, check_work
+from service.dataplane.tokens import to_ids, to_tokens
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
@@ -29,19 +30,14 @@ async def predict(
 ) -> PredictResponse:
     spec = model.spec
     manifest = spec.manifest
-    if len(request.inputs) > settings.max_batch_size:
-        raise InvalidInput(
-            f"inputs: batch of {len(request.inputs)} sequences exceeds the limit of "
-            f"{settings.max_batch_size} (SERVICE_MAX_BATCH_SIZE)",
-            field="inputs",
-        )
-    sequences = []
+    check_batch(request.inputs, settings)
     for i, tokens in enumerate(request.inputs):
-        check_length(tokens, settings.max_sequence_length, f"inputs[{i}]")
-        sequences.append(to_ids(manifest, tokens, f"inputs[{i}]"))
-
+        check_length(tokens, settings, f"inputs[{i}]")
+    rows, fed = len(request.inputs), sum(len(s) for s in request.inputs)
     if manifest.kind == "seq2seq":
-        steps = check_max_steps(request.max_steps, manifest.max_steps, settings.max_decode_steps)
+        steps = check_max_steps(request.max_steps, manifest.max_steps, settings)
+        what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps"
+        emitted = rows * steps
     elif request.max_steps is not None:
         raise InvalidInput(
             f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
@@ -50,6 +46,17 @@ async def predict(
         )
     else:
         steps = 0
+        what = f"{fed:,} input values in {rows} sequences"
+        emitted = fed
+    check_work(
+        settings,
+        steps=fed + rows * steps,
+        what=what,
+        field="inputs",
+        outputs=emitted,
+        width=manifest.output_cardinality if request.return_probabilities else None,
+    )
+    sequences = [to_ids(manifest, s, f"inputs[{i}]") for i, s in enumerate(request.inputs)]
     outputs, probabilities = await engines.get(model).predict(
         sequences, steps, request.return_probabilities
     )

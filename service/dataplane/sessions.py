@@ -8,8 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from service.config import Settings
-from service.dataplane.tokens import check_length, check_max_steps, parse_states, to_ids, to_tokens
-from service.errors import Conflict, InvalidInput, NotFound
+from service.dataplane.limits import check_length, check_max_steps, check_work
+from service.dataplane.tokens import parse_states, to_ids, to_tokens
+from service.errors import Conflict, InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines, RowResult
 from service.inference.registry import Registry
@@ -21,7 +22,7 @@ from service.schemas import (
     StepRequest,
     StepResponse,
 )
-from service.sessions.base import Session, SessionStore, new_session_id
+from service.sessions.base import Session, SessionStore, corrupt_session, new_session_id
 
 
 def _iso(timestamp: float) -> str:
@@ -29,7 +30,9 @@ def _iso(timestamp: float) -> str:
 
 
 def _not_found(session_id: str) -> NotFound:
-    return NotFound(f"session '{session_id}' not found (unknown or expired)", field="session_id")
+    return NotFound(
+        f"session {shown(session_id)} not found (unknown or expired)", field="session_id"
+    )
 
 
 def info(session: Session, include_state: bool = False) -> SessionInfo:
@@ -53,14 +56,30 @@ class SessionOps:
         self.store = store
         self.settings = settings
 
-    def _model(self, session: Session) -> LoadedModel:
-        return self.registry.get(session.model, session.version)
-
-    async def _load(self, session_id: str) -> Session:
+    async def _open(self, session_id: str) -> tuple[Session, LoadedModel]:
+        """The live session and its model; a record its model cannot use is refused
+        here, before it could reach a batch shared with other sessions."""
         session = await self.store.get(session_id)
         if session is None:
             raise _not_found(session_id)
-        return session
+        try:
+            model = self.registry.get(session.model, session.version)
+        except NotFound as exc:
+            raise NotFound(
+                f"session {shown(session_id)} belongs to model '{session.model}' version "
+                f"{session.version}, which this server does not serve ({exc.message})",
+                field="session_id",
+            ) from None
+        spec = model.spec
+        shapes = tuple(s.shape for s in session.states)
+        card = spec.manifest.input.cardinality
+        if shapes != spec.state_shapes:
+            problem = f"state shapes {shapes} do not match the model's {spec.state_shapes}"
+        elif session.next_token is not None and not 0 <= session.next_token < card:
+            problem = f"next token {session.next_token} is outside 0..{card - 1}"
+        else:
+            return session, model
+        raise corrupt_session(session_id, problem)
 
     def _start_token(self, model: LoadedModel) -> int | None:
         return model.spec.manifest.start_token if model.spec.manifest.kind == "seq2seq" else None
@@ -79,7 +98,15 @@ class SessionOps:
                     "(the state starts at zeros) or give 'state'",
                     field="source",
                 )
-            check_length(request.source, self.settings.max_sequence_length, "source")
+            check_length(request.source, self.settings, "source")
+            check_work(
+                self.settings,
+                steps=len(request.source),
+                what=f"{len(request.source):,} source tokens",
+                field="source",
+                outputs=0,
+                width=None,
+            )
             ids = to_ids(spec.manifest, request.source, "source")
             states = await self.engines.get(model).encode(ids)
         else:
@@ -96,13 +123,24 @@ class SessionOps:
         return info(await self.store.create(session))
 
     async def get(self, session_id: str, include_state: bool) -> SessionInfo:
-        return info(await self._load(session_id), include_state)
+        session, _ = await self._open(session_id)
+        return info(session, include_state)
 
     async def step(self, session_id: str, request: StepRequest) -> StepResponse:
-        check_length(request.inputs, self.settings.max_sequence_length, "inputs")
+        check_length(request.inputs, self.settings, "inputs")
         async with self.store.lock(session_id):
-            session = await self._load(session_id)
-            model = self._model(session)
+            session, model = await self._open(session_id)
+            fed = len(request.inputs)
+            check_work(
+                self.settings,
+                steps=fed,
+                what=f"{fed:,} input values",
+                field="inputs",
+                outputs=fed,
+                width=model.spec.manifest.output_cardinality
+                if request.return_probabilities
+                else None,
+            )
             ids = to_ids(model.spec.manifest, request.inputs, "inputs")
             row = await self.engines.get(model).run(
                 session.states, ids, request.return_probabilities
@@ -111,15 +149,20 @@ class SessionOps:
 
     async def generate(self, session_id: str, request: GenerateRequest) -> StepResponse:
         async with self.store.lock(session_id):
-            session = await self._load(session_id)
-            model = self._model(session)
+            session, model = await self._open(session_id)
             manifest = model.spec.manifest
-            steps = check_max_steps(
-                request.max_steps, manifest.max_steps, self.settings.max_decode_steps
+            steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
+            check_work(
+                self.settings,
+                steps=steps,
+                what=f"max_steps {steps}",
+                field="max_steps",
+                outputs=steps,
+                width=manifest.output_cardinality if request.return_probabilities else None,
             )
             if session.next_token is None:
                 raise Conflict(
-                    f"session '{session_id}' has no previous output to feed back: step at "
+                    f"session {shown(session_id)} has no previous output to feed back: step at "
                     "least one input first",
                     field="session_id",
                 )
@@ -146,14 +189,13 @@ class SessionOps:
 
     async def set_state(self, session_id: str, request: SetStateRequest) -> SessionInfo:
         async with self.store.lock(session_id):
-            session = await self._load(session_id)
-            states = parse_states(self._model(session).spec, request.state)
+            session, model = await self._open(session_id)
+            states = parse_states(model.spec, request.state)
             return info(await self.store.save(replace(session, states=states)), True)
 
     async def reset(self, session_id: str) -> SessionInfo:
         async with self.store.lock(session_id):
-            session = await self._load(session_id)
-            model = self._model(session)
+            session, model = await self._open(session_id)
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
             return info(
                 await self.store.save(

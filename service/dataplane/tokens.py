@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, shown
 from service.inference.base import ModelSpec
 from service.inference.manifest import Manifest
 
 Token = int | str
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+STATE_VALUES = "finite float32 numbers (no NaN or infinity, |x| <= 3.4028235e38)"
 
 
 def _allowed(manifest: Manifest) -> str:
@@ -39,7 +41,7 @@ def to_ids(manifest: Manifest, tokens: Sequence[Token], field: str) -> list[int]
                     else ("is a string but the model has no vocabulary")
                 )
                 raise InvalidInput(
-                    f"{field}[{j}]: token {token!r} {why}; allowed: {_allowed(manifest)}",
+                    f"{field}[{j}]: token {shown(token)} {why}; allowed: {_allowed(manifest)}",
                     field=f"{field}[{j}]",
                 )
             ids.append(index[token])
@@ -47,7 +49,8 @@ def to_ids(manifest: Manifest, tokens: Sequence[Token], field: str) -> list[int]
             ids.append(token)
         else:
             raise InvalidInput(
-                f"{field}[{j}]: token {token} is out of range; allowed: {_allowed(manifest)}",
+                f"{field}[{j}]: token {shown(token)} is out of range; allowed: "
+                f"{_allowed(manifest)}",
                 field=f"{field}[{j}]",
             )
     return ids
@@ -60,29 +63,17 @@ def to_tokens(manifest: Manifest, ids: Sequence[int]) -> list[Token]:
     return list(ids)
 
 
-def check_length(tokens: Sequence[Token], limit: int, field: str) -> None:
-    if len(tokens) > limit:
-        raise InvalidInput(
-            f"{field}: {len(tokens)} tokens exceeds the limit of {limit} "
-            "(SERVICE_MAX_SEQUENCE_LENGTH)",
-            field=field,
-        )
-
-
-def check_max_steps(value: int | None, default: int, limit: int) -> int:
-    steps = default if value is None else value
-    if not 1 <= steps <= limit:
-        raise InvalidInput(
-            f"max_steps: {steps} is out of range; allowed: 1..{limit} (SERVICE_MAX_DECODE_STEPS)",
-            field="max_steps",
-        )
-    return steps
-
-
 def _check_nested(value: Any, shape: tuple[int, ...], field: str) -> None:
     if not shape:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidInput(f"{field}: {value!r} is not a number", field=field)
+            raise InvalidInput(
+                f"{field}: {shown(value)} is not a number; allowed: {STATE_VALUES}", field=field
+            )
+        # compared as Python numbers: an int beyond float range cannot overflow here
+        if not (isinstance(value, int) or math.isfinite(value)) or abs(value) > FLOAT32_MAX:
+            raise InvalidInput(
+                f"{field}: {shown(value)} is out of range; allowed: {STATE_VALUES}", field=field
+            )
         return
     if not isinstance(value, list) or len(value) != shape[0]:
         got = f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
@@ -108,12 +99,5 @@ def parse_states(
     arrays = []
     for i, (tensor, shape) in enumerate(zip(raw, shapes, strict=True)):
         _check_nested(tensor, shape, f"{field}[{i}]")
-        array = np.asarray(tensor, dtype=np.float64)
-        if not (np.isfinite(array).all() and (np.abs(array) <= FLOAT32_MAX).all()):
-            raise InvalidInput(
-                f"{field}[{i}]: values must be finite float32 numbers (no NaN, no infinity, "
-                "|x| < 3.4e38)",
-                field=f"{field}[{i}]",
-            )
-        arrays.append(array.astype(np.float32))
+        arrays.append(np.asarray(tensor, dtype=np.float64).astype(np.float32))
     return tuple(arrays)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 
 
@@ -38,7 +38,7 @@ class Registry:
             return self._models[name]
         except KeyError:
             raise NotFound(
-                f"model '{name}' not found; available models: {', '.join(self._models)}",
+                f"model {shown(name)} not found; available models: {', '.join(self._models)}",
                 field="model",
             ) from None
 
@@ -54,15 +54,23 @@ class Registry:
         versions = self._versions(name)
         if version is None:
             return versions[max(versions)]
-        allowed = ", ".join(str(v) for v in versions)
-        number: int | None = None
-        if isinstance(version, int):
-            number = version
-        elif version.isdigit():
-            number = int(version)
+        number = version_number(version)
         if number is None or number not in versions:
+            allowed = ", ".join(str(v) for v in versions)
             raise NotFound(
-                f"version '{version}' of model '{name}' not found; available versions: {allowed}",
+                f"version {shown(str(version))} of model '{name}' not found; available "
+                f"versions: {allowed}",
                 field="version",
             )
         return versions[number]
+
+
+def version_number(version: int | str) -> int | None:
+    """A client's version as a store version number, or None if it cannot be one.
+    Only ASCII digits count ('²'.isdigit() is true but int() refuses it), and only
+    as many as a version can have (int() also refuses strings over 4,300 digits)."""
+    if isinstance(version, int):
+        return version
+    if version.isascii() and version.isdigit() and len(version) <= 18:
+        return int(version)
+    return None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from service.inference.base import LoadedModel
 from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
-from service.inference.registry import Registry
+from service.inference.registry import Registry, version_number
 
 log = logging.getLogger("service")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -31,10 +31,18 @@ def scan(root: Path) -> list[tuple[str, int, Path]]:
             raise ManifestError(
                 f"{model_dir}: no version directories (expected e.g. {model_dir}/1)"
             )
-        for version_dir in versions:
-            if not version_dir.name.isdigit():
+        numbers: dict[int, Path] = {}
+        for version_dir in sorted(versions):
+            number = version_number(version_dir.name)
+            if number is None:
                 raise ManifestError(f"{version_dir}: version directories must be integers")
-            found.append((model_dir.name, int(version_dir.name), version_dir))
+            if number in numbers:
+                raise ManifestError(
+                    f"{version_dir}: the same version as {numbers[number]} (one directory "
+                    "per version)"
+                )
+            numbers[number] = version_dir
+            found.append((model_dir.name, number, version_dir))
     if not found:
         raise ManifestError(f"{root}: no models (expected {root}/<name>/<version>/model.json)")
     return found

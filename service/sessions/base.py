@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.errors import CapacityExceeded
+from service.errors import CapacityExceeded, SessionCorrupt, shown
+
+log = logging.getLogger("service")
 
 
 def new_session_id() -> str:
@@ -22,6 +25,17 @@ def capacity_exceeded(max_sessions: int, retry_seconds: int) -> CapacityExceeded
         f"session capacity reached ({max_sessions} live sessions); delete unused sessions "
         f"or retry after {retry_seconds} s when idle ones expire",
         headers={"Retry-After": str(retry_seconds)},
+    )
+
+
+def corrupt_session(session_id: str, problem: str) -> SessionCorrupt:
+    """What a stored record that cannot be used answers (410), logged with the detail.
+    The record is left as it is for inspection; DELETE removes it."""
+    log.error("session %s: stored record cannot be used: %s", session_id, problem)
+    return SessionCorrupt(
+        f"session {shown(session_id)} cannot be used: its stored record is corrupt or was "
+        "written for another model (details logged); delete it and create a new session",
+        field="session_id",
     )
 
 

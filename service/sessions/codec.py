@@ -8,6 +8,7 @@ state: ndim u8, dims u32 each, float32 data. A reverse session (2 x 128 floats) 
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -45,12 +46,13 @@ def encode(session: Session) -> bytes:
 
 
 def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
+    """Raises CodecError, and nothing else, for any bytes that are not a whole record."""
     try:
         magic, version, steps, next_token, created_at, revision, name_len = _HEADER.unpack_from(
             data, 0
         )
         if magic != MAGIC:
-            raise CodecError(f"session {session_id}: unknown format {magic!r}")
+            raise CodecError(f"unknown format {magic[:4]!r}")
         offset = _HEADER.size
         model = data[offset : offset + name_len].decode()
         offset += name_len
@@ -61,9 +63,15 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
             (ndim,) = struct.unpack_from("<B", data, offset)
             shape = struct.unpack_from(f"<{ndim}I", data, offset + 1)
             offset += 1 + 4 * ndim
-            size = int(np.prod(shape, dtype=np.int64)) * 4
-            states.append(np.frombuffer(data, "<f4", size // 4, offset).reshape(shape).copy())
-            offset += size
+            size = math.prod(shape)  # Python ints: no wrap-around on absurd shapes
+            if offset + 4 * size > len(data):
+                raise CodecError(f"truncated: state of shape {shape} needs {4 * size} bytes")
+            states.append(np.frombuffer(data, "<f4", size, offset).reshape(shape).copy())
+            offset += 4 * size
+        if offset != len(data):
+            raise CodecError(f"{len(data) - offset} unexpected bytes after the last state")
+    except CodecError as exc:
+        raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
     except (struct.error, UnicodeDecodeError, ValueError) as exc:
         raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
     return Session(

@@ -26,11 +26,11 @@ from dataclasses import replace
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec
-from service.sessions.base import Session, SessionStore, capacity_exceeded
+from service.sessions.base import Session, SessionStore, capacity_exceeded, corrupt_session
 from service.sessions.locks import LocalLocks
 
 REVISION_OFFSET = 32  # byte offset of the u64 revision in the codec header
@@ -128,10 +128,8 @@ class RedisSessionStore(SessionStore):
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
-        except RedisError as exc:
-            raise self._unavailable(exc) from None
-        except OSError as exc:
-            raise self._unavailable(exc) from None
+        except (RedisError, OSError) as exc:
+            raise self._unavailable(exc) from exc
 
     def _times(self) -> tuple[int, int, int]:
         now = self._clock()
@@ -162,14 +160,24 @@ class RedisSessionStore(SessionStore):
 
     async def get(self, session_id: str) -> Session | None:
         _, ttl_ms, expires_ms = self._times()
-        data = await self._call(
-            self._touch,
-            keys=[self._index, self._key(session_id)],
-            args=[session_id, ttl_ms, expires_ms],
-        )
+        try:
+            data = await self._call(
+                self._touch,
+                keys=[self._index, self._key(session_id)],
+                args=[session_id, ttl_ms, expires_ms],
+            )
+        except StoreUnavailable as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ResponseError) and "WRONGTYPE" in str(cause):
+                # something other than a string under the session's key
+                raise corrupt_session(session_id, f"not a session record: {cause}") from None
+            raise
         if data is None:
             return None
-        return codec.decode(session_id, data, expires_ms / 1000)
+        try:
+            return codec.decode(session_id, data, expires_ms / 1000)
+        except codec.CodecError as exc:
+            raise corrupt_session(session_id, str(exc)) from None
 
     async def save(self, session: Session) -> Session:
         _, ttl_ms, expires_ms = self._times()

@@ -141,6 +141,34 @@ def test_not_found_and_malformed_bodies(client: TestClient) -> None:
     error(client.delete("/v1/models/counter"), 405)
 
 
+@pytest.mark.parametrize("version", ["²", "1" * 5000, "١", " 1", "-1", "1.0", "0x1"])
+def test_versions_that_are_not_version_numbers_are_404(client: TestClient, version: str) -> None:
+    """'²'.isdigit() is true but int() refuses it, and int() refuses 5,000 digits:
+    both used to answer 500."""
+    body = {"inputs": [[1]]}
+    answers = [
+        client.post(f"/v1/models/counter/versions/{version}/predict", json=body),
+        client.get(f"/v1/models/counter/versions/{version}"),
+        client.post("/predict", json={**body, "model": "counter", "version": version}),
+        client.post("/v1/sessions", json={"model": "counter", "version": version}),
+    ]
+    for r in answers:
+        msg = error(r, 404, "version")
+        assert "available versions: 1, 2" in msg and len(msg) < 200, msg
+
+
+def test_huge_client_values_are_clipped_in_messages(client: TestClient) -> None:
+    big = "9" * 4000  # below Python's 4,300-digit str() limit, far above any range
+    content = '{"inputs": [[1, ' + big + "]]}"
+    msg = error(client.post("/v1/models/counter/predict", content=content), 422, "inputs[0][1]")
+    assert "integer of about 4000 digits" in msg and len(msg) < 200
+    content = '{"inputs": [[1]], "max_steps": ' + big + "}"
+    msg = error(client.post("/v1/models/counter/predict", content=content), 422, "max_steps")
+    assert "allowed: 1..10" in msg and len(msg) < 200
+    msg = error(client.get("/v1/sessions/" + "x" * 3000), 404, "session_id")
+    assert len(msg) < 200
+
+
 def test_predict_without_model_needs_a_default(client: TestClient) -> None:
     # fakes hold two seq2seq models, so there is no implicit default
     msg = error(client.post("/predict", json={"inputs": [[1]]}), 422, "model")
@@ -219,7 +247,8 @@ def test_generate_on_fresh_step_session_is_a_conflict(client: TestClient) -> Non
         ({"state": [[0, 0, 0], [[0, 0], [0]]]}, "state[1][1]", "list of 2"),
         ({"state": [[0, "1", 0], [[0, 0], [0, 0]]]}, "state[0][1]", "not a number"),
         ({"state": [[0, True, 0], [[0, 0], [0, 0]]]}, "state[0][1]", "not a number"),
-        ({"state": [[0, 1e39, 0], [[0, 0], [0, 0]]]}, "state[0]", "finite"),
+        ({"state": [[0, 1e39, 0], [[0, 0], [0, 0]]]}, "state[0][1]", "finite"),
+        ({"state": [[0, 0, 0], [[0, -(10**39)], [0, 0]]]}, "state[1][0][1]", "out of range"),
         ({"state": []}, "state", "at least 1"),
         ({}, "state", "required"),
     ],
@@ -236,17 +265,17 @@ def test_bad_state_is_refused_and_session_unchanged(
     assert after["state"] == before["state"] and after["steps"] == before["steps"] == 1
 
 
-def test_nan_and_infinity_states_are_refused(client: TestClient) -> None:
+def test_nan_infinity_and_huge_integer_states_are_refused(client: TestClient) -> None:
     sid = new_session(client)
-    for literal in ("NaN", "Infinity", "-Infinity"):
+    # 1 followed by 400 zeros is a valid JSON number beyond float range: it used to
+    # raise OverflowError (500) on its way to numpy
+    for literal in ("NaN", "Infinity", "-Infinity", "1" + "0" * 400, "-1" + "0" * 4000):
         body = '{"state": [[0, ' + literal + ", 0], [[0, 0], [0, 0]]]}"
-        r = client.put(
-            f"/v1/sessions/{sid}/state",
-            content=body.encode(),
-            headers={"content-type": "application/json"},
-        )
-        msg = error(r, 422, "state[0]")
-        assert "finite" in msg
+        for method, path in (("PUT", f"/v1/sessions/{sid}/state"), ("POST", "/v1/sessions")):
+            content = body if method == "PUT" else body[:-1] + ', "model": "stepper"}'
+            r = client.request(method, path, content=content.encode())
+            msg = error(r, 422, "state[0][1]")
+            assert "finite float32" in msg and len(msg) < 200, msg
 
 
 def test_bad_step_input_leaves_session_unchanged(client: TestClient) -> None:

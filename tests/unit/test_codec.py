@@ -37,7 +37,7 @@ def test_round_trip(next_token: int | None) -> None:
     )
     assert back.created_at == s.created_at and back.expires_at == 5.0
     for a, b in zip(back.states, s.states, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, b)  # exact by construction: raw float32 bytes
     # the revision sits where the Redis compare-and-set script reads it
     assert int.from_bytes(data[REVISION_OFFSET : REVISION_OFFSET + 8], "little") == 77
 
@@ -59,3 +59,29 @@ def test_size_is_state_plus_a_small_header() -> None:
 def test_corrupt_records_raise(data: bytes) -> None:
     with pytest.raises(codec.CodecError):
         codec.decode("abc", data)
+
+
+def test_every_truncation_and_any_trailing_bytes_raise_codec_error_only() -> None:
+    data = codec.encode(sample())
+    for end in range(len(data)):
+        with pytest.raises(codec.CodecError, match="session abc: corrupt record"):
+            codec.decode("abc", data[:end])
+    with pytest.raises(codec.CodecError, match="unexpected bytes"):
+        codec.decode("abc", data + b"\0")
+
+
+def test_absurd_shapes_and_random_bytes_raise_codec_error_only() -> None:
+    header = codec.encode(sample())[: codec._HEADER.size + len("mémoire".encode())]
+    # one state of 8 dims of 2**32 - 1 each: its size overflows int64
+    absurd = header + b"\x01\x08" + b"\xff\xff\xff\xff" * 8
+    with pytest.raises(codec.CodecError, match="truncated"):
+        codec.decode("abc", absurd)
+    rng = np.random.default_rng(0)
+    refused = 0
+    for _ in range(2000):  # anything but CodecError escaping fails the test
+        garbage = header + rng.bytes(int(rng.integers(0, 64)))
+        try:
+            codec.decode("abc", garbage)
+        except codec.CodecError:
+            refused += 1
+    assert refused > 1900  # random tails are almost never a whole record

@@ -70,6 +70,23 @@ def test_scan_finds_versions_and_rejects_bad_layouts(tmp_path: Path) -> None:
         scan(tmp_path)
 
 
+@pytest.mark.parametrize("name", ["²", "1" * 200, "-1"])
+def test_scan_refuses_versions_int_cannot_read(tmp_path: Path, name: str) -> None:
+    """'²'.isdigit() is true but int() refuses it (it used to crash start-up); a
+    version has at most 18 digits."""
+    write(tmp_path / "a" / "1", GOOD)
+    (tmp_path / "a" / name).mkdir()
+    with pytest.raises(ManifestError, match="version directories must be integers"):
+        scan(tmp_path)
+
+
+def test_scan_refuses_two_directories_for_one_version(tmp_path: Path) -> None:
+    write(tmp_path / "a" / "1", GOOD)
+    write(tmp_path / "a" / "01", GOOD)
+    with pytest.raises(ManifestError, match="the same version as"):
+        scan(tmp_path)
+
+
 @pytest.mark.parametrize("layout", ["missing", "empty", "no_versions"])
 def test_scan_refuses_unusable_store(tmp_path: Path, layout: str) -> None:
     root = tmp_path / "store"
