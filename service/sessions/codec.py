@@ -70,9 +70,7 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
             offset += 4 * size
         if offset != len(data):
             raise CodecError(f"{len(data) - offset} unexpected bytes after the last state")
-    except CodecError as exc:
-        raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
-    except (struct.error, UnicodeDecodeError, ValueError) as exc:
+    except (struct.error, UnicodeDecodeError, ValueError) as exc:  # CodecError is a ValueError
         raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
     return Session(
         id=session_id,
