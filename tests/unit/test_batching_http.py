@@ -15,16 +15,13 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.config import Settings
 from service.inference.base import LoadedModel, ModelSpec, States
+from service.inference.batcher import Batcher
 from service.inference.registry import Registry
 from service.runtime import Runtime
 from tests.fakes import CounterCompute, model
-from tests.unit.test_batcher import until
+from tests.unit.test_batcher import Fatal, until
 
 pytestmark = pytest.mark.unit
-
-
-class Fatal(BaseException):
-    pass
 
 
 class ControlledCompute(CounterCompute):
@@ -63,9 +60,10 @@ async def serving(
         yield client, app, compute
 
 
-def stats(runtime: Runtime) -> int:
+def predict_batcher(app: FastAPI) -> Batcher:
+    runtime: Runtime = app.state.runtime
     assert runtime.engines is not None
-    return runtime.engines.all()[0].batchers[0].queued_rows
+    return runtime.engines.all()[0].batchers[0]
 
 
 async def test_full_queue_is_503_and_the_rest_complete() -> None:
@@ -78,7 +76,7 @@ async def test_full_queue_is_503_and_the_rest_complete() -> None:
         first = asyncio.create_task(ask())
         assert await asyncio.to_thread(compute.entered.wait, 10)  # blocked in compute
         queued = [asyncio.create_task(ask()) for _ in range(2)]  # fill the queue
-        await until(lambda: stats(app.state.runtime) == 2)
+        await until(lambda: predict_batcher(app).queued_rows == 2)
         refused = await ask()
         assert refused.status_code == 503
         assert refused.headers["retry-after"] == "1"
@@ -107,9 +105,7 @@ async def test_a_base_exception_in_compute_fails_only_its_request() -> None:
 async def test_a_dead_worker_turns_health_503_and_requests_fail_fast() -> None:
     async with serving(Settings()) as (client, app, _):
         assert (await client.post("/predict", json={"inputs": [[4, 4]]})).status_code == 200
-        runtime: Runtime = app.state.runtime
-        assert runtime.engines is not None
-        predict = runtime.engines.all()[0].batchers[0]
+        predict = predict_batcher(app)
         worker = predict._worker
         assert worker is not None
         worker.cancel()  # the worker ends other than by close(): a bug would do the same
