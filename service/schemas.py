@@ -127,3 +127,15 @@ class ModelDetail(ModelVersionInfo):
 class Health(BaseModel):
     status: str
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="e.g. invalid_input, not_found, session_corrupt")
+    message: str = Field(description="what is wrong and what is allowed")
+    field: str | None = Field(default=None, description="the request field at fault")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer has this shape."""
+
+    error: ErrorDetail

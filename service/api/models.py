@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import RegistryDep
+from service.api.responses import errors
 from service.inference.base import ModelSpec
 from service.schemas import ModelDetail, ModelList, ModelSummary, ModelVersionInfo
 
@@ -29,7 +30,7 @@ def _version_info(spec: ModelSpec) -> ModelVersionInfo:
     )
 
 
-@router.get("", response_model=ModelList)
+@router.get("", response_model=ModelList, responses=errors(503))
 async def list_models(registry: RegistryDep) -> ModelList:
     summaries = []
     for name in registry.names():
@@ -45,7 +46,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=summaries)
 
 
-@router.get("/{name}", response_model=ModelDetail)
+@router.get("/{name}", response_model=ModelDetail, responses=errors(404, 503))
 async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
     spec = registry.get(name).spec
     return ModelDetail(
@@ -55,6 +56,8 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
     )
 
 
-@router.get("/{name}/versions/{version}", response_model=ModelVersionInfo)
+@router.get(
+    "/{name}/versions/{version}", response_model=ModelVersionInfo, responses=errors(404, 503)
+)
 async def version_detail(name: str, version: str, registry: RegistryDep) -> ModelVersionInfo:
     return _version_info(registry.get(name, version).spec)

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request, Response
 from service.api.body import documented, parse
 from service.api.deps import ready
 from service.api.json import json_response
+from service.api.responses import errors
 from service.dataplane.predict import Predictor
 from service.errors import InvalidInput
 from service.schemas import PredictRequest, PredictResponse
@@ -14,6 +15,7 @@ ROUTE = {
     "response_model": PredictResponse,
     "response_model_exclude_none": True,
     "openapi_extra": documented(PredictRequest),
+    "responses": errors(404, 413, 422, 503),
 }
 
 

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.schemas import ErrorBody
 from tests import fakes
 
 pytestmark = pytest.mark.unit
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.unit
 
 def error(response: Any, status: int, field: str | None = None) -> str:
     assert response.status_code == status, response.text
+    ErrorBody.model_validate(response.json())  # the shape the OpenAPI schema documents
     body = response.json()["error"]
     if field is not None:
         assert body["field"] == field, body
@@ -331,3 +333,20 @@ def test_openapi_documents_request_bodies(client: TestClient) -> None:
     assert "inputs" in body["application/json"]["schema"]["properties"]
     step = paths["/v1/sessions/{session_id}/step"]["post"]["requestBody"]["content"]
     assert "inputs" in step["application/json"]["schema"]["properties"]
+
+
+def test_openapi_documents_error_statuses_with_the_error_body(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    ref = {"$ref": "#/components/schemas/ErrorBody"}
+    expected = {
+        ("/v1/models/{name}/predict", "post"): {"404", "413", "422", "503"},
+        ("/v1/sessions", "post"): {"404", "413", "422", "429", "503"},
+        ("/v1/sessions/{session_id}/step", "post"): {"404", "409", "410", "413", "422", "503"},
+        ("/v1/sessions/{session_id}", "get"): {"404", "410", "422", "503"},
+    }
+    for (path, method), statuses in expected.items():
+        responses = paths[path][method]["responses"]
+        assert statuses <= set(responses), (path, sorted(responses))
+        for status in statuses:
+            assert responses[status]["content"]["application/json"]["schema"] == ref
+    # error() checks every error answer in the unit tests against ErrorBody
