@@ -23,22 +23,25 @@ class CounterCompute(LoopCompute):
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
-        self.card = spec.manifest.input.cardinality
+        self.card = spec.manifest.output_cardinality
         self.calls = 0
 
     def encode(self, sources: np.ndarray) -> States:
         total = (sources.sum(axis=1) % self.card).astype(np.float32)
         h = np.repeat(total[:, None], 3, axis=1)
-        return [h, np.zeros((len(sources), 2, 2), np.float32)]
+        states = [h, np.zeros((len(sources), 2, 2), np.float32)]
+        if self.spec.memory_shape is not None:  # the source ids, twice, as a (time, 2) memory
+            states.append(np.repeat(sources[:, :, None], 2, axis=2).astype(np.float32))
+        return states
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
         self.calls += 1
-        h, c = states
+        h, c, *memory = states
         offset = np.rint(h[:, 0]).astype(np.int64)
         chosen = (tokens.astype(np.int64) + 1 + offset) % self.card
         probs = np.full((len(tokens), self.card), 0.01, np.float32)
         probs[np.arange(len(tokens)), chosen] = 0.9
-        return probs, [h.copy(), c + 1.0]
+        return probs, [h.copy(), c + 1.0, *memory]
 
 
 def manifest(
@@ -62,6 +65,67 @@ def model(name: str = "counter", version: int = 1, **kwargs: object) -> LoadedMo
     m = manifest(**kwargs)  # type: ignore[arg-type]
     spec = ModelSpec(name, version, m, ((3,), (2, 2)))
     return LoadedModel(spec, CounterCompute(spec))
+
+
+SOURCE_CHARS = [" ", "a", "b", "c", "d", "e"]
+TARGET_CHARS = ["\t", "\n", "x", "y", "z"]
+
+
+def chars(name: str = "chars", memory: bool = False) -> LoadedModel:
+    """keras-io's layout: characters in, other characters out, sources padded to 4."""
+    m = Manifest.model_validate(
+        {
+            "kind": "seq2seq",
+            "source": {
+                "encoding": "one_hot",
+                "vocabulary": SOURCE_CHARS,
+                "tokenizer": "char",
+                "pad_token": " ",
+                "length": 4,
+                "unk_token": "e" if name == "chars_unk" else None,
+            },
+            "target": {"encoding": "one_hot", "vocabulary": TARGET_CHARS, "tokenizer": "char"},
+            "start_token": "\t",
+            "end_token": "\n",
+            "max_steps": 6,
+        }
+    )
+    spec = ModelSpec(name, 1, m, ((3,), (2, 2)), (4, 2) if memory else None)
+    return LoadedModel(spec, CounterCompute(spec))
+
+
+def tagger() -> LoadedModel:
+    """A step model whose outputs are not its inputs: words in, tags out."""
+    m = Manifest.model_validate(
+        {
+            "kind": "step",
+            "source": {
+                "encoding": "index",
+                "vocabulary": ["[UNK]", "the", "cat", "sat"],
+                "tokenizer": "whitespace",
+                "unk_token": "[UNK]",
+            },
+            "target": {
+                "encoding": "one_hot",
+                "vocabulary": ["DET", "NOUN", "VERB"],
+                "tokenizer": "whitespace",
+            },
+        }
+    )
+    spec = ModelSpec("tagger", 1, m, ((3,), (2, 2)))
+    return LoadedModel(spec, CounterCompute(spec))
+
+
+def text_registry() -> Registry:
+    return Registry(
+        {
+            "chars": {1: chars()},
+            "chars_unk": {1: chars("chars_unk")},
+            "attend": {1: chars("attend", memory=True)},
+            "tagger": {1: tagger()},
+        },
+        default_model="chars",
+    )
 
 
 def registry() -> Registry:

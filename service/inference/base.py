@@ -10,7 +10,10 @@ import numpy as np
 
 from service.inference.manifest import Manifest
 
-States = list[np.ndarray]  # one float32 array per state tensor, shape (batch, *state_shape)
+# One float32 array per state tensor, shape (batch, *state_shape). For a model with
+# attention, the encoder's memory (batch, time, units) comes last: it is carried through
+# every step unchanged, like a state the decoder never updates.
+States = list[np.ndarray]
 
 
 @dataclass
@@ -56,9 +59,19 @@ class ModelSpec:
     version: int
     manifest: Manifest
     state_shapes: tuple[tuple[int, ...], ...]  # per sample, read from the model
+    memory_shape: tuple[int | None, ...] | None = None  # per sample (time, units), if any
 
     def zero_states(self, batch: int) -> States:
+        """Recurrent states only (no memory)."""
         return [np.zeros((batch, *shape), dtype=np.float32) for shape in self.state_shapes]
+
+    def memory_fits(self, memory: np.ndarray | None) -> bool:
+        if self.memory_shape is None or memory is None:
+            return self.memory_shape is None and memory is None
+        return memory.ndim == len(self.memory_shape) and all(
+            want is None or want == got
+            for want, got in zip(self.memory_shape, memory.shape, strict=True)
+        )
 
 
 @dataclass(frozen=True)

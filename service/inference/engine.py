@@ -43,6 +43,10 @@ def _split(run: StepRun) -> list[RowResult]:
     ]
 
 
+def _probs(key: Hashable) -> bool:
+    return bool(key[0] if isinstance(key, tuple) else key)
+
+
 def _stack(states: Sequence[tuple[np.ndarray, ...]]) -> States:
     return [np.stack(column) for column in zip(*states, strict=True)]
 
@@ -79,17 +83,25 @@ class ModelEngine:
         result: Outputs = await self._predict.submit(probs, len(sequences), (sequences, max_steps))
         return result
 
+    def _key(self, states: tuple[np.ndarray, ...], probs: bool) -> Hashable:
+        """Rows batch together when their probabilities flag and memory length agree
+        (an attention memory's time dimension is the source's length)."""
+        if self.model.spec.memory_shape is None:
+            return probs
+        return probs, states[-1].shape
+
     async def run(
         self, states: tuple[np.ndarray, ...], tokens: list[int], probs: bool
     ) -> RowResult:
-        """Feed `tokens` from one session's states."""
-        result: RowResult = await self._run.submit(probs, 1, (states, tokens))
+        """Feed `tokens` from one session's states (and memory, last)."""
+        result: RowResult = await self._run.submit(self._key(states, probs), 1, (states, tokens))
         return result
 
     async def generate(
         self, states: tuple[np.ndarray, ...], token: int, max_steps: int, probs: bool
     ) -> RowResult:
-        result: RowResult = await self._generate.submit(probs, 1, (states, token, max_steps))
+        key = self._key(states, probs)
+        result: RowResult = await self._generate.submit(key, 1, (states, token, max_steps))
         return result
 
     async def encode(self, source: list[int]) -> tuple[np.ndarray, ...]:
@@ -124,18 +136,19 @@ class ModelEngine:
         return results
 
     def _process_run(
-        self, probs: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
+        self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
     ) -> list[RowResult]:
         states = _stack([s for s, _ in jobs])
-        return _split(run_steps(self.model.compute, states, [t for _, t in jobs], bool(probs)))
+        probs = _probs(key)
+        return _split(run_steps(self.model.compute, states, [t for _, t in jobs], probs))
 
     def _process_generate(
-        self, probs: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int]]
+        self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int]]
     ) -> list[RowResult]:
         states = _stack([s for s, _, _ in jobs])
         tokens = np.asarray([t for _, t, _ in jobs], dtype=np.int32)
         limits = [m for _, _, m in jobs]
-        return _split(generate(self.model.compute, tokens, states, limits, bool(probs)))
+        return _split(generate(self.model.compute, tokens, states, limits, _probs(key)))
 
     def _process_encode(
         self, _length: Hashable, sources: Sequence[list[int]]

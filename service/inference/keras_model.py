@@ -1,18 +1,18 @@
-"""Keras models behind the `Compute` protocol. The only module that imports TensorFlow."""
+"""Loaded model graphs behind the `Compute` protocol, compiled into `tf.function`s."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from service.inference.base import Decoded, LoadedModel, ModelSpec, States
+from service.inference.base import Decoded, ModelSpec, States
+from service.inference.formats.base import Graph
+from service.inference.layout import Layout
 from service.inference.loop import LoopCompute
-from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
+from service.inference.manifest import Side
 
 
 def configure_threads(intra_op: int, inter_op: int) -> None:
@@ -26,46 +26,6 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         pass
 
 
-def _shape(tensor: Any) -> tuple[int | None, ...]:
-    return tuple(None if d is None else int(d) for d in tensor.shape)
-
-
-def _load(directory: Path, filename: str) -> keras.Model:
-    path = directory / filename
-    if not path.is_file():
-        raise ManifestError(f"{directory}: missing model file {filename}")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for unreadable files
-        raise ManifestError(f"{directory}: cannot load {filename}: {exc}") from None
-
-
-def _check_token_input(
-    directory: Path, what: str, shape: tuple[int | None, ...], manifest: Manifest
-) -> None:
-    card = manifest.input.cardinality
-    if manifest.input.encoding == "one_hot":
-        if len(shape) != 3 or shape[-1] != card:
-            raise ManifestError(
-                f"{directory}: {what} input shape {shape} does not match one_hot input of "
-                f"cardinality {card} (expected (batch, time, {card}))"
-            )
-    elif len(shape) != 2:
-        raise ManifestError(
-            f"{directory}: {what} input shape {shape} does not match index input "
-            "(expected (batch, time) integer tokens)"
-        )
-
-
-def _unroll_recurrent_layers(model: keras.Model) -> None:
-    """The decoder only ever sees one time step, so unrolling its RNN layers computes
-    exactly the same cell call without a nested `while_loop` (measured ~15% faster per
-    decode on the shipped model, identical outputs)."""
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.RNN):
-            layer.unroll = True
-
-
 class KerasCompute(LoopCompute):
     """Encoder/decoder (or step) models in traced `tf.function`s.
 
@@ -76,21 +36,22 @@ class KerasCompute(LoopCompute):
     returned) is the only Python-level switch, so each function traces at most twice.
     """
 
-    def __init__(self, spec: ModelSpec, encoder: keras.Model | None, decoder: keras.Model):
+    def __init__(self, spec: ModelSpec, layout: Layout, encoder: Graph | None, decoder: Graph):
         manifest = spec.manifest
         self.spec = spec
-        _unroll_recurrent_layers(decoder)
+        self.layout = layout
+        decoder.single_step()
         self._encoder = encoder
         self._decoder = decoder
-        self._one_hot = manifest.input.encoding == "one_hot"
-        self._card = manifest.input.cardinality
+        self._logits = manifest.decoder_output == "logits"
         self._out_card = manifest.output_cardinality
-        self._end = manifest.end_token
-        self._start = manifest.start_token
-        self._token_dtype = decoder.inputs[0].dtype
+        self._end = manifest.end_id
+        self._start = manifest.start_id
         tokens = tf.TensorSpec([None], tf.int32)
         matrix = tf.TensorSpec([None, None], tf.int32)
         states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
+        if spec.memory_shape is not None:
+            states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
         self._functions: list[Any] = []
         self._step_fn = self._compile(self._step_graph, [tokens, states])
         self._generate_fns = {
@@ -101,7 +62,6 @@ class KerasCompute(LoopCompute):
             probs: self._compile(self._run_for(probs), [matrix, states]) for probs in (False, True)
         }
         if encoder is not None:
-            self._source_dtype = encoder.inputs[0].dtype
             self._encode_fn = self._compile(self._encode_graph, [matrix])
             self._decode_fns = {
                 probs: self._compile(self._decode_for(probs), [matrix, tokens])
@@ -138,18 +98,21 @@ class KerasCompute(LoopCompute):
         """Run every graph once at batch sizes 1 and 2. The first run of a graph is
         optimised by grappler (~100 ms here) and the first multi-row run costs ~25 ms
         more; doing both at load keeps those stalls out of the first requests."""
+        length = self.spec.manifest.source.length or 1
         for batch in (1, 2):
-            states = self.spec.zero_states(batch)
             tokens = np.zeros(batch, np.int32)
             limits = np.ones(batch, np.int32)
+            sources = np.zeros((batch, length), np.int32)
+            if self._encoder is not None:
+                states = self.encode(sources)
+            else:
+                states = self.spec.zero_states(batch)
             self.step(tokens, states)
             for probs in (False, True):
                 self.generate(tokens, states, limits, probs)
                 self.run(tokens[:, None], states, probs)
                 if self._encoder is not None:
-                    self.decode(tokens[:, None], limits, probs)
-            if self._encoder is not None:
-                self.encode(tokens[:, None])
+                    self.decode(sources, limits, probs)
 
     def trace_count(self) -> int:
         """Total traces so far: must not grow with new batch sizes or lengths."""
@@ -157,23 +120,46 @@ class KerasCompute(LoopCompute):
 
     # ---- graph pieces -------------------------------------------------------------
 
-    def _tokens(self, tokens: tf.Tensor, dtype: Any) -> tf.Tensor:
-        if self._one_hot:
-            return tf.one_hot(tokens, self._card, dtype=dtype)
+    @staticmethod
+    def _tokens(tokens: tf.Tensor, side: Side, dtype: str) -> tf.Tensor:
+        if side.encoding == "one_hot":
+            return tf.one_hot(tokens, side.size, dtype=dtype)
         return tf.cast(tokens, dtype)
 
     def _encode_graph(self, sources: tf.Tensor) -> list[tf.Tensor]:
+        """Sources -> [*states, memory?] (the compute-level state list)."""
         assert self._encoder is not None
-        outputs = self._encoder(self._tokens(sources, self._source_dtype), training=False)
-        return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+        source = self._encoder.inputs[0]
+        x = self._tokens(sources, self.spec.manifest.source, source.dtype)
+        outputs = self._encoder([x])
+        layout = self.layout
+        carried = [tf.cast(outputs[i], tf.float32) for i in layout.encoder_states]
+        if layout.encoder_memory is not None:
+            carried.append(tf.cast(outputs[layout.encoder_memory], tf.float32))
+        return carried
 
-    def _step_graph(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
-        x = self._tokens(tokens[:, None], self._token_dtype)
-        outputs = self._decoder([x, *states], training=False)
-        probs = outputs[0]
+    def _step_graph(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+        """One decoder step: [probabilities, *new states, memory?]."""
+        layout, specs = self.layout, self._decoder.inputs
+        inputs: list[Any] = [None] * len(specs)
+        token = layout.decoder_token
+        inputs[token] = self._tokens(
+            tokens[:, None], self.spec.manifest.token_side, specs[token].dtype
+        )
+        for k, i in enumerate(layout.decoder_states):
+            inputs[i] = tf.cast(carried[k], specs[i].dtype)
+        if layout.decoder_memory is not None:
+            inputs[layout.decoder_memory] = tf.cast(carried[-1], specs[layout.decoder_memory].dtype)
+        outputs = self._decoder(inputs)
+        probs = tf.cast(outputs[layout.decoder_probabilities], tf.float32)
         if probs.shape.rank == 3:
             probs = probs[:, -1, :]
-        return [probs, *outputs[1:]]
+        if self._logits:
+            probs = tf.nn.softmax(probs, axis=-1)
+        new = [tf.cast(outputs[i], tf.float32) for i in layout.decoder_state_outputs]
+        if layout.decoder_memory is not None:
+            new.append(carried[-1])
+        return [probs, *new]
 
     def _rows(self, mask: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
         return tf.reshape(mask, [-1] + [1] * (state.shape.rank - 1))
@@ -336,48 +322,3 @@ class KerasCompute(LoopCompute):
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         result = self._run_fns[probs](tf.constant(tokens, tf.int32), self._states(states))
         return self._decoded(result, tokens.shape[0], tokens.shape[1])
-
-
-def load_model(directory: Path, name: str, version: int, manifest: Manifest) -> LoadedModel:
-    """Load one version directory, checking the manifest against the models."""
-    files = FILES_BY_KIND[manifest.kind]
-    decoder = _load(directory, files[-1])
-    encoder = _load(directory, files[0]) if manifest.kind == "seq2seq" else None
-    what = "decoder" if encoder is not None else "step model"
-
-    n_states = len(decoder.inputs) - 1
-    if n_states < 1 or len(decoder.outputs) != n_states + 1:
-        raise ManifestError(
-            f"{directory}: {what} must take [token, *states] and return [probabilities, *states]; "
-            f"it has {len(decoder.inputs)} inputs and {len(decoder.outputs)} outputs"
-        )
-    _check_token_input(directory, what, _shape(decoder.inputs[0]), manifest)
-    state_shapes: list[tuple[int, ...]] = []
-    for i, (state_in, state_out) in enumerate(
-        zip(decoder.inputs[1:], decoder.outputs[1:], strict=True)
-    ):
-        shape_in, shape_out = _shape(state_in)[1:], _shape(state_out)[1:]
-        if None in shape_in or shape_in != shape_out:
-            raise ManifestError(
-                f"{directory}: {what} state {i} has input shape {shape_in} and output shape "
-                f"{shape_out}; they must be equal and fully defined"
-            )
-        state_shapes.append(tuple(int(d) for d in shape_in if d is not None))
-    out_card = _shape(decoder.outputs[0])[-1]
-    if out_card != manifest.output_cardinality:
-        raise ManifestError(
-            f"{directory}: {what} outputs {out_card} probabilities, manifest "
-            f"output_cardinality is {manifest.output_cardinality}"
-        )
-    if encoder is not None:
-        _check_token_input(directory, "encoder", _shape(encoder.inputs[0]), manifest)
-        enc_shapes = [_shape(t)[1:] for t in encoder.outputs]
-        if enc_shapes != [tuple(s) for s in state_shapes]:
-            raise ManifestError(
-                f"{directory}: encoder returns states of shapes {enc_shapes}, decoder takes "
-                f"{state_shapes}"
-            )
-    spec = ModelSpec(name, version, manifest, tuple(state_shapes))
-    compute = KerasCompute(spec, encoder, decoder)
-    compute.warm_up()
-    return LoadedModel(spec, compute)

@@ -26,7 +26,7 @@ class LoopCompute:
     def generate(
         self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
     ) -> Decoded:
-        end_token = self.spec.manifest.end_token
+        end_token = self.spec.manifest.end_id
         batch = len(tokens)
         limits = np.asarray(limits, dtype=np.int32)
         steps = int(limits.max())
@@ -54,7 +54,7 @@ class LoopCompute:
         return Decoded(out[:, :t], lengths, probabilities, final)
 
     def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
-        start = self.spec.manifest.start_token
+        start = self.spec.manifest.start_id
         assert start is not None
         tokens = np.full(len(sources), start, dtype=np.int32)
         return self.generate(tokens, self.encode(sources), limits, probs)

@@ -1,4 +1,9 @@
-"""`model.json`: the manifest every model version directory carries."""
+"""`model.json`: the manifest every model version directory carries.
+
+Two sides: `source` (what the encoder, or a step model, reads) and `target` (what the
+decoder reads and writes). The original one-sided form (`input`, `output_cardinality`,
+`vocabulary`) stays valid and means source == target.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,90 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST_FILE = "model.json"
-FILES_BY_KIND: dict[str, tuple[str, ...]] = {
-    "seq2seq": ("encoder.keras", "decoder.keras"),
-    "step": ("step.keras",),
+STEMS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "seq2seq": ("encoder", "decoder"),
+    "step": ("step",),
 }
+EncoderRole = Literal["memory", "state", "ignore"]
+DecoderInputRole = Literal["token", "memory", "state"]
+DecoderOutputRole = Literal["probabilities", "state", "ignore"]
 
 
 class ManifestError(Exception):
     """A model directory that cannot be served; the message names the directory."""
 
 
+class Side(BaseModel):
+    """One side's tokens: how they are encoded for the model, and optionally as text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoding: Literal["one_hot", "index"]
+    cardinality: int | None = Field(default=None, ge=1, description="number of token ids")
+    vocabulary: list[str] | None = Field(default=None, description="token string per id")
+    tokenizer: Literal["char", "whitespace"] | None = None
+    unk_token: str | None = Field(default=None, description="unknown tokens map to it")
+    pad_token: str | None = Field(default=None, description="source only: pads to `length`")
+    length: int | None = Field(default=None, ge=1, description="source only: fixed length")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Side:
+        vocabulary = self.vocabulary
+        if vocabulary is not None:
+            if self.cardinality is None:
+                self.cardinality = len(vocabulary)
+            elif self.cardinality != len(vocabulary):
+                raise ValueError(
+                    f"vocabulary has {len(vocabulary)} entries, cardinality is {self.cardinality}"
+                )
+            if len(set(vocabulary)) != len(vocabulary):
+                raise ValueError("vocabulary entries must be unique")
+        elif self.cardinality is None:
+            raise ValueError("give cardinality, vocabulary or both")
+        for field in ("tokenizer", "unk_token", "pad_token"):
+            if getattr(self, field) is not None and vocabulary is None:
+                raise ValueError(f"{field} needs a vocabulary")
+        for field in ("unk_token", "pad_token"):
+            token = getattr(self, field)
+            if token is not None and vocabulary is not None and token not in vocabulary:
+                raise ValueError(f"{field} {token!r} is not in the vocabulary")
+        if self.length is not None and self.pad_token is None:
+            raise ValueError("length needs a pad_token (shorter sources are padded with it)")
+        return self
+
+    @property
+    def size(self) -> int:
+        assert self.cardinality is not None  # set by the validator
+        return self.cardinality
+
+    @cached_property
+    def token_index(self) -> dict[str, int] | None:
+        """Vocabulary token -> id, built once (None without a vocabulary)."""
+        if self.vocabulary is None:
+            return None
+        return {token: i for i, token in enumerate(self.vocabulary)}
+
+    def id_of(self, token: str) -> int | None:
+        index = self.token_index
+        return None if index is None else index.get(token)
+
+
+class Roles(BaseModel):
+    """What each model tensor is, for models whose order differs from the default
+    (encoder `[memory?, *states]`, decoder `[token, memory?, *states] ->
+    [probabilities, *states]`). A list names them by position; an object by tensor
+    name (Keras input/output names, or SavedModel signature keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    encoder_outputs: list[EncoderRole] | dict[str, EncoderRole] | None = None
+    decoder_inputs: list[DecoderInputRole] | dict[str, DecoderInputRole] | None = None
+    decoder_outputs: list[DecoderOutputRole] | dict[str, DecoderOutputRole] | None = None
+
+
 class InputEncoding(BaseModel):
+    """The one-sided form's `input` (kept valid)."""
+
     model_config = ConfigDict(extra="forbid")
 
     encoding: Literal["one_hot", "index"]
@@ -32,46 +110,99 @@ class Manifest(BaseModel):
 
     kind: Literal["seq2seq", "step"]
     description: str = ""
-    input: InputEncoding
-    output_cardinality: int = Field(ge=1)
-    start_token: int | None = Field(
-        default=None, ge=0, description="first decoder input; required for seq2seq"
+    source: Side
+    target: Side
+    output_cardinality: int = Field(
+        default=0, ge=0, description="decoder output width; default: target cardinality"
     )
-    end_token: int | None = Field(default=None, ge=0)
+    start_token: int | str | None = Field(
+        default=None, description="first decoder input (an id or a target token); seq2seq"
+    )
+    end_token: int | str | None = None
     max_steps: int = Field(default=1, ge=1, description="default number of decode steps")
-    vocabulary: list[str] | None = None
+    decoder_output: Literal["probabilities", "logits"] = "probabilities"
+    roles: Roles | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_sided(cls, data: Any) -> Any:
+        """`input` + `vocabulary` (+ `output_cardinality`) -> the same source and target."""
+        if not isinstance(data, dict) or "input" not in data:
+            return data
+        if "source" in data or "target" in data:
+            raise ValueError("give either 'input' (one side) or 'source' and 'target', not both")
+        data = dict(data)
+        try:
+            side = InputEncoding.model_validate(data.pop("input")).model_dump()
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"input.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                if err["loc"]
+                else f"input: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ValueError(problems) from None
+        vocabulary = data.pop("vocabulary", None)
+        if vocabulary is not None:
+            side["vocabulary"] = vocabulary
+        data["source"] = data["target"] = side
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
-        card = self.input.cardinality
-        if self.output_cardinality > card:
+        target = self.target.size
+        if self.output_cardinality == 0:
+            self.output_cardinality = target
+        elif self.output_cardinality > target:
             raise ValueError(
-                f"output_cardinality ({self.output_cardinality}) exceeds input cardinality "
-                f"({card}): chosen tokens are fed back as inputs"
+                f"output_cardinality ({self.output_cardinality}) exceeds the target cardinality "
+                f"({target}): chosen tokens are fed back as inputs"
             )
         if self.kind == "seq2seq" and self.start_token is None:
             raise ValueError("start_token is required for kind 'seq2seq'")
         for field in ("start_token", "end_token"):
-            token = getattr(self, field)
-            if token is not None and token >= card:
-                raise ValueError(f"{field} ({token}) must be in 0..{card - 1}")
-        if self.vocabulary is not None:
-            if len(self.vocabulary) != card:
-                raise ValueError(
-                    f"vocabulary has {len(self.vocabulary)} entries, input cardinality is {card}"
-                )
-            if len(set(self.vocabulary)) != len(self.vocabulary):
-                raise ValueError("vocabulary entries must be unique")
+            self._token_id(field)
+        if self.kind == "step" and (self.source.length is not None):
+            raise ValueError("source.length is for seq2seq sources only")
+        if self.target.length is not None:
+            raise ValueError("target.length: only the source is padded to a length")
         return self
 
-    @cached_property
-    def token_index(self) -> dict[str, int] | None:
-        """Vocabulary token -> id, built once per manifest (None without a vocabulary)."""
-        if not self.vocabulary:
+    def _token_id(self, field: str) -> int | None:
+        token: int | str | None = getattr(self, field)
+        if token is None:
             return None
-        return {token: i for i, token in enumerate(self.vocabulary)}
+        if isinstance(token, str):
+            found = self.target.id_of(token)
+            if found is None:
+                raise ValueError(f"{field} {token!r} is not in the target vocabulary")
+            return found
+        if not 0 <= token < self.target.size:
+            raise ValueError(f"{field} ({token}) must be in 0..{self.target.size - 1}")
+        return token
+
+    @cached_property
+    def start_id(self) -> int | None:
+        return self._token_id("start_token")
+
+    @cached_property
+    def end_id(self) -> int | None:
+        return self._token_id("end_token")
+
+    @property
+    def token_side(self) -> Side:
+        """The side of the tokens the decoder (or step model) reads one step at a time."""
+        return self.target if self.kind == "seq2seq" else self.source
+
+    @property
+    def feeds_back(self) -> bool:
+        """Whether a chosen output can be fed back as the next input (session generate)."""
+        if self.kind == "seq2seq":
+            return True
+        s, t = self.source, self.target
+        return s.vocabulary == t.vocabulary and self.output_cardinality <= s.size
 
     @classmethod
     def load(cls, directory: Path) -> Manifest:

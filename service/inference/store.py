@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from service.inference.base import LoadedModel
-from service.inference.manifest import FILES_BY_KIND, Manifest, ManifestError
+from service.inference.formats import ModelFile, ModelFileError, find_model_file
+from service.inference.manifest import STEMS_BY_KIND, Manifest, ManifestError
 from service.inference.registry import Registry, version_number
 
 log = logging.getLogger("service")
@@ -48,25 +49,35 @@ def scan(root: Path) -> list[tuple[str, int, Path]]:
     return found
 
 
-def check_store(root: Path) -> list[tuple[str, int, Path, Manifest]]:
+def check_version(directory: Path) -> tuple[Manifest, list[ModelFile]]:
+    """One version directory, without TensorFlow: its manifest and one file per model."""
+    manifest = Manifest.load(directory)
+    try:
+        files = [find_model_file(directory, stem) for stem in STEMS_BY_KIND[manifest.kind]]
+    except ModelFileError as exc:
+        raise ManifestError(str(exc)) from None
+    formats = {f.format for f in files}
+    if len(formats) > 1:
+        listed = ", ".join(f"{f.stem}: {f.format}" for f in files)
+        raise ManifestError(f"{directory}: one file format per version directory ({listed})")
+    return manifest, files
+
+
+Checked = tuple[str, int, Path, Manifest, list[ModelFile]]
+
+
+def check_store(root: Path) -> list[Checked]:
     """Everything that can be checked without TensorFlow: layout, manifests, files."""
-    checked = []
-    for name, version, directory in scan(root):
-        manifest = Manifest.load(directory)
-        for filename in FILES_BY_KIND[manifest.kind]:
-            if not (directory / filename).is_file():
-                raise ManifestError(f"{directory}: missing model file {filename}")
-        checked.append((name, version, directory, manifest))
-    return checked
+    return [(n, v, d, *check_version(d)) for n, v, d in scan(root)]
 
 
 def load_store(root: Path, default_model: str | None = None) -> Registry:
     checked = check_store(root)
-    from service.inference.keras_model import load_model  # TensorFlow from here on
+    from service.inference.loader import load_model  # TensorFlow from here on
 
     models: dict[str, dict[int, LoadedModel]] = {}
-    for name, version, directory, manifest in checked:
-        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest)
+    for name, version, directory, manifest, files in checked:
+        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest, files)
         log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
     try:
         return Registry(models, default_model)

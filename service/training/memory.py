@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.manifest import InputEncoding, Manifest
+from service.inference.manifest import Manifest, Side
 from service.training.common import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 5
@@ -47,13 +47,12 @@ def predictions(step: Any, manifest: Manifest) -> tuple[list[list[int]], float]:
 
     Returns the argmax predictions and the lowest probability among the chosen outputs.
     """
-    from service.inference.base import ModelSpec
     from service.inference.decoding import run_steps
-    from service.inference.keras_model import KerasCompute
+    from service.inference.formats.keras_file import KerasGraph
+    from service.inference.loader import build_model
 
-    units = int(step.inputs[1].shape[-1])
-    spec = ModelSpec("memory", 0, manifest, ((units,), (units,)))
-    compute = KerasCompute(spec, None, step)
+    loaded = build_model("memory", 0, manifest, None, KerasGraph(step), warm_up=False)
+    compute, spec = loaded.compute, loaded.spec
     inputs = [list(s[:-1]) for s in SEQUENCES]
     run = run_steps(compute, spec.zero_states(len(inputs)), inputs, True)
     assert run.probabilities is not None
@@ -78,8 +77,8 @@ def train(
         kind="step",
         description="Problem B: predict the next value of 3,0,1,2,3 or 4,0,1,2,4; "
         "the last answer needs the first value. Reset the state between sequences.",
-        input=InputEncoding(encoding="one_hot", cardinality=CARDINALITY),
-        output_cardinality=CARDINALITY,
+        source=Side(encoding="one_hot", cardinality=CARDINALITY),
+        target=Side(encoding="one_hot", cardinality=CARDINALITY),
         max_steps=4,
     )
     started = time.monotonic()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.manifest import InputEncoding, Manifest
+from service.inference.manifest import Manifest, Side
 from service.training.common import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 51  # token 0 is the start/padding symbol
@@ -51,13 +51,13 @@ def build(units: int = 128) -> tuple[Any, Any, Any]:
 
 def exact_accuracy(encoder: Any, decoder: Any, manifest: Manifest, sources: np.ndarray) -> float:
     """Exact-sequence accuracy through the same compute and decoding code the server uses."""
-    from service.inference.base import ModelSpec
     from service.inference.decoding import greedy_decode
-    from service.inference.keras_model import KerasCompute
+    from service.inference.formats.keras_file import KerasGraph
+    from service.inference.loader import build_model
 
-    units = int(decoder.inputs[1].shape[-1])
-    spec = ModelSpec("reverse", 0, manifest, ((units,), (units,)))
-    compute = KerasCompute(spec, encoder, decoder)
+    compute = build_model(
+        "reverse", 0, manifest, KerasGraph(encoder), KerasGraph(decoder), warm_up=False
+    ).compute
     outputs, _ = greedy_decode(compute, sources.tolist(), TARGET_LENGTH, False)
     expected = targets_for(sources)
     return float(np.mean(np.all(np.asarray(outputs) == expected, axis=1)))
@@ -88,8 +88,8 @@ def train(
     manifest = Manifest(
         kind="seq2seq",
         description="Problem A: the first 3 of 6 integers (1..50) in reverse order.",
-        input=InputEncoding(encoding="one_hot", cardinality=CARDINALITY),
-        output_cardinality=CARDINALITY,
+        source=Side(encoding="one_hot", cardinality=CARDINALITY),
+        target=Side(encoding="one_hot", cardinality=CARDINALITY),
         start_token=START_TOKEN,
         max_steps=TARGET_LENGTH,
     )

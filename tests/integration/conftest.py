@@ -59,7 +59,13 @@ def start_server(port: int, env: dict[str, str] | None = None, store: Path = STO
             str(store),
         ],
         cwd=ROOT,
-        env={**os.environ, "SERVICE_LOG_LEVEL": "warning", **(env or {})},
+        env={
+            **os.environ,
+            "SERVICE_LOG_LEVEL": "warning",
+            # the shipped store has two seq2seq models: /predict's default, as make serve
+            **({"SERVICE_DEFAULT_MODEL": "reverse"} if store == STORE else {}),
+            **(env or {}),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -98,3 +104,19 @@ def server_url() -> Iterator[str]:
 def http(server_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def keras2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real Keras 2 files (tests/keras2_files.py, run with tf_keras in its own process)
+    and Keras 2's own predictions and decodes."""
+    out = tmp_path_factory.mktemp("keras2")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "keras2_files.py"), str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

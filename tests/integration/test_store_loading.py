@@ -49,19 +49,23 @@ def test_missing_decoder_file(tmp_path: Path) -> None:
 def test_unreadable_model_file(tmp_path: Path) -> None:
     version = copy_reverse(tmp_path)
     (version / "encoder.keras").write_bytes(b"not a keras archive")
-    assert "cannot load encoder.keras" in refused(version)
+    assert "encoder.keras: cannot load" in refused(version)
 
 
 def test_manifest_cardinality_contradicts_model(tmp_path: Path) -> None:
     version = copy_reverse(tmp_path)
     edit_manifest(version, input={"encoding": "one_hot", "cardinality": 60})
-    assert "does not match one_hot input of cardinality 60" in refused(version)
+    assert "does not fit the manifest's source (expected (batch, time, 60) one-hot)" in refused(
+        version
+    )
 
 
 def test_manifest_output_cardinality_contradicts_model(tmp_path: Path) -> None:
     version = copy_reverse(tmp_path)
     edit_manifest(version, output_cardinality=40)
-    assert "outputs 51 probabilities" in refused(version)
+    assert "the decoder outputs 51 probabilities, the manifest's output_cardinality is 40" in (
+        refused(version)
+    )
 
 
 def test_wrong_kind_for_files(tmp_path: Path) -> None:
@@ -91,7 +95,7 @@ def test_unsafe_lambda_layer_is_refused(tmp_path: Path) -> None:
             }
         )
     )
-    assert "cannot load step.keras" in refused(version)
+    assert "step.keras: cannot load" in refused(version)
 
 
 def build_two_layer_embedding_model(version: Path) -> tuple[Any, Any]:

@@ -32,7 +32,7 @@ def test_good_manifest_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"output_cardinality": 60}, "exceeds input cardinality"),
+        ({"output_cardinality": 60}, "exceeds the target cardinality"),
         ({"start_token": None}, "start_token is required"),
         ({"end_token": 51}, "end_token (51) must be in 0..50"),
         ({"vocabulary": ["a", "b"]}, "vocabulary has 2 entries"),
@@ -97,3 +97,109 @@ def test_scan_refuses_unusable_store(tmp_path: Path, layout: str) -> None:
     with pytest.raises(ManifestError) as info:
         scan(root)
     assert str(root) in str(info.value)
+
+
+KERAS_IO = {
+    "kind": "seq2seq",
+    "source": {
+        "encoding": "one_hot",
+        "vocabulary": [" ", "a", "b"],
+        "tokenizer": "char",
+        "pad_token": " ",
+        "length": 31,
+    },
+    "target": {
+        "encoding": "one_hot",
+        "vocabulary": ["\t", "\n", " ", "0", "1"],
+        "tokenizer": "char",
+    },
+    "start_token": "\t",
+    "end_token": "\n",
+    "max_steps": 5,
+}
+
+
+def test_two_sided_manifest_as_the_issue_writes_it(tmp_path: Path) -> None:
+    loaded = Manifest.load(write(tmp_path / "m" / "1", KERAS_IO))
+    assert (loaded.source.size, loaded.target.size, loaded.output_cardinality) == (3, 5, 5)
+    assert (loaded.start_id, loaded.end_id) == (0, 1)
+    assert loaded.token_side is loaded.target
+    loaded.write(tmp_path / "copy")
+    assert Manifest.load(tmp_path / "copy") == loaded
+
+
+def test_one_sided_manifest_means_source_equals_target(tmp_path: Path) -> None:
+    loaded = Manifest.load(write(tmp_path / "m" / "1", GOOD))
+    assert loaded.source == loaded.target
+    assert loaded.source.size == 51 and loaded.start_id == 0
+    words = {**GOOD, "input": {"encoding": "index", "cardinality": 2}, "output_cardinality": 2}
+    loaded = Manifest.load(write(tmp_path / "w" / "1", {**words, "vocabulary": ["<s>", "a"]}))
+    assert loaded.target.vocabulary == ["<s>", "a"] and loaded.source.encoding == "index"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"start_token": "x"}, "start_token 'x' is not in the target vocabulary"),
+        ({"end_token": 9}, "end_token (9) must be in 0..4"),
+        ({"source": {"encoding": "one_hot", "cardinality": 3, "vocabulary": ["a"]}}, "cardinality"),
+        ({"source": {"encoding": "one_hot"}}, "give cardinality, vocabulary or both"),
+        ({"source": {"encoding": "one_hot", "cardinality": 3, "tokenizer": "char"}}, "tokenizer"),
+        (
+            {"source": {**KERAS_IO["source"], "pad_token": "z"}},  # type: ignore[dict-item]
+            "pad_token 'z' is not in the vocabulary",
+        ),
+        (
+            {"source": {**KERAS_IO["source"], "pad_token": None}},  # type: ignore[dict-item]
+            "length needs a pad_token",
+        ),
+        ({"source": {**KERAS_IO["source"], "tokenizer": "bpe"}}, "source.tokenizer"),
+        ({"input": {"encoding": "one_hot", "cardinality": 3}}, "either 'input'"),
+        ({"decoder_output": "scores"}, "decoder_output"),
+        ({"roles": {"decoder_inputs": ["token", "hidden"]}}, "roles.decoder_inputs"),
+    ],
+)
+def test_bad_two_sided_manifest(tmp_path: Path, change: dict[str, object], expected: str) -> None:
+    directory = write(tmp_path / "m" / "1", {**KERAS_IO, **change})
+    with pytest.raises(ManifestError) as info:
+        Manifest.load(directory)
+    assert expected in str(info.value)
+
+
+def test_step_model_with_two_vocabularies_cannot_feed_back() -> None:
+    tagger = Manifest.model_validate(
+        {
+            "kind": "step",
+            "source": {"encoding": "index", "vocabulary": ["the", "cat"]},
+            "target": {"encoding": "one_hot", "vocabulary": ["DET", "NOUN", "VERB"]},
+        }
+    )
+    assert not tagger.feeds_back and tagger.token_side is tagger.source
+    assert Manifest.model_validate(GOOD).feeds_back
+
+
+def test_version_with_two_formats_or_mixed_formats_is_refused(tmp_path: Path) -> None:
+    from service.inference.store import check_version
+
+    directory = write(tmp_path / "m" / "1", GOOD)
+    (directory / "encoder.keras").write_bytes(b"")
+    (directory / "decoder.keras").write_bytes(b"")
+    manifest, files = check_version(directory)
+    assert [(f.stem, f.format) for f in files] == [("encoder", "keras"), ("decoder", "keras")]
+    (directory / "decoder.h5").write_bytes(b"")
+    with pytest.raises(ManifestError, match="decoder is stored in 2 formats"):
+        check_version(directory)
+    (directory / "decoder.keras").unlink()
+    with pytest.raises(ManifestError, match="one file format per version directory"):
+        check_version(directory)
+    (directory / "decoder.h5").unlink()
+    (directory / "decoder").mkdir()
+    (directory / "decoder" / "saved_model.pb").write_bytes(b"")
+    (directory / "encoder.keras").unlink()
+    (directory / "encoder").mkdir()
+    (directory / "encoder" / "saved_model.pb").write_bytes(b"")
+    _, files = check_version(directory)
+    assert {f.format for f in files} == {"saved_model"}
+    (directory / "encoder" / "saved_model.pb").unlink()
+    with pytest.raises(ManifestError, match="missing model file encoder.keras, encoder.h5"):
+        check_version(directory)

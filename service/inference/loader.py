@@ -1,0 +1,52 @@
+"""A version directory's files -> a checked, compiled, warmed-up model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.inference.base import LoadedModel, ModelSpec
+from service.inference.formats import ModelFile, ModelFileError
+from service.inference.formats.base import Graph
+from service.inference.formats.load import load_graph
+from service.inference.keras_model import KerasCompute
+from service.inference.layout import infer_layout
+from service.inference.manifest import Manifest, ManifestError
+
+
+def build_model(
+    name: str,
+    version: int,
+    manifest: Manifest,
+    encoder: Graph | None,
+    decoder: Graph,
+    warm_up: bool = True,
+) -> LoadedModel:
+    """Roles from the graphs' shapes (or the manifest), then compiled graphs.
+    Raises ManifestError saying what does not fit."""
+    layout = infer_layout(
+        manifest,
+        decoder.inputs,
+        decoder.outputs,
+        encoder.outputs if encoder else (),
+        encoder.inputs if encoder else (),
+    )
+    spec = ModelSpec(name, version, manifest, layout.state_shapes, layout.memory_shape)
+    compute = KerasCompute(spec, layout, encoder, decoder)
+    if warm_up:
+        compute.warm_up()
+    return LoadedModel(spec, compute)
+
+
+def load_model(
+    directory: Path, name: str, version: int, manifest: Manifest, files: list[ModelFile]
+) -> LoadedModel:
+    """Load one version directory's files and check them against the manifest."""
+    try:
+        graphs = {f.stem: load_graph(f) for f in files}
+    except ModelFileError as exc:
+        raise ManifestError(str(exc)) from None
+    decoder = graphs.get("decoder") or graphs["step"]
+    try:
+        return build_model(name, version, manifest, graphs.get("encoder"), decoder)
+    except ManifestError as exc:
+        raise ManifestError(f"{directory}: {exc}") from None
