@@ -101,7 +101,8 @@ def _body(code: str, message: str, field: str | None) -> dict[str, dict[str, str
 
 def _field(loc: tuple[int | str, ...]) -> str:
     """('body', 'inputs', 0, 2) -> 'inputs[0][2]'."""
-    parts = [p for p in loc if p not in ("body", "query", "path")]
+    # "tokens"/"text": which form of a tokens-or-text field was checked (schemas.py)
+    parts = [p for p in loc if p not in ("body", "query", "path", "tokens", "text")]
     text = ""
     for part in parts:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PlainValidator,
     StrictInt,
     StrictStr,
+    Tag,
     WithJsonSchema,
 )
 
@@ -29,6 +31,13 @@ Token = Annotated[
     WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
 ]
 Sequence_ = Annotated[list[Token], Field(min_length=1)]
+# A sequence as tokens, or as text where that side of the model declares a tokenizer
+# (split into characters or words, then looked up in its vocabulary).
+TokensOrText = Annotated[
+    Annotated[Sequence_, Tag("tokens")] | Annotated[str, Tag("text")],
+    Discriminator(lambda v: "text" if isinstance(v, str) else "tokens"),
+    Field(description="tokens (ids or vocabulary strings), or text if the model has a tokenizer"),
+]
 # One entry per state tensor, each nested lists of numbers shaped like the tensor
 # for one sample (e.g. 128 floats for an LSTM(128) h). Shapes are checked per model.
 StateTensors = Annotated[list[Any], Field(min_length=1)]
@@ -41,7 +50,7 @@ class Request(BaseModel):
 class PredictRequest(Request):
     model: str | None = Field(default=None, description="only for POST /predict")
     version: StrictInt | StrictStr | None = Field(default=None, description="only for /predict")
-    inputs: Annotated[list[Sequence_], Field(min_length=1)]
+    inputs: Annotated[list[TokensOrText], Field(min_length=1)]
     max_steps: int | None = None  # range checked against SERVICE_MAX_DECODE_STEPS
     return_probabilities: bool = False
 
@@ -49,14 +58,14 @@ class PredictRequest(Request):
 class PredictResponse(BaseModel):
     model: str
     version: str
-    outputs: list[list[Token]]
+    outputs: list[list[Token] | str] = Field(description="text for each text input")
     probabilities: list[list[list[float]]] | None = None
 
 
 class CreateSessionRequest(Request):
     model: str
     version: StrictInt | StrictStr | None = None
-    source: Sequence_ | None = Field(default=None, description="seq2seq: encoded for the state")
+    source: TokensOrText | None = Field(default=None, description="seq2seq: encoded")
     state: StateTensors | None = None
 
 
@@ -68,10 +77,13 @@ class SessionInfo(BaseModel):
     created_at: str
     expires_at: str
     state: list[Any] | None = None
+    memory: list[Any] | None = Field(
+        default=None, description="attention models: the encoded source (time x units)"
+    )
 
 
 class StepRequest(Request):
-    inputs: Sequence_
+    inputs: TokensOrText
     return_probabilities: bool = False
 
 
@@ -84,6 +96,7 @@ class StepResponse(BaseModel):
     session_id: str
     outputs: list[Token]
     steps: int
+    text: str | None = Field(default=None, description="the outputs as text, if a tokenizer")
     probabilities: list[list[float]] | None = None
 
 
@@ -102,20 +115,38 @@ class ModelList(BaseModel):
     models: list[ModelSummary]
 
 
+class SideInfo(BaseModel):
+    """One side of a model's tokens, as its manifest declares it."""
+
+    encoding: str
+    cardinality: int
+    vocabulary: list[str] | None = None
+    tokenizer: str | None = None
+    unk_token: str | None = None
+    pad_token: str | None = None
+    length: int | None = None
+
+
 class ModelVersionInfo(BaseModel):
     name: str
     version: str
     kind: str
     description: str
-    input_encoding: str
-    input_cardinality: int
+    source: SideInfo = Field(description="what inputs (and session sources) are made of")
+    target: SideInfo = Field(description="what outputs are made of")
+    input_encoding: str = Field(description="source.encoding")
+    input_cardinality: int = Field(description="source.cardinality")
     output_cardinality: int
-    start_token: int | None
-    end_token: int | None
+    start_token: int | None = Field(description="id of the first decoder input")
+    end_token: int | None = Field(description="id that ends a decode")
     max_steps: int
+    decoder_output: str = Field(description="probabilities, or logits (softmaxed on output)")
     vocabulary_size: int | None
-    vocabulary: list[str] | None
+    vocabulary: list[str] | None = Field(description="when source and target share it")
     state_shapes: list[list[int]]
+    memory_shape: list[int | None] | None = Field(
+        description="attention models: the encoded source kept per session (time, units)"
+    )
     metrics: dict[str, Any]
 
 

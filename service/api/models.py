@@ -5,27 +5,32 @@ from fastapi import APIRouter
 from service.api.deps import RegistryDep
 from service.api.responses import errors
 from service.inference.base import ModelSpec
-from service.schemas import ModelDetail, ModelList, ModelSummary, ModelVersionInfo
+from service.schemas import ModelDetail, ModelList, ModelSummary, ModelVersionInfo, SideInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
 def _version_info(spec: ModelSpec) -> ModelVersionInfo:
     m = spec.manifest
+    shared = m.source.vocabulary if m.source.vocabulary == m.target.vocabulary else None
     return ModelVersionInfo(
         name=spec.name,
         version=str(spec.version),
         kind=m.kind,
         description=m.description,
-        input_encoding=m.input.encoding,
-        input_cardinality=m.input.cardinality,
+        source=SideInfo.model_validate(m.source.model_dump()),
+        target=SideInfo.model_validate(m.target.model_dump()),
+        input_encoding=m.source.encoding,
+        input_cardinality=m.source.size,
         output_cardinality=m.output_cardinality,
-        start_token=m.start_token,
-        end_token=m.end_token,
+        start_token=m.start_id,
+        end_token=m.end_id,
         max_steps=m.max_steps,
-        vocabulary_size=len(m.vocabulary) if m.vocabulary else None,
-        vocabulary=m.vocabulary,
+        decoder_output=m.decoder_output,
+        vocabulary_size=len(shared) if shared else None,
+        vocabulary=shared,
         state_shapes=[list(s) for s in spec.state_shapes],
+        memory_shape=list(spec.memory_shape) if spec.memory_shape is not None else None,
         metrics=m.metrics,
     )
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from service.config import Settings
 from service.dataplane.limits import check_batch, check_length, check_max_steps, check_work
-from service.dataplane.tokens import to_ids, to_tokens
+from service.dataplane.tokens import source_ids, to_text, to_tokens, tokens_of
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
 from service.inference.registry import Registry
-from service.schemas import PredictRequest, PredictResponse
+from service.schemas import PredictRequest, PredictResponse, Token
 
 
 class Predictor:
@@ -31,9 +31,13 @@ async def predict(
     spec = model.spec
     manifest = spec.manifest
     check_batch(request.inputs, settings)
-    for i, tokens in enumerate(request.inputs):
-        check_length(tokens, settings, f"inputs[{i}]")
-    rows, fed = len(request.inputs), sum(len(s) for s in request.inputs)
+    sequences = []
+    for i, given in enumerate(request.inputs):
+        field = f"inputs[{i}]"
+        tokens = tokens_of(manifest.source, given, field, "source")
+        check_length(tokens, settings, field)
+        sequences.append(source_ids(manifest, tokens, field, isinstance(given, str)))
+    rows, fed = len(sequences), sum(len(s) for s in sequences)
     if manifest.kind == "seq2seq":
         steps = check_max_steps(request.max_steps, manifest.max_steps, settings)
         what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps"
@@ -56,14 +60,17 @@ async def predict(
         outputs=emitted,
         width=manifest.output_cardinality if request.return_probabilities else None,
     )
-    sequences = [to_ids(manifest, s, f"inputs[{i}]") for i, s in enumerate(request.inputs)]
     outputs, probabilities = await engines.get(model).predict(
         sequences, steps, request.return_probabilities
     )
+    answers: list[list[Token] | str] = []
+    for given, out in zip(request.inputs, outputs, strict=True):
+        text = to_text(manifest, out) if isinstance(given, str) else None
+        answers.append(text if text is not None else to_tokens(manifest.target, out))
     # built from our own values: no need to validate them again
     return PredictResponse.model_construct(
         model=spec.name,
         version=str(spec.version),
-        outputs=[to_tokens(manifest, out) for out in outputs],
+        outputs=answers,
         probabilities=probabilities,
     )

@@ -7,9 +7,18 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
+
 from service.config import Settings
 from service.dataplane.limits import check_length, check_max_steps, check_work
-from service.dataplane.tokens import parse_states, to_ids, to_tokens
+from service.dataplane.tokens import (
+    parse_states,
+    source_ids,
+    to_ids,
+    to_text,
+    to_tokens,
+    tokens_of,
+)
 from service.errors import Conflict, InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines, RowResult
@@ -44,7 +53,15 @@ def info(session: Session, include_state: bool = False) -> SessionInfo:
         created_at=_iso(session.created_at),
         expires_at=_iso(session.expires_at),
         state=[s.astype(float).tolist() for s in session.states] if include_state else None,
+        memory=session.memory.astype(float).tolist()
+        if include_state and session.memory is not None
+        else None,
     )
+
+
+def carried(session: Session) -> tuple[np.ndarray, ...]:
+    """What the compute carries from step to step: the states, then the memory if any."""
+    return session.states if session.memory is None else (*session.states, session.memory)
 
 
 class SessionOps:
@@ -72,9 +89,12 @@ class SessionOps:
             ) from None
         spec = model.spec
         shapes = tuple(s.shape for s in session.states)
-        card = spec.manifest.input.cardinality
+        card = spec.manifest.token_side.size
         if shapes != spec.state_shapes:
             problem = f"state shapes {shapes} do not match the model's {spec.state_shapes}"
+        elif not spec.memory_fits(session.memory):
+            got = None if session.memory is None else session.memory.shape
+            problem = f"memory of shape {got} does not fit the model's {spec.memory_shape}"
         elif session.next_token is not None and not 0 <= session.next_token < card:
             problem = f"next token {session.next_token} is outside 0..{card - 1}"
         else:
@@ -82,13 +102,20 @@ class SessionOps:
         raise corrupt_session(session_id, problem)
 
     def _start_token(self, model: LoadedModel) -> int | None:
-        return model.spec.manifest.start_token if model.spec.manifest.kind == "seq2seq" else None
+        return model.spec.manifest.start_id if model.spec.manifest.kind == "seq2seq" else None
 
     async def create(self, request: CreateSessionRequest) -> SessionInfo:
         model = self.registry.get(request.model, request.version)
         spec = model.spec
         if request.source is not None and request.state is not None:
             raise InvalidInput("give either 'source' or 'state', not both", field="source")
+        memory = None
+        if spec.memory_shape is not None and request.source is None:
+            raise InvalidInput(
+                f"source: required for '{spec.name}', whose decoder attends over the encoded "
+                "source (give 'source'; a state alone is not enough)",
+                field="source",
+            )
         if request.state is not None:
             states = parse_states(spec, request.state)
         elif request.source is not None:
@@ -98,17 +125,21 @@ class SessionOps:
                     "(the state starts at zeros) or give 'state'",
                     field="source",
                 )
-            check_length(request.source, self.settings, "source")
+            tokens = tokens_of(spec.manifest.source, request.source, "source", "source")
+            check_length(tokens, self.settings, "source")
+            ids = source_ids(spec.manifest, tokens, "source", isinstance(request.source, str))
             check_work(
                 self.settings,
-                steps=len(request.source),
-                what=f"{len(request.source):,} source tokens",
+                steps=len(ids),
+                what=f"{len(ids):,} source tokens",
                 field="source",
                 outputs=0,
                 width=None,
             )
-            ids = to_ids(spec.manifest, request.source, "source")
-            states = await self.engines.get(model).encode(ids)
+            encoded = await self.engines.get(model).encode(ids)
+            states = encoded[: len(spec.state_shapes)]
+            if spec.memory_shape is not None:
+                memory = encoded[-1]
         else:
             states = tuple(s[0] for s in spec.zero_states(1))
         session = Session(
@@ -119,6 +150,7 @@ class SessionOps:
             states=states,
             next_token=self._start_token(model),
             created_at=time.time(),
+            memory=memory,
         )
         return info(await self.store.create(session))
 
@@ -127,23 +159,27 @@ class SessionOps:
         return info(session, include_state)
 
     async def step(self, session_id: str, request: StepRequest) -> StepResponse:
-        check_length(request.inputs, self.settings, "inputs")
+        if not isinstance(request.inputs, str):  # text is checked once its model is known
+            check_length(request.inputs, self.settings, "inputs")
         async with self.store.lock(session_id):
             session, model = await self._open(session_id)
-            fed = len(request.inputs)
+            manifest = model.spec.manifest
+            side = "target" if manifest.kind == "seq2seq" else "source"
+            tokens = tokens_of(manifest.token_side, request.inputs, "inputs", side)
+            check_length(tokens, self.settings, "inputs")
+            text = isinstance(request.inputs, str)
+            ids = to_ids(manifest.token_side, tokens, "inputs", side, text)
+            fed = len(ids)
             check_work(
                 self.settings,
                 steps=fed,
                 what=f"{fed:,} input values",
                 field="inputs",
                 outputs=fed,
-                width=model.spec.manifest.output_cardinality
-                if request.return_probabilities
-                else None,
+                width=manifest.output_cardinality if request.return_probabilities else None,
             )
-            ids = to_ids(model.spec.manifest, request.inputs, "inputs")
             row = await self.engines.get(model).run(
-                session.states, ids, request.return_probabilities
+                carried(session), ids, request.return_probabilities
             )
             return await self._advance(session, model, row)
 
@@ -160,6 +196,12 @@ class SessionOps:
                 outputs=steps,
                 width=manifest.output_cardinality if request.return_probabilities else None,
             )
+            if not manifest.feeds_back:
+                raise InvalidInput(
+                    f"'{model.spec.name}' outputs target tokens that are not among its inputs, "
+                    "so generate cannot feed them back; use step",
+                    field="session_id",
+                )
             if session.next_token is None:
                 raise Conflict(
                     f"session {shown(session_id)} has no previous output to feed back: step at "
@@ -167,7 +209,7 @@ class SessionOps:
                     field="session_id",
                 )
             row = await self.engines.get(model).generate(
-                session.states, session.next_token, steps, request.return_probabilities
+                carried(session), session.next_token, steps, request.return_probabilities
             )
             return await self._advance(session, model, row)
 
@@ -176,14 +218,16 @@ class SessionOps:
             replace(
                 session,
                 steps=session.steps + len(row.outputs),
-                states=row.states,
+                states=row.states[: len(session.states)],  # the memory does not change
                 next_token=row.outputs[-1] if row.outputs else session.next_token,
             )
         )
+        manifest = model.spec.manifest
         return StepResponse.model_construct(
             session_id=saved.id,
-            outputs=to_tokens(model.spec.manifest, row.outputs),
+            outputs=to_tokens(manifest.target, row.outputs),
             steps=saved.steps,
+            text=to_text(manifest, row.outputs),
             probabilities=row.probabilities,
         )
 

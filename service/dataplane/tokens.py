@@ -10,57 +10,120 @@ import numpy as np
 
 from service.errors import InvalidInput, shown
 from service.inference.base import ModelSpec
-from service.inference.manifest import Manifest
+from service.inference.manifest import Manifest, Side
 
 Token = int | str
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 STATE_VALUES = "finite float32 numbers (no NaN or infinity, |x| <= 3.4028235e38)"
 
 
-def _allowed(manifest: Manifest) -> str:
-    card = manifest.input.cardinality
-    text = f"integers 0..{card - 1}"
-    vocabulary = manifest.vocabulary
+TokensIn = Sequence[Token] | str
+
+
+def _allowed(side: Side) -> str:
+    text = f"integers 0..{side.size - 1}"
+    vocabulary = side.vocabulary
     if vocabulary:
-        shown = ", ".join(repr(t) for t in vocabulary[:20])
+        listed = ", ".join(repr(t) for t in vocabulary[:20])
         more = f", ... ({len(vocabulary)} in all)" if len(vocabulary) > 20 else ""
-        text += f" or vocabulary tokens ({shown}{more})"
+        text += f" or vocabulary tokens ({listed}{more})"
     return text
 
 
-def to_ids(manifest: Manifest, tokens: Sequence[Token], field: str) -> list[int]:
-    card = manifest.input.cardinality
-    index = manifest.token_index
+def tokens_of(side: Side, value: TokensIn, field: str, what: str) -> Sequence[Token]:
+    """A client's tokens as they are, or its text split into the side's tokens (one per
+    character, or per word)."""
+    if not isinstance(value, str):
+        return value
+    text = value
+    if side.tokenizer is None:
+        raise InvalidInput(
+            f"{field}: text is accepted only where the model's {what} declares a tokenizer; "
+            f"send a list of tokens ({_allowed(side)})",
+            field=field,
+        )
+    pieces = list(text) if side.tokenizer == "char" else text.split()
+    if not pieces:
+        raise InvalidInput(f"{field}: the text has no tokens", field=field)
+    return pieces
+
+
+def to_ids(
+    side: Side, tokens: Sequence[Token], field: str, what: str = "source", text: bool = False
+) -> list[int]:
+    """Tokens (split from text if `text`) -> ids on one side; unknown tokens map to
+    `unk_token` or are a 422 naming the position and the token."""
+    unknown = side.id_of(side.unk_token) if side.unk_token is not None else None
     ids: list[int] = []
     for j, token in enumerate(tokens):
         if isinstance(token, str):
-            if index is None or token not in index:
-                why = (
-                    "is not in the vocabulary"
-                    if index is not None
-                    else ("is a string but the model has no vocabulary")
+            found = side.id_of(token)
+            if found is None:
+                found = unknown
+            if found is None:
+                where = (
+                    f"{field}: {'character' if side.tokenizer == 'char' else 'token'} "
+                    if text
+                    else f"{field}[{j}]: token "
                 )
+                why = (
+                    f"is not in the {what} vocabulary"
+                    if side.vocabulary is not None
+                    else "is a string but the model has no vocabulary"
+                )
+                at = f" at position {j}" if text else ""
                 raise InvalidInput(
-                    f"{field}[{j}]: token {shown(token)} {why}; allowed: {_allowed(manifest)}",
+                    f"{where}{shown(token)}{at} {why}; allowed: {_allowed(side)}",
                     field=f"{field}[{j}]",
                 )
-            ids.append(index[token])
-        elif 0 <= token < card:
+            ids.append(found)
+        elif 0 <= token < side.size:
             ids.append(token)
         else:
             raise InvalidInput(
-                f"{field}[{j}]: token {shown(token)} is out of range; allowed: "
-                f"{_allowed(manifest)}",
+                f"{field}[{j}]: token {shown(token)} is out of range; allowed: {_allowed(side)}",
                 field=f"{field}[{j}]",
             )
     return ids
 
 
-def to_tokens(manifest: Manifest, ids: Sequence[int]) -> list[Token]:
-    """A model with a vocabulary answers in its vocabulary; otherwise in ids."""
-    if manifest.vocabulary:
-        return [manifest.vocabulary[i] for i in ids]
+def source_ids(
+    manifest: Manifest, tokens: Sequence[Token], field: str, text: bool = False
+) -> list[int]:
+    """A source as the encoder takes it: ids, right-padded to `source.length` if set."""
+    side = manifest.source
+    ids = to_ids(side, tokens, field, "source", text)
+    length = side.length
+    if length is None:
+        return ids
+    if len(ids) > length:
+        raise InvalidInput(
+            f"{field}: {len(ids)} tokens, but '{field}' may have at most {length} (the model "
+            f"was trained on sources of {length}: source.length)",
+            field=field,
+        )
+    assert side.pad_token is not None  # the manifest requires it with a length
+    pad = side.id_of(side.pad_token)
+    assert pad is not None
+    return ids + [pad] * (length - len(ids))
+
+
+def to_tokens(side: Side, ids: Sequence[int]) -> list[Token]:
+    """A side with a vocabulary answers in its vocabulary; otherwise in ids."""
+    if side.vocabulary:
+        return [side.vocabulary[i] for i in ids]
     return list(ids)
+
+
+def to_text(manifest: Manifest, ids: Sequence[int]) -> str | None:
+    """Target ids as text, without start, end and pad tokens (None: no tokenizer)."""
+    side = manifest.target
+    if side.tokenizer is None or side.vocabulary is None:
+        return None
+    pad = side.id_of(side.pad_token) if side.pad_token is not None else None
+    dropped = {manifest.start_id, manifest.end_id, pad}
+    words = [side.vocabulary[i] for i in ids if i not in dropped]
+    return ("" if side.tokenizer == "char" else " ").join(words)
 
 
 def _check_nested(value: Any, shape: tuple[int, ...], field: str) -> None:

@@ -50,6 +50,7 @@ class Session:
     states: tuple[np.ndarray, ...]  # per sample: shapes are the model's state shapes
     next_token: int | None  # fed to the next generate step (None: nothing to feed back yet)
     created_at: float
+    memory: np.ndarray | None = None  # attention models: the encoded source (time, units)
     expires_at: float = 0.0  # set by the store: last access + idle TTL
     revision: int = 0  # incremented on every save
 

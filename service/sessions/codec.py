@@ -3,7 +3,9 @@
 Layout (little-endian): magic b"S2S1", version u32, steps u64, next_token i64 (-1: none),
 created_at f64, revision u64, model name length u16 + UTF-8, state count u8, then per
 state: ndim u8, dims u32 each, float32 data. A reverse session (2 x 128 floats) is
-1,024 bytes of state plus ~60 bytes of header.
+1,024 bytes of state plus ~60 bytes of header. Magic b"S2S2" adds one more tensor after
+the states, the attention memory, in the same form (records without memory keep
+writing b"S2S1", so replicas of the previous release read them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from service.sessions.base import Session
 
 MAGIC = b"S2S1"
+MAGIC_MEMORY = b"S2S2"
 _HEADER = struct.Struct("<4sIQqdQH")
 
 
@@ -23,11 +26,27 @@ class CodecError(ValueError):
     pass
 
 
+def _tensor(state: np.ndarray) -> list[bytes]:
+    array = np.ascontiguousarray(state, dtype="<f4")
+    return [struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape), array.tobytes()]
+
+
+def _read_tensor(data: bytes, offset: int) -> tuple[np.ndarray, int]:
+    (ndim,) = struct.unpack_from("<B", data, offset)
+    shape = struct.unpack_from(f"<{ndim}I", data, offset + 1)
+    offset += 1 + 4 * ndim
+    size = math.prod(shape)  # Python ints: no wrap-around on absurd shapes
+    if offset + 4 * size > len(data):
+        raise CodecError(f"truncated: tensor of shape {shape} needs {4 * size} bytes")
+    tensor = np.frombuffer(data, "<f4", size, offset).reshape(shape).copy()
+    return tensor, offset + 4 * size
+
+
 def encode(session: Session) -> bytes:
     name = session.model.encode()
     parts = [
         _HEADER.pack(
-            MAGIC,
+            MAGIC if session.memory is None else MAGIC_MEMORY,
             session.version,
             session.steps,
             -1 if session.next_token is None else session.next_token,
@@ -39,9 +58,9 @@ def encode(session: Session) -> bytes:
         struct.pack("<B", len(session.states)),
     ]
     for state in session.states:
-        array = np.ascontiguousarray(state, dtype="<f4")
-        parts.append(struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape))
-        parts.append(array.tobytes())
+        parts.extend(_tensor(state))
+    if session.memory is not None:
+        parts.extend(_tensor(session.memory))
     return b"".join(parts)
 
 
@@ -51,7 +70,7 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
         magic, version, steps, next_token, created_at, revision, name_len = _HEADER.unpack_from(
             data, 0
         )
-        if magic != MAGIC:
+        if magic not in (MAGIC, MAGIC_MEMORY):
             raise CodecError(f"unknown format {magic[:4]!r}")
         offset = _HEADER.size
         model = data[offset : offset + name_len].decode()
@@ -60,14 +79,11 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
         offset += 1
         states = []
         for _ in range(count):
-            (ndim,) = struct.unpack_from("<B", data, offset)
-            shape = struct.unpack_from(f"<{ndim}I", data, offset + 1)
-            offset += 1 + 4 * ndim
-            size = math.prod(shape)  # Python ints: no wrap-around on absurd shapes
-            if offset + 4 * size > len(data):
-                raise CodecError(f"truncated: state of shape {shape} needs {4 * size} bytes")
-            states.append(np.frombuffer(data, "<f4", size, offset).reshape(shape).copy())
-            offset += 4 * size
+            state, offset = _read_tensor(data, offset)
+            states.append(state)
+        memory = None
+        if magic == MAGIC_MEMORY:
+            memory, offset = _read_tensor(data, offset)
         if offset != len(data):
             raise CodecError(f"{len(data) - offset} unexpected bytes after the last state")
     except (struct.error, UnicodeDecodeError, ValueError) as exc:  # CodecError is a ValueError
@@ -82,4 +98,5 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
         created_at=created_at,
         expires_at=expires_at,
         revision=revision,
+        memory=memory,
     )

@@ -206,3 +206,21 @@ async def test_redis_bytes_per_session(redis_server: RedisServer) -> None:
     finally:
         await client.aclose()
         await store.close()
+
+
+async def test_attention_memory_is_kept_beside_the_states(make: Factory) -> None:
+    """Sessions of attention models carry the encoded source; a save that changes the
+    states keeps it (Redis: one compact binary record)."""
+    from dataclasses import replace
+
+    store = make()
+    memory = np.random.default_rng(5).normal(size=(32, 64)).astype(np.float32)
+    original = replace(session("dates"), memory=memory)
+    await store.create(original)
+    got = await store.get(original.id)
+    assert got is not None and got.memory is not None
+    np.testing.assert_array_equal(got.memory, memory)  # exact by construction: stored bytes
+    await store.save(replace(got, states=tuple(s + 1 for s in got.states), steps=6))
+    again = await store.get(original.id)
+    assert again is not None and again.memory is not None and again.steps == 6
+    np.testing.assert_array_equal(again.memory, memory)

@@ -65,7 +65,7 @@ def test_vocabulary_tokens_in_and_out(client: TestClient) -> None:
     msg = error(
         client.post("/v1/models/words/predict", json={"inputs": [["a", "zz"]]}), 422, "inputs[0][1]"
     )
-    assert "'zz' is not in the vocabulary" in msg and "'<s>', 'a'" in msg
+    assert "'zz' is not in the source vocabulary" in msg and "'<s>', 'a'" in msg
 
 
 def test_step_model_predict_runs_from_zero_state(client: TestClient) -> None:

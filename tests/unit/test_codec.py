@@ -85,3 +85,20 @@ def test_absurd_shapes_and_random_bytes_raise_codec_error_only() -> None:
         except codec.CodecError:
             refused += 1
     assert refused > 1900  # random tails are almost never a whole record
+
+
+def test_attention_memory_round_trips_in_a_compact_record() -> None:
+    from dataclasses import replace
+
+    memory = np.random.default_rng(3).standard_normal((31, 64)).astype(np.float32)
+    s = replace(sample(), memory=memory)
+    data = codec.encode(s)
+    assert data[:4] == codec.MAGIC_MEMORY
+    assert len(data) == len(codec.encode(sample())) + 4 * 31 * 64 + 1 + 2 * 4
+    back = codec.decode("abc", data)
+    assert back.memory is not None
+    np.testing.assert_array_equal(back.memory, memory)  # exact: raw float32 bytes
+    assert codec.encode(sample())[:4] == codec.MAGIC  # no memory: the previous format
+    assert codec.decode("abc", codec.encode(sample())).memory is None
+    with pytest.raises(codec.CodecError, match="truncated"):
+        codec.decode("abc", data[:-4])
