@@ -31,7 +31,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     TF_CPP_MIN_LOG_LEVEL=2 \
     SERVICE_HOST=0.0.0.0 \
     SERVICE_PORT=8000 \
-    SERVICE_MODEL_STORE=/app/model_store
+    SERVICE_MODEL_STORE=/app/model_store \
+    SERVICE_DEFAULT_MODEL=reverse
 USER 1000
 EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=120s --retries=3 \

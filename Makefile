@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test container-test lint bench train-reverse train-memory clean
+.PHONY: serve test container-test lint bench train-reverse train-memory train-dates clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/python -m service serve
+	SERVICE_DEFAULT_MODEL=$${SERVICE_DEFAULT_MODEL-reverse} $(BIN)/python -m service serve
 
 test: $(STAMP)
 	scripts/ensure-redis-server
@@ -38,6 +38,9 @@ train-reverse: $(STAMP)
 
 train-memory: $(STAMP)
 	$(BIN)/python -m service train memory --out model_store/memory/1 --seed 1
+
+train-dates: $(STAMP)
+	$(BIN)/python -m service train dates --out model_store/dates/1 --seed 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Command line: `python -m service serve|train`."""
+"""Command line: `python -m service serve|train|check|import`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
     try:  # fail fast, before TensorFlow loads, on what can be checked without it
-        names = {name for name, _, _, _ in check_store(settings.model_store)}
+        names = {checked[0] for checked in check_store(settings.model_store)}
         if settings.default_model is not None and settings.default_model not in names:
             raise ManifestError(
                 f"{settings.model_store}: SERVICE_DEFAULT_MODEL '{settings.default_model}' is "
@@ -59,11 +59,27 @@ def _train(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             eval_size=args.eval_size,
         )
+    elif args.problem == "dates":
+        from service.training import dates
+
+        dates.train(out, seed=args.seed, epochs=args.epochs, eval_size=args.eval_size)
     else:
         from service.training import memory
 
         memory.train(out, seed=args.seed, max_epochs=args.epochs)
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from service.model_tools import check
+
+    return check(Path(args.directory))
+
+
+def _import(args: argparse.Namespace) -> int:
+    from service.model_tools import import_model
+
+    return import_model(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,23 +95,51 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
 
     train = commands.add_parser("train", help="train a shipped model from scratch")
-    train.add_argument("problem", choices=["reverse", "memory"])
+    train.add_argument("problem", choices=["reverse", "memory", "dates"])
     train.add_argument("--out", required=True, help="version directory to write")
     train.add_argument("--seed", type=int, default=1)
     train.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="reverse: max epochs (default 6); memory: max epochs (default 3000)",
+        help="max epochs (reverse 6, memory 3000, dates 12)",
     )
     train.add_argument("--examples", type=int, default=100_000, help="reverse: training examples")
-    train.add_argument("--eval-size", type=int, default=10_000, help="reverse: fresh eval sources")
+    train.add_argument(
+        "--eval-size", type=int, default=10_000, help="reverse, dates: fresh eval sources"
+    )
     train.set_defaults(run=_train)
+
+    checker = commands.add_parser(
+        "check", help="validate a model version directory and show what would be served"
+    )
+    checker.add_argument("directory", help="e.g. model_store/NAME/1")
+    checker.set_defaults(run=_check)
+
+    importer = commands.add_parser(
+        "import",
+        help="split a trained training model [source, decoder_input] -> probabilities into "
+        "a servable encoder and decoder",
+    )
+    importer.add_argument("training_model", help="e.g. s2s_model.keras (as keras-io saves it)")
+    importer.add_argument("--out", required=True, help="version directory, e.g. model_store/NAME/1")
+    importer.add_argument(
+        "--source-vocab", help="source tokens: one per line (\\t, \\n escapes) or .json"
+    )
+    importer.add_argument("--target-vocab", help="target tokens, same format")
+    importer.add_argument("--tokenizer", choices=["char", "whitespace"], help="text in and out")
+    importer.add_argument("--start", help="start token (a target token or an id)")
+    importer.add_argument("--end", help="end token (a target token or an id)")
+    importer.add_argument("--pad", help="source pad token (with --length)")
+    importer.add_argument("--length", type=int, help="the source length the model was trained on")
+    importer.add_argument("--max-steps", type=int, default=50, help="default decode steps")
+    importer.add_argument("--description", help="shown in /v1/models")
+    importer.set_defaults(run=_import)
 
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ start-up chatter out
     if args.command == "train" and args.epochs is None:
-        args.epochs = 6 if args.problem == "reverse" else 3000
+        args.epochs = {"reverse": 6, "memory": 3000, "dates": 12}[args.problem]
     result: int = args.run(args)
     return result
 

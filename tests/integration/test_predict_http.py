@@ -68,11 +68,16 @@ def test_models_and_health(http: Client) -> None:
     assert http.get("/healthz").json()["status"] == "ok"
     ready = http.get("/readyz").json()
     assert ready["status"] == "ready" and ready["detail"]["models"] == {
+        "dates": ["1"],
         "memory": ["1"],
         "reverse": ["1"],
     }
     listing = http.get("/v1/models").json()["models"]
-    assert [(m["name"], m["kind"]) for m in listing] == [("memory", "step"), ("reverse", "seq2seq")]
+    assert [(m["name"], m["kind"]) for m in listing] == [
+        ("dates", "seq2seq"),
+        ("memory", "step"),
+        ("reverse", "seq2seq"),
+    ]
     reverse = http.get("/v1/models/reverse").json()
     assert reverse["state_shapes"] == [[128], [128]]
     assert reverse["input_cardinality"] == 51 and reverse["max_steps"] == 3

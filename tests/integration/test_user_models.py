@@ -1,0 +1,242 @@
+"""Models as users build them (tests/user_models.py), served over real HTTP: `/predict`
+equals the tutorials' decode loop on the same files, and a session stepped one token per
+request equals one call over the whole history."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests import user_models
+from tests.floats import assert_close
+from tests.integration.conftest import ROOT, free_port, start_server, wait_ready
+from tests.user_models import UserModel
+
+pytestmark = pytest.mark.integration
+
+BUILT: dict[str, UserModel] = {}
+
+
+def _write(store: Path, name: str, model: UserModel, ext: str = "keras") -> None:
+    directory = store / name / "1"
+    directory.mkdir(parents=True)
+    model.encoder.save(directory / f"encoder.{ext}")
+    model.decoder.save(directory / f"decoder.{ext}")
+    (directory / "model.json").write_text(json.dumps(model.manifest))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(7)
+    root = tmp_path_factory.mktemp("store")
+    for build in user_models.ALL:
+        model = build()
+        BUILT[model.name] = model
+        _write(root, model.name, model)
+    chars = BUILT["chars"]
+    BUILT["chars_h5"] = chars
+    _write(root, "chars_h5", chars, "h5")
+    # keras-io saves only the training model: `import` splits it
+    training = root.parent / "s2s_model.keras"
+    chars.training.save(training)
+    vocab = root.parent / "target.txt"
+    vocab.write_text(
+        "\n".join(t.replace("\t", "\\t").replace("\n", "\\n") for t in user_models.TARGET_CHARS)
+        + "\n"
+    )
+    (root.parent / "source.json").write_text(json.dumps(user_models.SOURCE_CHARS))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "import",
+            str(training),
+            "--out",
+            str(root / "chars_imported" / "1"),
+            "--source-vocab",
+            str(root.parent / "source.json"),
+            "--target-vocab",
+            str(vocab),
+            "--tokenizer",
+            "char",
+            "--start",
+            "\\t",
+            "--end",
+            "\\n",
+            "--pad",
+            " ",
+            "--length",
+            "8",
+            "--max-steps",
+            "7",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "split check: max |training - step-by-step|" in done.stdout
+    assert "servable" in done.stdout and "sample:" in done.stdout
+    BUILT["chars_imported"] = chars
+    return root
+
+
+@pytest.fixture(scope="module")
+def url(store: Path) -> Iterator[str]:
+    port = free_port()
+    server = start_server(port, store=store)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", server, timeout=300)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def http(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, timeout=120) as client:
+        yield client
+
+
+def _side(model: UserModel, which: str) -> dict[str, Any]:
+    m = model.manifest
+    if which in m:
+        side: dict[str, Any] = m[which]
+        return side
+    return {"encoding": m["input"]["encoding"], "cardinality": m["input"]["cardinality"]}
+
+
+def source_ids(model: UserModel, source: Any) -> list[int]:
+    """What the service must feed the encoder, worked out here from the manifest."""
+    side = _side(model, "source")
+    vocab = side.get("vocabulary")
+    if isinstance(source, str):
+        pieces: list[Any] = list(source) if side["tokenizer"] == "char" else source.split()
+    else:
+        pieces = list(source)
+    ids = []
+    for piece in pieces:
+        if isinstance(piece, int):
+            ids.append(piece)
+        else:
+            assert vocab is not None
+            ids.append(vocab.index(piece if piece in vocab else side["unk_token"]))
+    if side.get("length"):
+        assert vocab is not None
+        ids += [vocab.index(side["pad_token"])] * (side["length"] - len(ids))
+    return ids
+
+
+def expected_output(model: UserModel, source: Any, tokens: list[int]) -> Any:
+    side = _side(model, "target")
+    vocab = side.get("vocabulary")
+    if vocab is None:
+        return tokens
+    if isinstance(source, str) and side.get("tokenizer"):
+        m = model.manifest
+        dropped = {vocab.index(m["start_token"]), vocab.index(m["end_token"])}
+        if side.get("pad_token"):
+            dropped.add(vocab.index(side["pad_token"]))
+        joiner = "" if side["tokenizer"] == "char" else " "
+        return joiner.join(vocab[i] for i in tokens if i not in dropped)
+    return [vocab[i] for i in tokens]
+
+
+NAMES = [
+    "chars",
+    "chars_h5",
+    "chars_imported",
+    "words",
+    "reordered",
+    "simple_rnn",
+    "stacked",
+    "bidirectional",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_predict_equals_the_tutorial_loop(http: httpx.Client, name: str) -> None:
+    model = BUILT[name]
+    max_steps = model.manifest["max_steps"]
+    r = http.post(
+        f"/v1/models/{name}/predict",
+        json={"inputs": model.sources, "return_probabilities": True},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    for i, source in enumerate(model.sources):  # batched in the server, one by one here
+        tokens, probs = user_models.tutorial_decode(model, source_ids(model, source), max_steps)
+        assert body["outputs"][i] == expected_output(model, source, tokens), (name, source)
+        assert_close(body["probabilities"][i], np.asarray(probs), f"{name} {source!r}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_session_one_token_per_request_equals_one_call(http: httpx.Client, name: str) -> None:
+    model = BUILT[name]
+    source = model.sources[0]
+    feed = [2, 3, 4]  # target-side ids, teacher forced
+    one = http.post("/v1/sessions", json={"model": name, "source": source}).json()["session_id"]
+    many = http.post("/v1/sessions", json={"model": name, "source": source}).json()["session_id"]
+    whole = http.post(
+        f"/v1/sessions/{one}/step", json={"inputs": feed, "return_probabilities": True}
+    ).json()
+    outputs, probabilities = [], []
+    for token in feed:
+        r = http.post(
+            f"/v1/sessions/{many}/step", json={"inputs": [token], "return_probabilities": True}
+        )
+        assert r.status_code == 200, r.text
+        outputs += r.json()["outputs"]
+        probabilities += r.json()["probabilities"]
+    assert outputs == whole["outputs"]
+    assert_close(probabilities, whole["probabilities"])
+    a = http.get(f"/v1/sessions/{one}", params={"include_state": "true"}).json()
+    b = http.get(f"/v1/sessions/{many}", params={"include_state": "true"}).json()
+    for x, y in zip(a["state"], b["state"], strict=True):
+        assert_close(x, y)
+    assert (a.get("memory") is None) == ("memory" not in model.encoder_outputs)
+
+
+@pytest.mark.parametrize("name", ["chars", "words", "reordered"])
+def test_session_generate_equals_predict(http: httpx.Client, name: str) -> None:
+    model = BUILT[name]
+    for source in model.sources[:2]:
+        predicted = http.post(f"/v1/models/{name}/predict", json={"inputs": [source]}).json()
+        sid = http.post("/v1/sessions", json={"model": name, "source": source}).json()
+        r = http.post(f"/v1/sessions/{sid['session_id']}/generate", json={})
+        assert r.status_code == 200, r.text
+        answer = predicted["outputs"][0]
+        if isinstance(source, str):
+            assert r.json()["text"] == answer
+        else:
+            assert r.json()["outputs"] == answer
+
+
+def test_model_info_reports_roles_memory_and_sides(http: httpx.Client) -> None:
+    words = http.get("/v1/models/words").json()
+    assert words["memory_shape"] == [6, 24] and words["state_shapes"] == [[24]]
+    assert words["source"]["tokenizer"] == "whitespace" and words["target"]["encoding"] == "index"
+    reordered = http.get("/v1/models/reordered").json()
+    assert reordered["decoder_output"] == "logits" and reordered["memory_shape"] == [6, 20]
+    assert http.get("/v1/models/stacked").json()["state_shapes"] == [[16]] * 4
+    assert http.get("/v1/models/bidirectional").json()["state_shapes"] == [[24], [24]]
+
+
+def test_text_errors_over_http(http: httpx.Client) -> None:
+    r = http.post("/v1/models/chars/predict", json={"inputs": ["abcdefghi"]})
+    assert r.status_code == 422 and "at most 8" in r.json()["error"]["message"]
+    r = http.post("/v1/models/chars/predict", json={"inputs": ["abz"]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "inputs[0][2]"
+    assert "'z' at position 2" in r.json()["error"]["message"]
