@@ -170,7 +170,10 @@ def import_model(args: Any) -> int:
     try:
         source_vocab = read_vocabulary(Path(args.source_vocab)) if args.source_vocab else None
         target_vocab = read_vocabulary(Path(args.target_vocab)) if args.target_vocab else None
-        training = (load_h5 if path.suffix == ".h5" else load_keras)(path).model
+        try:
+            training = (load_h5 if path.suffix == ".h5" else load_keras)(path).model
+        except Exception as exc:  # Keras raises many types for files it cannot read
+            raise ValueError(f"cannot load it: {exc}") from None
         encoder, decoder = split_training_model(training)
         source = _side_for(encoder.inputs[0], source_vocab, args.tokenizer)
         if args.pad is not None or args.length is not None:
@@ -188,7 +191,7 @@ def import_model(args: Any) -> int:
                 "max_steps": args.max_steps,
             }
         )
-    except (OSError, ValueError, SplitError) as exc:  # also Keras's errors for bad files
+    except (OSError, ValueError, SplitError) as exc:
         print(f"cannot import {path}: {exc}", file=sys.stderr)
         return 2
     difference = _check_split(training, encoder, decoder, manifest, teacher_forced_difference)

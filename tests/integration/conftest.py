@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -104,6 +105,19 @@ def server_url() -> Iterator[str]:
 def http(server_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server_url, timeout=60) as client:
         yield client
+
+
+@contextmanager
+def serving(store: Path) -> Iterator[str]:
+    """A server process on another model store (slow start-ups allowed: many models)."""
+    port = free_port()
+    server = start_server(port, store=store)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server, timeout=300)
+        yield url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

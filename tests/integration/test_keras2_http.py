@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.floats import assert_close
-from tests.integration.conftest import free_port, start_server, wait_ready
+from tests.integration.conftest import serving
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +51,8 @@ def url(keras2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 else:
                     shutil.copytree(keras2_dir / f"{model}_{part}", directory / part)
             (directory / "model.json").write_text(json.dumps(manifest))
-    port = free_port()
-    server = start_server(port, store=store)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", server, timeout=300)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with serving(store) as url:
+        yield url
 
 
 def keras2_decodes(keras2_dir: Path, model: str) -> list[tuple[list[int], Any, Any]]:

@@ -17,7 +17,7 @@ import pytest
 
 from tests import user_models
 from tests.floats import assert_close
-from tests.integration.conftest import ROOT, free_port, start_server, wait_ready
+from tests.integration.conftest import ROOT, serving
 from tests.user_models import UserModel
 
 pytestmark = pytest.mark.integration
@@ -95,13 +95,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(store: Path) -> Iterator[str]:
-    port = free_port()
-    server = start_server(port, store=store)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", server, timeout=300)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with serving(store) as url:
+        yield url
 
 
 @pytest.fixture
@@ -240,3 +235,44 @@ def test_text_errors_over_http(http: httpx.Client) -> None:
     r = http.post("/v1/models/chars/predict", json={"inputs": ["abz"]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "inputs[0][2]"
     assert "'z' at position 2" in r.json()["error"]["message"]
+
+
+def test_import_and_check_refuse_with_reasons(store: Path, tmp_path: Path) -> None:
+    """A model `import` cannot split, and a directory `check` cannot serve: exit status 2
+    and a message saying why, nothing written."""
+    import keras
+
+    x = keras.Input((None, 4))
+    keras.Model(x, keras.layers.Dense(3)(keras.layers.LSTM(5)(x))).save(tmp_path / "one.keras")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "import",
+            str(tmp_path / "one.keras"),
+            "--out",
+            str(tmp_path / "out" / "1"),
+            "--start",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "it has 1 input(s), not two" in done.stderr
+    assert not (tmp_path / "out").exists()
+    broken = tmp_path / "store" / "m" / "1"
+    broken.mkdir(parents=True)
+    (broken / "model.json").write_text(json.dumps(BUILT["chars"].manifest))
+    (broken / "encoder.keras").write_bytes(b"not a model")
+    (broken / "decoder.keras").write_bytes(b"not a model")
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "check", str(broken)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2 and "encoder.keras: cannot load" in done.stderr
