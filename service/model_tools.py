@@ -41,6 +41,7 @@ def _sample_source(manifest: Manifest) -> tuple[list[int], str | None]:
 
 
 def check(directory: Path) -> int:
+    from service.config import Settings
     from service.dataplane.tokens import source_ids, to_text, to_tokens
     from service.inference.loader import load_model
     from service.inference.registry import version_number
@@ -77,7 +78,7 @@ def check(directory: Path) -> int:
     )
     ids, text = _sample_source(manifest)
     if manifest.kind == "seq2seq":
-        source = source_ids(manifest, ids, "source")
+        source = source_ids(manifest, ids, "source", Settings())
         decoded = loaded.compute.decode(
             np.asarray([source], np.int32), np.asarray([manifest.max_steps], np.int32), False
         )

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from service.config import Settings
-from service.dataplane.limits import check_batch, check_length, check_max_steps, check_work
-from service.dataplane.tokens import source_ids, to_text, to_tokens, tokens_of
+from service.dataplane.limits import check_batch, check_max_steps, check_work
+from service.dataplane.tokens import source_ids, to_text, to_tokens
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
@@ -31,12 +31,10 @@ async def predict(
     spec = model.spec
     manifest = spec.manifest
     check_batch(request.inputs, settings)
-    sequences = []
-    for i, given in enumerate(request.inputs):
-        field = f"inputs[{i}]"
-        tokens = tokens_of(manifest.source, given, field, "source")
-        check_length(tokens, settings, field)
-        sequences.append(source_ids(manifest, tokens, field, isinstance(given, str)))
+    sequences = [
+        source_ids(manifest, given, f"inputs[{i}]", settings)
+        for i, given in enumerate(request.inputs)
+    ]
     rows, fed = len(sequences), sum(len(s) for s in sequences)
     if manifest.kind == "seq2seq":
         steps = check_max_steps(request.max_steps, manifest.max_steps, settings)

@@ -11,14 +11,7 @@ import numpy as np
 
 from service.config import Settings
 from service.dataplane.limits import check_length, check_max_steps, check_work
-from service.dataplane.tokens import (
-    parse_states,
-    source_ids,
-    to_ids,
-    to_text,
-    to_tokens,
-    tokens_of,
-)
+from service.dataplane.tokens import parse_states, read_ids, source_ids, to_text, to_tokens
 from service.errors import Conflict, InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines, RowResult
@@ -125,9 +118,7 @@ class SessionOps:
                     "(the state starts at zeros) or give 'state'",
                     field="source",
                 )
-            tokens = tokens_of(spec.manifest.source, request.source, "source", "source")
-            check_length(tokens, self.settings, "source")
-            ids = source_ids(spec.manifest, tokens, "source", isinstance(request.source, str))
+            ids = source_ids(spec.manifest, request.source, "source", self.settings)
             check_work(
                 self.settings,
                 steps=len(ids),
@@ -165,10 +156,7 @@ class SessionOps:
             session, model = await self._open(session_id)
             manifest = model.spec.manifest
             side = "target" if manifest.kind == "seq2seq" else "source"
-            tokens = tokens_of(manifest.token_side, request.inputs, "inputs", side)
-            check_length(tokens, self.settings, "inputs")
-            text = isinstance(request.inputs, str)
-            ids = to_ids(manifest.token_side, tokens, "inputs", side, text)
+            ids = read_ids(manifest.token_side, request.inputs, "inputs", side, self.settings)
             fed = len(ids)
             check_work(
                 self.settings,

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from service.config import Settings
+from service.dataplane.limits import check_length
 from service.errors import InvalidInput, shown
 from service.inference.base import ModelSpec
 from service.inference.manifest import Manifest, Side
@@ -28,6 +30,14 @@ def _allowed(side: Side) -> str:
         more = f", ... ({len(vocabulary)} in all)" if len(vocabulary) > 20 else ""
         text += f" or vocabulary tokens ({listed}{more})"
     return text
+
+
+def read_ids(side: Side, value: TokensIn, field: str, what: str, settings: Settings) -> list[int]:
+    """A client's tokens or text -> ids on one side, within SERVICE_MAX_SEQUENCE_LENGTH
+    (counted in tokens, after text is split)."""
+    tokens = tokens_of(side, value, field, what)
+    check_length(tokens, settings, field)
+    return to_ids(side, tokens, field, what, isinstance(value, str))
 
 
 def tokens_of(side: Side, value: TokensIn, field: str, what: str) -> Sequence[Token]:
@@ -87,12 +97,10 @@ def to_ids(
     return ids
 
 
-def source_ids(
-    manifest: Manifest, tokens: Sequence[Token], field: str, text: bool = False
-) -> list[int]:
+def source_ids(manifest: Manifest, value: TokensIn, field: str, settings: Settings) -> list[int]:
     """A source as the encoder takes it: ids, right-padded to `source.length` if set."""
     side = manifest.source
-    ids = to_ids(side, tokens, field, "source", text)
+    ids = read_ids(side, value, field, "source", settings)
     length = side.length
     if length is None:
         return ids
