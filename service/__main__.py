@@ -43,7 +43,12 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from service.server import run
 
-    run(create_app(settings), settings)
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. API keys that cannot be used
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    run(app, settings)
     return 0
 
 

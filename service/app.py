@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, errors
-from service.api import health, models, predict, sessions
+from service.api import access_log, admin, health, models, predict, sessions
+from service.api.auth import ApiKeyAuth, load_keys
 from service.api.body_limit import BodyLimit
+from service.api.origins import BrowserGuard, split_list
 from service.config import Settings
 from service.inference.registry import Registry
 from service.runtime import Runtime
@@ -20,6 +23,8 @@ from service.sessions.base import SessionStore
 from service.sessions.memory import MemorySessionStore
 
 log = logging.getLogger("service")
+CORS_REQUEST_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"]
+CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"]
 
 
 def _load(settings: Settings) -> Registry:
@@ -39,8 +44,40 @@ def make_store(settings: Settings) -> SessionStore:
             settings.session_ttl_seconds,
             settings.max_sessions,
             prefix=settings.redis_prefix,
+            lock_ttl=settings.redis_lock_ttl_seconds,
+            lock_wait=settings.session_lock_wait_seconds,
+            max_per_owner=settings.max_sessions_per_key,
+            keys_per_session=settings.idempotency_keys_per_session,
         )
-    return MemorySessionStore(settings.session_ttl_seconds, settings.max_sessions)
+    return MemorySessionStore(
+        settings.session_ttl_seconds,
+        settings.max_sessions,
+        max_per_owner=settings.max_sessions_per_key,
+        keys_per_session=settings.idempotency_keys_per_session,
+        lock_wait=settings.session_lock_wait_seconds,
+    )
+
+
+def add_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: Host and Origin checks, CORS, API keys, the body limit. Raises
+    ValueError for a bad key configuration."""
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    keys = load_keys(settings)
+    if keys is not None:
+        app.add_middleware(ApiKeyAuth, keys=keys, protect_stats=settings.protect_stats)
+    origins = split_list(settings.cors_origins)
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
+    app.add_middleware(
+        BrowserGuard, cors_origins=origins, allowed_hosts=split_list(settings.allowed_hosts)
+    )
 
 
 def create_app(
@@ -62,7 +99,7 @@ def create_app(
             loaded: Registry = (
                 registry if registry is not None else await to_thread.run_sync(_load, settings)
             )
-            runtime.attach(loaded)
+            runtime.attach(loaded, settings.model_store if registry is None else None)
             # TensorFlow and Keras leave millions of long-lived objects behind; a full
             # collection walking them all stalls requests for tens of milliseconds.
             # Freezing moves them out of the collector's sight.
@@ -82,8 +119,9 @@ def create_app(
     )
     app.state.runtime = runtime
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    add_middleware(app, settings)
+    access_log.install()
     # hot routes first: routing tries routes in order
-    for module in (predict, sessions, models, health):
+    for module in (predict, sessions, models, admin, health):
         app.include_router(module.router)
     return app

@@ -57,3 +57,43 @@ class Settings(BaseSettings):
     # 1 and 1 measured best on 2 cores (one for TF, one for the event loop); 0 = TF default
     tf_intra_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")
     tf_inter_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")
+
+    # security (README "Security and operations")
+    api_keys: str = Field(
+        default="", description="comma-separated API keys; empty with no file: no authentication"
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="one key per line, optional 'name:' prefix; '#' comments"
+    )
+    max_sessions_per_key: int = Field(
+        default=0, ge=0, description="live sessions per key; 0: no limit"
+    )
+    protect_stats: bool = Field(
+        default=True, description="with keys on, /metrics and /v1/stats need a key too"
+    )
+    cors_origins: str = Field(
+        default="", description="comma-separated origins browsers may call from; others get 403"
+    )
+    allowed_hosts: str = Field(
+        default="", description="comma-separated Host names accepted (DNS rebinding); empty: any"
+    )
+    idempotency_keys_per_session: int = Field(
+        default=32, ge=1, description="answers kept per session for Idempotency-Key retries"
+    )
+    session_lock_wait_seconds: float = Field(
+        default=10.0, gt=0, description="wait for a busy session before 503 + Retry-After"
+    )
+    redis_lock_ttl_seconds: float = Field(
+        default=10.0, gt=0, description="Redis session lock expiry; renewed while held"
+    )
+
+    # operations
+    model_poll_seconds: float = Field(
+        default=10.0, ge=0, description="rescan the model store this often; 0: only on reload"
+    )
+    shutdown_delay_seconds: float = Field(
+        default=0.0, ge=0, description="after SIGTERM: /readyz 503, still serving, this long"
+    )
+    shutdown_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="after the delay: in-flight requests get this long"
+    )

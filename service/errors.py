@@ -77,6 +77,14 @@ class SessionCorrupt(ServiceError):
     code = "session_corrupt"
 
 
+class VersionGone(ServiceError):
+    """A session whose model version this server no longer serves (removed from the
+    store). 410: retrying cannot help; a new session uses the current version."""
+
+    status = 410
+    code = "model_version_gone"
+
+
 class ComputeFailed(ServiceError):
     """A model computation failed with something other than an ordinary exception."""
 

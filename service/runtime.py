@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from service.config import Settings
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
+from service.errors import Conflict, NotReady
 from service.inference.engine import BatchSettings, Engines
 from service.inference.registry import Registry
+from service.inference.reload import Reloader, ReloadReport
 from service.sessions.base import SessionStore
 
 
@@ -22,8 +27,13 @@ class Runtime:
     sessions: SessionOps | None = None
     predictor: Predictor | None = None
     executor: ThreadPoolExecutor | None = None
+    reloader: Reloader | None = None  # None when the models were not loaded from a store
+    draining: bool = False  # shutting down: readiness 503, requests still served
+    _poller: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
-    def attach(self, registry: Registry) -> None:
+    def attach(self, registry: Registry, model_store: Path | None = None) -> None:
+        """Serve `registry`; with `model_store`, follow that store (POST /v1/admin/reload,
+        and a poll every SERVICE_MODEL_POLL_SECONDS; call this on the event loop)."""
         settings = self.settings
         self.executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
         batching = BatchSettings(
@@ -35,9 +45,39 @@ class Runtime:
         self.registry = registry
         self.sessions = SessionOps(registry, self.engines, self.store, settings)
         self.predictor = Predictor(registry, self.engines, settings)
+        if model_store is not None:
+            self.reloader = Reloader(
+                model_store,
+                registry,
+                self.engines,
+                drain_timeout=settings.shutdown_timeout_seconds,
+            )
+            if settings.model_poll_seconds > 0:
+                poll = self.reloader.poll(settings.model_poll_seconds)
+                self._poller = asyncio.get_running_loop().create_task(poll)
+
+    async def reload(self) -> ReloadReport:
+        if self.registry is None:
+            raise NotReady("models are still loading", headers={"Retry-After": "1"})
+        if self.reloader is None:
+            raise Conflict("reloading is off: this app was given its models, not a model store")
+        return await self.reloader.reload()
+
+    def start_draining(self) -> None:
+        """Shutdown has begun: readiness answers 503 from now on. Safe in a signal
+        handler (no logging, no I/O)."""
+        self.draining = True
 
     async def close(self) -> None:
+        """Stop polling, let queued batches finish (bounded by
+        SERVICE_SHUTDOWN_TIMEOUT_SECONDS), then stop the compute threads."""
+        self.draining = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
         if self.engines is not None:
-            await self.engines.close()
+            await self.engines.close(self.settings.shutdown_timeout_seconds)
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)

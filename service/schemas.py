@@ -150,9 +150,39 @@ class ModelVersionInfo(BaseModel):
     metrics: dict[str, Any]
 
 
+class FailedVersion(BaseModel):
+    version: str | None = Field(description="null: the model directory as a whole")
+    error: str = Field(description="why it was refused; paths relative to the model store")
+
+
 class ModelDetail(ModelVersionInfo):
     versions: list[str]
     default_version: str
+    failed_versions: list[FailedVersion] = Field(
+        default_factory=list,
+        description="store entries refused while serving (tried again when their files change)",
+    )
+
+
+class ModelVersionRef(BaseModel):
+    model: str
+    version: str
+
+
+class RefusedEntry(FailedVersion):
+    model: str
+
+
+class ReloadResponse(BaseModel):
+    loaded: list[ModelVersionRef] = Field(description="served from now on")
+    unloaded: list[ModelVersionRef] = Field(description="removed from the store; no longer served")
+    failed: list[RefusedEntry] = Field(
+        description="every store entry currently refused, this time or before (tried again "
+        "when its files change); the others keep serving"
+    )
+    store_error: str | None = Field(
+        default=None, description="the store could not be scanned: nothing loaded or unloaded"
+    )
 
 
 class Health(BaseModel):

@@ -1,16 +1,70 @@
-"""Run an ASGI app under uvicorn with the service's server settings (one worker)."""
+"""Run an ASGI app under uvicorn with the service's server settings (one worker).
+
+Shutdown on SIGTERM or SIGINT, in order: readiness answers 503 at once while requests
+are still served for SERVICE_SHUTDOWN_DELAY_SECONDS (load balancers notice and stop
+sending); then the listening socket closes and in-flight requests get up to
+SERVICE_SHUTDOWN_TIMEOUT_SECONDS; then the lifespan lets queued batches finish (same
+bound) and closes the session store; the process exits 0. A second signal skips the
+waiting.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
+
+import uvicorn
 
 from service.config import Settings
 
+log = logging.getLogger("service")
+
+
+class GracefulServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, delay: float, on_signal: Callable[[], None] | None):
+        super().__init__(config)
+        self.delay = delay
+        self.on_signal = on_signal
+        self.exit_at: float | None = None  # monotonic time to stop accepting
+        self.announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Unlike uvicorn, the signal is not re-raised after a graceful shutdown: that
+        # would end the process by the signal (exit status 143) instead of with 0.
+        if self.exit_at is not None:  # a second signal: stop waiting
+            self.force_exit = True
+            self.should_exit = True
+            return
+        self.exit_at = time.monotonic() + self.delay
+        if self.on_signal is not None:
+            self.on_signal()
+        if self.delay <= 0:
+            self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.exit_at is not None and not self.announced:
+            # logged here, not in the signal handler: a handler interrupting a write to
+            # the same stream would fail with a reentrant-call error
+            self.announced = True
+            log.warning(
+                "shutting down: readiness 503; serving %.3g s more, then in-flight requests "
+                "and batches get up to %.3g s",
+                self.delay,
+                self.config.timeout_graceful_shutdown or 0,
+            )
+        if self.exit_at is not None and time.monotonic() >= self.exit_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
 
 def run(app: Any, settings: Settings) -> None:
-    import uvicorn
-
-    uvicorn.run(
+    """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -19,4 +73,7 @@ def run(app: Any, settings: Settings) -> None:
         workers=1,
         loop="auto",
         http="auto",
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
+    on_signal = getattr(runtime, "start_draining", None)
+    GracefulServer(config, settings.shutdown_delay_seconds, on_signal).run()

@@ -32,8 +32,13 @@ async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
-    """Readiness: 503 until every model is loaded, and if a batch worker has failed;
-    otherwise 200, with status "degraded" while the session store is unreachable."""
+    """Readiness: 503 until every model is loaded, once shutdown has begun (status
+    "draining") and if a batch worker has failed; otherwise 200, with status "degraded"
+    while the session store is unreachable."""
+    if runtime.draining:
+        return _unavailable(
+            Health(status="draining", detail={"shutdown": "finishing in-flight work"})
+        )
     if runtime.registry is None:
         return _unavailable(Health(status="loading", detail={"models": "loading"}))
     failed = _failed(runtime)

@@ -5,7 +5,14 @@ from fastapi import APIRouter
 from service.api.deps import RegistryDep
 from service.api.responses import errors
 from service.inference.base import ModelSpec
-from service.schemas import ModelDetail, ModelList, ModelSummary, ModelVersionInfo, SideInfo
+from service.schemas import (
+    FailedVersion,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    ModelVersionInfo,
+    SideInfo,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -58,6 +65,7 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
         **_version_info(spec).model_dump(),
         versions=[str(v) for v in registry.versions(name)],
         default_version=str(spec.version),
+        failed_versions=[FailedVersion(version=v, error=e) for v, e in registry.refused(name)],
     )
 
 

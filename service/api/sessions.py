@@ -1,11 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from typing import Any
 
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+
+from service.api.auth import owner_of
 from service.api.body import documented, parse
 from service.api.deps import ready
 from service.api.json import json_response
 from service.api.responses import errors
+from service.dataplane.idempotency import Answer, Idempotency, idempotency
 from service.dataplane.sessions import SessionOps
 from service.schemas import (
     CreateSessionRequest,
@@ -23,10 +28,35 @@ STEP = {"response_model": StepResponse, "response_model_exclude_none": True}
 CHANGE = errors(404, 409, 410, 413, 422, 503)
 
 
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "a new key per change; a retry with the same key gets the first "
+    "answer and applies nothing again (the same key with another body: 422)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
 def _sessions(request: Request) -> SessionOps:
     sessions = ready(request).sessions
     assert sessions is not None
     return sessions
+
+
+def _idempotency(request: Request, operation: str, body: BaseModel | None) -> Idempotency | None:
+    canonical = b"" if body is None else body.model_dump_json().encode()
+    return idempotency(request.headers.get("idempotency-key"), operation, canonical)
+
+
+def _answer(answer: Answer) -> Response:
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return Response(answer.body, answer.status, headers, media_type="application/json")
+
+
+def _keyed(model: type[BaseModel] | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = documented(model) if model is not None else {}
+    return {**extra, "parameters": [IDEMPOTENCY_KEY]}
 
 
 @router.post(
@@ -38,53 +68,66 @@ def _sessions(request: Request) -> SessionOps:
 )
 async def create_session(request: Request) -> Response:
     body = await parse(request, CreateSessionRequest)
-    return json_response(await _sessions(request).create(body), status_code=201)
+    info = await _sessions(request).create(body, owner_of(request))
+    return json_response(info, status_code=201)
 
 
 @router.get("/{session_id}", responses=errors(404, 410, 422, 503), **INFO)  # type: ignore[arg-type]
 async def get_session(session_id: str, request: Request, include_state: bool = False) -> Response:
-    return json_response(await _sessions(request).get(session_id, include_state))
+    info = await _sessions(request).get(session_id, include_state, owner_of(request))
+    return json_response(info)
 
 
 @router.post(
     "/{session_id}/step",
-    openapi_extra=documented(StepRequest),
+    openapi_extra=_keyed(StepRequest),
     responses=CHANGE,
     **STEP,  # type: ignore[arg-type]
 )
 async def step(session_id: str, request: Request) -> Response:
     body = await parse(request, StepRequest)
-    return json_response(await _sessions(request).step(session_id, body))
+    keyed = _idempotency(request, "step", body)
+    return _answer(await _sessions(request).step(session_id, body, owner_of(request), keyed))
 
 
 @router.post(
     "/{session_id}/generate",
-    openapi_extra=documented(GenerateRequest),
+    openapi_extra=_keyed(GenerateRequest),
     responses=CHANGE,
     **STEP,  # type: ignore[arg-type]
 )
 async def generate(session_id: str, request: Request) -> Response:
     body = await parse(request, GenerateRequest, empty_ok=True)
-    return json_response(await _sessions(request).generate(session_id, body))
+    keyed = _idempotency(request, "generate", body)
+    answer = await _sessions(request).generate(session_id, body, owner_of(request), keyed)
+    return _answer(answer)
 
 
 @router.put(
     "/{session_id}/state",
-    openapi_extra=documented(SetStateRequest),
+    openapi_extra=_keyed(SetStateRequest),
     responses=CHANGE,
     **INFO,  # type: ignore[arg-type]
 )
 async def set_state(session_id: str, request: Request) -> Response:
     body = await parse(request, SetStateRequest)
-    return json_response(await _sessions(request).set_state(session_id, body))
+    keyed = _idempotency(request, "state", body)
+    answer = await _sessions(request).set_state(session_id, body, owner_of(request), keyed)
+    return _answer(answer)
 
 
-@router.post("/{session_id}/reset", responses=errors(404, 409, 410, 503), **INFO)  # type: ignore[arg-type]
+@router.post(
+    "/{session_id}/reset",
+    openapi_extra=_keyed(),
+    responses=errors(404, 409, 410, 422, 503),
+    **INFO,  # type: ignore[arg-type]
+)
 async def reset(session_id: str, request: Request) -> Response:
-    return json_response(await _sessions(request).reset(session_id))
+    keyed = _idempotency(request, "reset", None)
+    return _answer(await _sessions(request).reset(session_id, owner_of(request), keyed))
 
 
 @router.delete("/{session_id}", status_code=204, responses=errors(404, 503))
 async def delete(session_id: str, request: Request) -> Response:
-    await _sessions(request).delete(session_id)
+    await _sessions(request).delete(session_id, owner_of(request))
     return Response(status_code=204)

@@ -4,17 +4,19 @@ so a failed request leaves the stored session exactly as it was."""
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
-import numpy as np
+from pydantic import BaseModel
 
 from service.config import Settings
+from service.dataplane.idempotency import Answer, Idempotency, reused
 from service.dataplane.limits import check_length, check_max_steps, check_work
-from service.dataplane.tokens import parse_states, read_ids, source_ids, to_text, to_tokens
-from service.errors import Conflict, InvalidInput, NotFound, shown
+from service.dataplane.session_info import advanced, carried, info, not_found
+from service.dataplane.tokens import parse_states, read_ids, source_ids
+from service.errors import Conflict, InvalidInput, NotFound, VersionGone, shown
 from service.inference.base import LoadedModel
-from service.inference.engine import Engines, RowResult
+from service.inference.engine import Engines
 from service.inference.registry import Registry
 from service.schemas import (
     CreateSessionRequest,
@@ -22,39 +24,11 @@ from service.schemas import (
     SessionInfo,
     SetStateRequest,
     StepRequest,
-    StepResponse,
 )
-from service.sessions.base import Session, SessionStore, corrupt_session, new_session_id
+from service.sessions.base import Replay, Session, SessionStore, corrupt_session, new_session_id
 
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
-def _not_found(session_id: str) -> NotFound:
-    return NotFound(
-        f"session {shown(session_id)} not found (unknown or expired)", field="session_id"
-    )
-
-
-def info(session: Session, include_state: bool = False) -> SessionInfo:
-    return SessionInfo(
-        session_id=session.id,
-        model=session.model,
-        version=str(session.version),
-        steps=session.steps,
-        created_at=_iso(session.created_at),
-        expires_at=_iso(session.expires_at),
-        state=[s.astype(float).tolist() for s in session.states] if include_state else None,
-        memory=session.memory.astype(float).tolist()
-        if include_state and session.memory is not None
-        else None,
-    )
-
-
-def carried(session: Session) -> tuple[np.ndarray, ...]:
-    """What the compute carries from step to step: the states, then the memory if any."""
-    return session.states if session.memory is None else (*session.states, session.memory)
+# a change to a session: its new value, and the answer to send
+Change = Callable[[Session, LoadedModel], Awaitable[tuple[Session, BaseModel]]]
 
 
 class SessionOps:
@@ -66,18 +40,20 @@ class SessionOps:
         self.store = store
         self.settings = settings
 
-    async def _open(self, session_id: str) -> tuple[Session, LoadedModel]:
+    async def _open(self, session_id: str, owner: str | None) -> tuple[Session, LoadedModel]:
         """The live session and its model; a record its model cannot use is refused
-        here, before it could reach a batch shared with other sessions."""
+        here, before it could reach a batch shared with other sessions. Another key's
+        session is "not found": its existence is not revealed."""
         session = await self.store.get(session_id)
-        if session is None:
-            raise _not_found(session_id)
+        if session is None or (owner is not None and session.owner != owner):
+            raise not_found(session_id)
         try:
             model = self.registry.get(session.model, session.version)
         except NotFound as exc:
-            raise NotFound(
+            raise VersionGone(
                 f"session {shown(session_id)} belongs to model '{session.model}' version "
-                f"{session.version}, which this server does not serve ({exc.message})",
+                f"{session.version}, which this server no longer serves ({exc.message}); "
+                "delete it and create a new session",
                 field="session_id",
             ) from None
         spec = model.spec
@@ -97,7 +73,29 @@ class SessionOps:
     def _start_token(self, model: LoadedModel) -> int | None:
         return model.spec.manifest.start_id if model.spec.manifest.kind == "seq2seq" else None
 
-    async def create(self, request: CreateSessionRequest) -> SessionInfo:
+    async def _change(
+        self, session_id: str, owner: str | None, idempotent: Idempotency | None, apply: Change
+    ) -> Answer:
+        """Load, compute, save under the session's lock. With an Idempotency-Key, a key
+        already answered on this session gets that answer again and nothing is applied;
+        otherwise the answer is stored in the same atomic save as the change."""
+        async with self.store.lock(session_id):
+            session, model = await self._open(session_id, owner)
+            if idempotent is not None:
+                earlier = await self.store.replay(session_id, idempotent.key)
+                if earlier is not None:
+                    if earlier.fingerprint != idempotent.fingerprint:
+                        raise reused(idempotent.key)
+                    return Answer(earlier.body, earlier.status, replayed=True)
+            changed, response = await apply(session, model)
+            body = response.model_dump_json(exclude_none=True).encode()
+            remember = None
+            if idempotent is not None:
+                remember = (idempotent.key, Replay(idempotent.fingerprint, 200, body))
+            await self.store.save(changed, remember)
+            return Answer(body)
+
+    async def create(self, request: CreateSessionRequest, owner: str | None = None) -> SessionInfo:
         model = self.registry.get(request.model, request.version)
         spec = model.spec
         if request.source is not None and request.state is not None:
@@ -142,18 +140,27 @@ class SessionOps:
             next_token=self._start_token(model),
             created_at=time.time(),
             memory=memory,
+            owner=owner,
         )
         return info(await self.store.create(session))
 
-    async def get(self, session_id: str, include_state: bool) -> SessionInfo:
-        session, _ = await self._open(session_id)
+    async def get(
+        self, session_id: str, include_state: bool, owner: str | None = None
+    ) -> SessionInfo:
+        session, _ = await self._open(session_id, owner)
         return info(session, include_state)
 
-    async def step(self, session_id: str, request: StepRequest) -> StepResponse:
+    async def step(
+        self,
+        session_id: str,
+        request: StepRequest,
+        owner: str | None = None,
+        idempotent: Idempotency | None = None,
+    ) -> Answer:
         if not isinstance(request.inputs, str):  # text is checked once its model is known
             check_length(request.inputs, self.settings, "inputs")
-        async with self.store.lock(session_id):
-            session, model = await self._open(session_id)
+
+        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
             manifest = model.spec.manifest
             side = "target" if manifest.kind == "seq2seq" else "source"
             ids = read_ids(manifest.token_side, request.inputs, "inputs", side, self.settings)
@@ -169,11 +176,18 @@ class SessionOps:
             row = await self.engines.get(model).run(
                 carried(session), ids, request.return_probabilities
             )
-            return await self._advance(session, model, row)
+            return advanced(session, model, row)
 
-    async def generate(self, session_id: str, request: GenerateRequest) -> StepResponse:
-        async with self.store.lock(session_id):
-            session, model = await self._open(session_id)
+        return await self._change(session_id, owner, idempotent, apply)
+
+    async def generate(
+        self,
+        session_id: str,
+        request: GenerateRequest,
+        owner: str | None = None,
+        idempotent: Idempotency | None = None,
+    ) -> Answer:
+        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
             manifest = model.spec.manifest
             steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
             check_work(
@@ -199,43 +213,45 @@ class SessionOps:
             row = await self.engines.get(model).generate(
                 carried(session), session.next_token, steps, request.return_probabilities
             )
-            return await self._advance(session, model, row)
+            return advanced(session, model, row)
 
-    async def _advance(self, session: Session, model: LoadedModel, row: RowResult) -> StepResponse:
-        saved = await self.store.save(
-            replace(
-                session,
-                steps=session.steps + len(row.outputs),
-                states=row.states[: len(session.states)],  # the memory does not change
-                next_token=row.outputs[-1] if row.outputs else session.next_token,
-            )
-        )
-        manifest = model.spec.manifest
-        return StepResponse.model_construct(
-            session_id=saved.id,
-            outputs=to_tokens(manifest.target, row.outputs),
-            steps=saved.steps,
-            text=to_text(manifest, row.outputs),
-            probabilities=row.probabilities,
-        )
+        return await self._change(session_id, owner, idempotent, apply)
 
-    async def set_state(self, session_id: str, request: SetStateRequest) -> SessionInfo:
-        async with self.store.lock(session_id):
-            session, model = await self._open(session_id)
-            states = parse_states(model.spec, request.state)
-            return info(await self.store.save(replace(session, states=states)), True)
+    async def set_state(
+        self,
+        session_id: str,
+        request: SetStateRequest,
+        owner: str | None = None,
+        idempotent: Idempotency | None = None,
+    ) -> Answer:
+        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
+            changed = replace(session, states=parse_states(model.spec, request.state))
+            return changed, self._info_after_save(changed, include_state=True)
 
-    async def reset(self, session_id: str) -> SessionInfo:
-        async with self.store.lock(session_id):
-            session, model = await self._open(session_id)
+        return await self._change(session_id, owner, idempotent, apply)
+
+    async def reset(
+        self, session_id: str, owner: str | None = None, idempotent: Idempotency | None = None
+    ) -> Answer:
+        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
-            return info(
-                await self.store.save(
-                    replace(session, states=zeros, steps=0, next_token=self._start_token(model))
-                )
-            )
+            changed = replace(session, states=zeros, steps=0, next_token=self._start_token(model))
+            return changed, self._info_after_save(changed)
 
-    async def delete(self, session_id: str) -> None:
+        return await self._change(session_id, owner, idempotent, apply)
+
+    def _info_after_save(self, changed: Session, include_state: bool = False) -> SessionInfo:
+        """The answer is made before the save (to be stored with it): the expiry is the
+        one the save is about to set."""
+        return info(replace(changed, expires_at=self.store.expiry()), include_state)
+
+    async def delete(self, session_id: str, owner: str | None = None) -> None:
         async with self.store.lock(session_id):
-            if not await self.store.delete(session_id):
-                raise _not_found(session_id)
+            session_owner = None
+            if owner is not None:  # only the owner may delete (a corrupt record: 410)
+                session = await self.store.get(session_id)
+                if session is None or session.owner != owner:
+                    raise not_found(session_id)
+                session_owner = session.owner
+            if not await self.store.delete(session_id, session_owner):
+                raise not_found(session_id)

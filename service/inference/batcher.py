@@ -66,6 +66,7 @@ class Batcher:
         self._queue: deque[Job] = deque()
         self._queued_rows = 0
         self._taken: list[Job] = []  # the batch the worker is running
+        self._running = False  # a batch is out on the compute thread
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
@@ -75,6 +76,21 @@ class Batcher:
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no batch computing."""
+        return not self._queue and not self._running
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until queued jobs and the running batch are done (new jobs may still be
+        submitted meanwhile); False if `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while not self.idle and self.failure is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
 
     async def submit(self, key: Hashable, rows: int, payload: Any) -> Any:
         if self.failure is not None:
@@ -149,6 +165,7 @@ class Batcher:
             if not jobs:
                 continue
             self._count(jobs)
+            self._running = True
             try:
                 results = await loop.run_in_executor(self._executor, self._run_groups, jobs)
             except asyncio.CancelledError:
@@ -160,6 +177,8 @@ class Batcher:
             except BaseException as exc:  # one batch must never end the worker
                 log.exception("%s: batch failed", self.name)
                 results = [self._as_exception(exc, "batch")] * len(jobs)
+            finally:
+                self._running = False
             for job, result in zip(jobs, results, strict=True):
                 if job.future.done():
                     continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -9,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import NotReady
 from service.inference.base import LoadedModel, States
 from service.inference.batcher import Batcher
 from service.inference.decoding import StepRun, generate, greedy_decode, run_steps
 
+log = logging.getLogger("service")
 Outputs = tuple[list[list[int]], list[list[list[float]]] | None]
 
 
@@ -72,7 +76,20 @@ class ModelEngine:
         self._encode = batcher("encode", self._process_encode)
         self.batchers = (self._predict, self._run, self._generate, self._encode)
 
-    async def close(self) -> None:
+    async def drain(self, timeout: float) -> bool:
+        """Let queued and running batches finish; False if `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        drained = True
+        for b in self.batchers:
+            drained = await b.drain(max(0.0, deadline - time.monotonic())) and drained
+        return drained
+
+    async def close(self, timeout: float = 0.0) -> None:
+        """After up to `timeout` seconds of draining; whatever is still queued then
+        fails with a 503."""
+        if timeout > 0 and not await self.drain(timeout):
+            name = f"{self.model.spec.name}/{self.model.spec.version}"
+            log.warning("%s: queued work not finished after %.1f s; failing it", name, timeout)
         for b in self.batchers:
             await b.close()
 
@@ -158,15 +175,37 @@ class ModelEngine:
 
 
 class Engines:
-    """One ModelEngine per loaded model version, sharing the compute executor."""
+    """One ModelEngine per served model version, sharing the compute executor."""
 
     def __init__(self, models: Sequence[LoadedModel], executor: Executor, settings: BatchSettings):
-        self._engines = {
-            (m.spec.name, m.spec.version): ModelEngine(m, executor, settings) for m in models
-        }
+        self._executor = executor
+        self._settings = settings
+        self._engines: dict[tuple[str, int], ModelEngine] = {}
+        for m in models:
+            self.add(m)
+
+    def add(self, model: LoadedModel) -> None:
+        self._engines[_key(model)] = ModelEngine(model, self._executor, self._settings)
+
+    def remove(self, model: LoadedModel) -> ModelEngine | None:
+        """Forget `model`'s engine and hand it over for draining and closing."""
+        engine = self._engines.get(_key(model))
+        if engine is None or engine.model is not model:
+            return None
+        del self._engines[_key(model)]
+        return engine
 
     def get(self, model: LoadedModel) -> ModelEngine:
-        return self._engines[(model.spec.name, model.spec.version)]
+        engine = self._engines.get(_key(model))
+        if engine is None or engine.model is not model:
+            # Only reachable if a request held a model across an await while it was
+            # unloaded; the dataplane looks engines up in the same tick as the registry.
+            raise NotReady(
+                f"model '{model.spec.name}' version {model.spec.version} was unloaded "
+                "meanwhile; retry",
+                headers={"Retry-After": "1"},
+            )
+        return engine
 
     def all(self) -> list[ModelEngine]:
         return list(self._engines.values())
@@ -180,6 +219,12 @@ class Engines:
             if b.failure is not None
         }
 
-    async def close(self) -> None:
-        for engine in self._engines.values():
-            await engine.close()
+    async def close(self, timeout: float = 0.0) -> None:
+        """Every engine, after up to `timeout` seconds in all for queued work to finish."""
+        deadline = time.monotonic() + timeout
+        for engine in list(self._engines.values()):
+            await engine.close(max(0.0, deadline - time.monotonic()))
+
+
+def _key(model: LoadedModel) -> tuple[str, int]:
+    return model.spec.name, model.spec.version

@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from service.errors import InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 
+Models = Mapping[str, Mapping[int, LoadedModel]]
+# Store entries that could not be loaded, per model name: (version directory or None
+# for the model directory as a whole, why), messages relative to the store.
+Refusals = Mapping[str, Sequence[tuple[str | None, str]]]
+
 
 class Registry:
-    def __init__(
-        self, models: Mapping[str, Mapping[int, LoadedModel]], default_model: str | None = None
-    ):
-        self._models = {name: dict(sorted(v.items())) for name, v in sorted(models.items())}
-        if default_model is None:
-            seq2seq = [n for n in self._models if self.get(n).spec.manifest.kind == "seq2seq"]
-            candidates = seq2seq if seq2seq else list(self._models)
-            default_model = candidates[0] if len(candidates) == 1 else None
-        elif default_model not in self._models:
+    """Replaced wholesale by `update`: requests, all on the event loop, see either the
+    old set of versions or the new one, never a mix."""
+
+    def __init__(self, models: Models, default_model: str | None = None):
+        self._configured_default = default_model
+        if default_model is not None and default_model not in models:
             raise ValueError(
                 f"default model '{default_model}' is not in the store "
-                f"(models: {', '.join(self._models) or 'none'})"
+                f"(models: {', '.join(sorted(models)) or 'none'})"
             )
-        self.default_model = default_model
+        self._models: dict[str, dict[int, LoadedModel]] = {}
+        self._refused: dict[str, list[tuple[str | None, str]]] = {}
+        self.default_model: str | None = None
+        self.update(models)
+
+    def update(self, models: Models, refused: Refusals | None = None) -> None:
+        """Serve exactly `models` from now on. A configured default model stays the
+        default even while it is missing (then requests for it answer 404)."""
+        self._models = {name: dict(sorted(v.items())) for name, v in sorted(models.items()) if v}
+        self._refused = {name: list(r) for name, r in sorted((refused or {}).items()) if r}
+        default = self._configured_default
+        if default is None:
+            seq2seq = [n for n in self._models if self.get(n).spec.manifest.kind == "seq2seq"]
+            candidates = seq2seq if seq2seq else list(self._models)
+            default = candidates[0] if len(candidates) == 1 else None
+        self.default_model = default
+
+    def models(self) -> dict[str, dict[int, LoadedModel]]:
+        """A copy of what is served, for building the next `update`."""
+        return {name: dict(versions) for name, versions in self._models.items()}
+
+    def refused(self, name: str) -> list[tuple[str | None, str]]:
+        return list(self._refused.get(name, ()))
 
     def all(self) -> list[LoadedModel]:
         return [m for versions in self._models.values() for m in versions.values()]
@@ -37,9 +61,15 @@ class Registry:
         try:
             return self._models[name]
         except KeyError:
+            refused = "; ".join(why for _, why in self._refused.get(name, ()))
+            if refused:
+                message = (
+                    f"model {shown(name)} is not served: its store entry was refused ({refused})"
+                )
+            else:
+                message = f"model {shown(name)} not found"
             raise NotFound(
-                f"model {shown(name)} not found; available models: {', '.join(self._models)}",
-                field="model",
+                f"{message}; available models: {', '.join(self._models)}", field="model"
             ) from None
 
     def get(self, name: str | None, version: int | str | None = None) -> LoadedModel:
@@ -57,8 +87,12 @@ class Registry:
         number = version_number(version)
         if number is None or number not in versions:
             allowed = ", ".join(str(v) for v in versions)
+            why = [
+                w for v, w in self._refused.get(name, ()) if number is not None and v == str(number)
+            ]
+            refused = f" (refused: {why[0]})" if why else ""
             raise NotFound(
-                f"version {shown(str(version))} of model '{name}' not found; available "
+                f"version {shown(str(version))} of model '{name}' not found{refused}; available "
                 f"versions: {allowed}",
                 field="version",
             )

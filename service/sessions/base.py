@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from abc import ABC, abstractmethod
@@ -19,6 +20,12 @@ def new_session_id() -> str:
     return secrets.token_urlsafe(24)  # 192 random bits
 
 
+def log_id(session_id: str) -> str:
+    """What logs show of a session id: a session id is a bearer secret, so only a short
+    hash of it (the same id always gives the same hash, to follow a session through)."""
+    return "~" + hashlib.sha256(session_id.encode()).hexdigest()[:12]
+
+
 def capacity_exceeded(max_sessions: int, retry_seconds: int) -> CapacityExceeded:
     """What both stores answer at the cap (live sessions are never evicted)."""
     return CapacityExceeded(
@@ -28,10 +35,19 @@ def capacity_exceeded(max_sessions: int, retry_seconds: int) -> CapacityExceeded
     )
 
 
+def owner_quota_exceeded(max_per_owner: int, retry_seconds: int) -> CapacityExceeded:
+    return CapacityExceeded(
+        f"this API key already has {max_per_owner} live sessions "
+        f"(SERVICE_MAX_SESSIONS_PER_KEY); delete unused sessions or retry after "
+        f"{retry_seconds} s when idle ones expire",
+        headers={"Retry-After": str(retry_seconds)},
+    )
+
+
 def corrupt_session(session_id: str, problem: str) -> SessionCorrupt:
     """What a stored record that cannot be used answers (410), logged with the detail.
     The record is left as it is for inspection; DELETE removes it."""
-    log.error("session %s: stored record cannot be used: %s", session_id, problem)
+    log.error("session %s: stored record cannot be used: %s", log_id(session_id), problem)
     return SessionCorrupt(
         f"session {shown(session_id)} cannot be used: its stored record is corrupt or was "
         "written for another model (details logged); delete it and create a new session",
@@ -53,6 +69,23 @@ class Session:
     memory: np.ndarray | None = None  # attention models: the encoded source (time, units)
     expires_at: float = 0.0  # set by the store: last access + idle TTL
     revision: int = 0  # incremented on every save
+    owner: str | None = None  # the API key's name that created it (None: keys off)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A change's answer kept under its Idempotency-Key, to answer a retry with."""
+
+    fingerprint: bytes  # sha256 of what was asked (operation and body), 32 bytes
+    status: int
+    body: bytes
+
+    def encode(self) -> bytes:
+        return self.fingerprint + self.status.to_bytes(2, "little") + self.body
+
+    @classmethod
+    def decode(cls, data: bytes) -> Replay:
+        return cls(data[:32], int.from_bytes(data[32:34], "little"), data[34:])
 
 
 class SessionStore(ABC):
@@ -64,26 +97,38 @@ class SessionStore(ABC):
 
     @abstractmethod
     async def create(self, session: Session) -> Session:
-        """Store a new session; raises CapacityExceeded at the cap."""
+        """Store a new session; raises CapacityExceeded at the cap, or at the per-owner
+        cap for a session with an owner."""
 
     @abstractmethod
     async def get(self, session_id: str) -> Session | None:
         """The live session (its idle TTL refreshed), or None if unknown or expired."""
 
     @abstractmethod
-    async def save(self, session: Session) -> Session:
-        """Replace a live session (revision + 1, TTL refreshed)."""
+    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+        """Replace a live session (revision + 1, TTL refreshed). `remember`: an
+        Idempotency-Key and its answer, stored in the same atomic write as the change
+        (the last `keys_per_session` per session are kept, deleted with the session)."""
 
     @abstractmethod
-    async def delete(self, session_id: str) -> bool:
-        """True if a live session was deleted."""
+    async def replay(self, session_id: str, key: str) -> Replay | None:
+        """The answer remembered under `key` for this session, if any."""
+
+    @abstractmethod
+    async def delete(self, session_id: str, owner: str | None = None) -> bool:
+        """True if a live session was deleted (`owner`: the session's, if it has one)."""
 
     @abstractmethod
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
-        """Exclusive access to one session for a load-compute-save sequence."""
+        """Exclusive access to one session for a load-compute-save sequence; waiting
+        longer than the store's lock wait raises StoreUnavailable (503, Retry-After)."""
 
     @abstractmethod
     async def count(self) -> int: ...
+
+    @abstractmethod
+    def expiry(self) -> float:
+        """The expires_at a save made now sets (the idle TTL from now)."""
 
     async def health(self) -> str | None:
         """None when sessions can be served, else what is wrong."""

@@ -5,7 +5,9 @@ created_at f64, revision u64, model name length u16 + UTF-8, state count u8, the
 state: ndim u8, dims u32 each, float32 data. A reverse session (2 x 128 floats) is
 1,024 bytes of state plus ~60 bytes of header. Magic b"S2S2" adds one more tensor after
 the states, the attention memory, in the same form (records without memory keep
-writing b"S2S1", so replicas of the previous release read them).
+writing b"S2S1", so replicas of the previous release read them). Magic b"S2S3" is
+written for sessions with an owner (API keys on): after the model name come the owner
+(length u16 + UTF-8) and a memory flag u8, then the states and the memory if flagged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from service.sessions.base import Session
 
 MAGIC = b"S2S1"
 MAGIC_MEMORY = b"S2S2"
+MAGIC_OWNER = b"S2S3"
 _HEADER = struct.Struct("<4sIQqdQH")
 
 
@@ -44,9 +47,13 @@ def _read_tensor(data: bytes, offset: int) -> tuple[np.ndarray, int]:
 
 def encode(session: Session) -> bytes:
     name = session.model.encode()
+    if session.owner is not None:
+        magic = MAGIC_OWNER
+    else:
+        magic = MAGIC if session.memory is None else MAGIC_MEMORY
     parts = [
         _HEADER.pack(
-            MAGIC if session.memory is None else MAGIC_MEMORY,
+            magic,
             session.version,
             session.steps,
             -1 if session.next_token is None else session.next_token,
@@ -55,8 +62,12 @@ def encode(session: Session) -> bytes:
             len(name),
         ),
         name,
-        struct.pack("<B", len(session.states)),
     ]
+    if session.owner is not None:
+        owner = session.owner.encode()
+        parts.append(struct.pack("<H", len(owner)) + owner)
+        parts.append(struct.pack("<B", session.memory is not None))
+    parts.append(struct.pack("<B", len(session.states)))
     for state in session.states:
         parts.extend(_tensor(state))
     if session.memory is not None:
@@ -70,11 +81,22 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
         magic, version, steps, next_token, created_at, revision, name_len = _HEADER.unpack_from(
             data, 0
         )
-        if magic not in (MAGIC, MAGIC_MEMORY):
+        if magic not in (MAGIC, MAGIC_MEMORY, MAGIC_OWNER):
             raise CodecError(f"unknown format {magic[:4]!r}")
         offset = _HEADER.size
         model = data[offset : offset + name_len].decode()
         offset += name_len
+        owner, has_memory = None, magic == MAGIC_MEMORY
+        if magic == MAGIC_OWNER:
+            (owner_len,) = struct.unpack_from("<H", data, offset)
+            owner = data[offset + 2 : offset + 2 + owner_len].decode()
+            if len(owner.encode()) != owner_len:
+                raise CodecError("truncated owner")
+            (flag,) = struct.unpack_from("<B", data, offset + 2 + owner_len)
+            if flag > 1:
+                raise CodecError(f"memory flag {flag} is not 0 or 1")
+            offset += 3 + owner_len
+            has_memory = flag == 1
         (count,) = struct.unpack_from("<B", data, offset)
         offset += 1
         states = []
@@ -82,12 +104,12 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
             state, offset = _read_tensor(data, offset)
             states.append(state)
         memory = None
-        if magic == MAGIC_MEMORY:
+        if has_memory:
             memory, offset = _read_tensor(data, offset)
         if offset != len(data):
             raise CodecError(f"{len(data) - offset} unexpected bytes after the last state")
     except (struct.error, UnicodeDecodeError, ValueError) as exc:  # CodecError is a ValueError
-        raise CodecError(f"session {session_id}: corrupt record ({exc})") from None
+        raise CodecError(f"corrupt record ({exc})") from None
     return Session(
         id=session_id,
         model=model,
@@ -99,4 +121,5 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
         expires_at=expires_at,
         revision=revision,
         memory=memory,
+        owner=owner,
     )

@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
-from service.sessions.base import Session, SessionStore, capacity_exceeded
+from service.sessions.base import (
+    Replay,
+    Session,
+    SessionStore,
+    capacity_exceeded,
+    owner_quota_exceeded,
+)
 from service.sessions.locks import LocalLocks
 
 
 class MemorySessionStore(SessionStore):
     """Sessions in a dict. At the cap, expired sessions are purged first; if the store
     is still full, creation is refused (429 with Retry-After): live sessions are never
-    evicted to make room."""
+    evicted to make room.
+
+    Expiry order is a heap of (expires_at, id) entries, one pushed per TTL refresh; an
+    entry whose session has since been refreshed or deleted is stale and skipped when
+    it reaches the top. A refusal at the cap therefore costs O(log n), not a scan, and
+    the heap is rebuilt when stale entries outnumber live sessions.
+    """
 
     def __init__(
         self,
@@ -24,12 +38,20 @@ class MemorySessionStore(SessionStore):
         max_sessions: int,
         clock: Callable[[], float] = time.time,
         sweep_seconds: float | None = None,
+        max_per_owner: int = 0,
+        keys_per_session: int = 32,
+        lock_wait: float = 10.0,
     ):
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
+        self.max_per_owner = max_per_owner
+        self.keys_per_session = keys_per_session
         self._clock = clock
         self._sessions: dict[str, Session] = {}
-        self._locks = LocalLocks()
+        self._expiry: list[tuple[float, str]] = []
+        self._owned: dict[str, set[str]] = {}
+        self._replays: dict[str, OrderedDict[str, Replay]] = {}
+        self._locks = LocalLocks(lock_wait)
         self._sweep_seconds = sweep_seconds or min(60.0, ttl_seconds / 4)
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -46,50 +68,106 @@ class MemorySessionStore(SessionStore):
             await asyncio.sleep(self._sweep_seconds)
             self.purge_expired()
 
-    def purge_expired(self) -> int:
+    def _put(self, session: Session) -> Session:
+        self._sessions[session.id] = session
+        heapq.heappush(self._expiry, (session.expires_at, session.id))
+        if len(self._expiry) > 2 * len(self._sessions) + 64:
+            self._expiry = [(s.expires_at, sid) for sid, s in self._sessions.items()]
+            heapq.heapify(self._expiry)
+        return session
+
+    def _drop(self, session_id: str) -> Session | None:
+        session = self._sessions.pop(session_id, None)
+        self._replays.pop(session_id, None)
+        if session is not None and session.owner is not None:
+            owned = self._owned.get(session.owner)
+            if owned is not None:
+                owned.discard(session_id)
+                if not owned:
+                    del self._owned[session.owner]
+        return session
+
+    def _soonest(self) -> float | None:
+        """The earliest expiry among live sessions, dropping stale heap entries and
+        expired sessions on the way: amortised O(log n)."""
         now = self._clock()
-        expired = [sid for sid, s in self._sessions.items() if s.expires_at <= now]
-        for sid in expired:
-            del self._sessions[sid]
-        return len(expired)
+        while self._expiry:
+            expires_at, sid = self._expiry[0]
+            session = self._sessions.get(sid)
+            if session is None or session.expires_at != expires_at:
+                heapq.heappop(self._expiry)  # stale: refreshed or deleted since
+            elif expires_at <= now:
+                heapq.heappop(self._expiry)
+                self._drop(sid)
+            else:
+                return expires_at
+        return None
+
+    def purge_expired(self) -> int:
+        before = len(self._sessions)
+        self._soonest()
+        return before - len(self._sessions)
 
     def _live(self, session_id: str) -> Session | None:
         session = self._sessions.get(session_id)
         if session is not None and session.expires_at <= self._clock():
-            del self._sessions[session_id]
+            self._drop(session_id)
             return None
         return session
 
+    def _retry_after(self, expires_at: float) -> int:
+        return max(1, math.ceil(expires_at - self._clock()))
+
     async def create(self, session: Session) -> Session:
-        if len(self._sessions) >= self.max_sessions and self.purge_expired() == 0:
-            soonest = min(s.expires_at for s in self._sessions.values())
-            retry = max(1, math.ceil(soonest - self._clock()))
-            raise capacity_exceeded(self.max_sessions, retry)
-        stored = replace(session, expires_at=self._clock() + self.ttl)
-        self._sessions[session.id] = stored
-        return stored
+        if len(self._sessions) >= self.max_sessions:
+            soonest = self._soonest()
+            if len(self._sessions) >= self.max_sessions:
+                assert soonest is not None
+                raise capacity_exceeded(self.max_sessions, self._retry_after(soonest))
+        owner = session.owner
+        if owner is not None and self.max_per_owner:
+            owned = self._owned.get(owner, set())
+            live = [s for s in (self._live(sid) for sid in list(owned)) if s is not None]
+            if len(live) >= self.max_per_owner:  # O(quota): bounded by the setting
+                soonest = min(s.expires_at for s in live)
+                raise owner_quota_exceeded(self.max_per_owner, self._retry_after(soonest))
+        if owner is not None:
+            self._owned.setdefault(owner, set()).add(session.id)
+        return self._put(replace(session, expires_at=self._clock() + self.ttl))
 
     async def get(self, session_id: str) -> Session | None:
         session = self._live(session_id)
         if session is None:
             return None
-        session = replace(session, expires_at=self._clock() + self.ttl)
-        self._sessions[session_id] = session
-        return session
+        return self._put(replace(session, expires_at=self._clock() + self.ttl))
 
-    async def save(self, session: Session) -> Session:
+    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
         stored = replace(
             session, revision=session.revision + 1, expires_at=self._clock() + self.ttl
         )
-        self._sessions[session.id] = stored
-        return stored
+        if remember is not None:
+            key, answer = remember
+            replays = self._replays.setdefault(session.id, OrderedDict())
+            replays[key] = answer
+            while len(replays) > self.keys_per_session:
+                replays.popitem(last=False)
+        return self._put(stored)
 
-    async def delete(self, session_id: str) -> bool:
-        return self._live(session_id) is not None and self._sessions.pop(session_id) is not None
+    async def replay(self, session_id: str, key: str) -> Replay | None:
+        if self._live(session_id) is None:
+            return None
+        replays = self._replays.get(session_id)
+        return None if replays is None else replays.get(key)
+
+    async def delete(self, session_id: str, owner: str | None = None) -> bool:
+        return self._live(session_id) is not None and self._drop(session_id) is not None
 
     async def count(self) -> int:
         self.purge_expired()
         return len(self._sessions)
+
+    def expiry(self) -> float:
+        return self._clock() + self.ttl
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)

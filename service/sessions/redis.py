@@ -3,7 +3,12 @@
 Keys (prefix `s2s:` by default):
 - `{prefix}s:{id}`: the session as compact bytes (codec.py), expiring after the idle TTL;
 - `{prefix}index`: a sorted set of live ids scored by expiry time, for the cap;
-- `{prefix}lock:{id}`: the per-session lock (random token, expires after `lock_ttl`).
+- `{prefix}lock:{id}`: the per-session lock (random token, expires after `lock_ttl`,
+  renewed while held);
+- `{prefix}r:{id}` and `{prefix}rk:{id}`: Idempotency-Key answers (hash) and their
+  order (list, the last `keys_per_session` kept), expiring with the session;
+- `{prefix}o:{owner}`: the ids of one API key's sessions, for its quota (only when
+  SERVICE_MAX_SESSIONS_PER_KEY is set).
 
 Guarantee: changes to one session are applied one at a time across all processes.
 A change holds the session's lock (SET NX PX, released only by its owner) from load
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import secrets
 import struct
@@ -24,54 +30,27 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec
-from service.sessions.base import Session, SessionStore, capacity_exceeded, corrupt_session
-from service.sessions.locks import LocalLocks
+from service.sessions.base import (
+    Replay,
+    Session,
+    SessionStore,
+    capacity_exceeded,
+    corrupt_session,
+    owner_quota_exceeded,
+)
+from service.sessions.locks import LocalLocks, session_busy
+from service.sessions.redis_scripts import CREATE, DELETE, RENEW, SAVE, TOUCH, UNLOCK
+
+log = logging.getLogger("service")
 
 REVISION_OFFSET = 32  # byte offset of the u64 revision in the codec header
-
-CREATE = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[5]) then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, first[2]}
-end
-redis.call('SET', KEYS[2], ARGV[6], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-return {1, ARGV[3]}
-"""
-
-TOUCH = """
-local data = redis.call('GET', KEYS[2])
-if not data then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return false
-end
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[1])
-return data
-"""
-
-SAVE = """
-if redis.call('GETRANGE', KEYS[2], ARGV[6], ARGV[6] + 7) ~= ARGV[2] then
-  return 0
-end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
-return 1
-"""
-
-UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class RedisSessionStore(SessionStore):
@@ -86,18 +65,22 @@ class RedisSessionStore(SessionStore):
         max_sessions: int,
         prefix: str = "s2s:",
         lock_ttl: float = 10.0,
-        lock_wait: float = 30.0,
+        lock_wait: float = 10.0,
         clock: Callable[[], float] = time.time,
+        max_per_owner: int = 0,
+        keys_per_session: int = 32,
     ):
         self.url = url
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
+        self.max_per_owner = max_per_owner
+        self.keys_per_session = keys_per_session
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
         self._clock = clock
         self._index = f"{prefix}index"
-        self._local = LocalLocks()
+        self._local = LocalLocks(lock_wait)
         self._client: redis.Redis = redis.Redis.from_url(
             url,
             socket_timeout=2.0,
@@ -107,23 +90,33 @@ class RedisSessionStore(SessionStore):
         self._create = self._client.register_script(CREATE)
         self._touch = self._client.register_script(TOUCH)
         self._save = self._client.register_script(SAVE)
+        self._delete = self._client.register_script(DELETE)
         self._unlock = self._client.register_script(UNLOCK)
+        self._renew = self._client.register_script(RENEW)
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}s:{session_id}"
 
+    def _replay_keys(self, session_id: str) -> list[str]:
+        return [f"{self.prefix}r:{session_id}", f"{self.prefix}rk:{session_id}"]
+
+    def _owner_key(self, owner: str | None) -> str:
+        return f"{self.prefix}o:{owner}" if owner is not None and self.max_per_owner else ""
+
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        # the detail (address, driver message) goes to the log, never to clients
+        log.warning("session store: redis at %s failed: %r", self.safe_url(), exc)
         return StoreUnavailable(
-            f"session store unavailable (redis at {self._safe_url()}): {exc}; retry shortly",
-            headers={"Retry-After": "1"},
+            "session store unavailable; retry shortly", headers={"Retry-After": "1"}
         )
 
-    def _safe_url(self) -> str:
-        """The URL without a password."""
-        if "@" in self.url:
-            scheme, rest = self.url.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
-        return self.url
+    def safe_url(self) -> str:
+        """The URL without user name or password, for logs."""
+        parts = urlsplit(self.url)
+        if parts.username is None and parts.password is None:
+            return self.url
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit(parts._replace(netloc=f"***@{host}"))
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -131,40 +124,53 @@ class RedisSessionStore(SessionStore):
         except (RedisError, OSError) as exc:
             raise self._unavailable(exc) from exc
 
-    def _times(self) -> tuple[int, int, int]:
-        now = self._clock()
-        ttl_ms = max(1, int(self.ttl * 1000))
-        return int(now * 1000), ttl_ms, int(now * 1000) + ttl_ms
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.ttl * 1000))
+
+    def expiry(self) -> float:
+        return self._expires_at()
+
+    def _expires_at(self) -> float:
+        """What clients are told; Redis's clock decides the actual expiry."""
+        return self._clock() + self.ttl
 
     async def health(self) -> str | None:
         try:
             await asyncio.wait_for(self._client.ping(), timeout=2.0)
         except (RedisError, OSError, TimeoutError) as exc:
-            return f"redis at {self._safe_url()} unavailable: {exc or type(exc).__name__}"
+            log.warning("session store: redis at %s unavailable: %r", self.safe_url(), exc)
+            return "unavailable"
         return None
 
     async def close(self) -> None:
         await self._client.aclose()
 
     async def create(self, session: Session) -> Session:
-        now_ms, ttl_ms, expires_ms = self._times()
-        ok, score = await self._call(
+        status, millis = await self._call(
             self._create,
-            keys=[self._index, self._key(session.id)],
-            args=[session.id, now_ms, expires_ms, ttl_ms, self.max_sessions, codec.encode(session)],
+            keys=[self._index, self._key(session.id), self._owner_key(session.owner)],
+            args=[
+                session.id,
+                self._ttl_ms(),
+                self.max_sessions,
+                codec.encode(session),
+                self.max_per_owner,
+                f"{self.prefix}s:",
+            ],
         )
-        if not int(ok):
-            retry = max(1, math.ceil((float(score) - now_ms) / 1000))
+        retry = max(1, math.ceil(int(millis or 0) / 1000))
+        if int(status) == 0:
             raise capacity_exceeded(self.max_sessions, retry)
-        return replace(session, expires_at=expires_ms / 1000)
+        if int(status) == 2:
+            raise owner_quota_exceeded(self.max_per_owner, retry)
+        return replace(session, expires_at=self._expires_at())
 
     async def get(self, session_id: str) -> Session | None:
-        _, ttl_ms, expires_ms = self._times()
         try:
             data = await self._call(
                 self._touch,
-                keys=[self._index, self._key(session_id)],
-                args=[session_id, ttl_ms, expires_ms],
+                keys=[self._index, self._key(session_id), *self._replay_keys(session_id)],
+                args=[session_id, self._ttl_ms()],
             )
         except StoreUnavailable as exc:
             cause = exc.__cause__
@@ -175,47 +181,50 @@ class RedisSessionStore(SessionStore):
         if data is None:
             return None
         try:
-            return codec.decode(session_id, data, expires_ms / 1000)
+            return codec.decode(session_id, data, self._expires_at())
         except codec.CodecError as exc:
             raise corrupt_session(session_id, str(exc)) from None
 
-    async def save(self, session: Session) -> Session:
-        _, ttl_ms, expires_ms = self._times()
-        saved = replace(session, revision=session.revision + 1, expires_at=expires_ms / 1000)
+    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+        saved = replace(session, revision=session.revision + 1, expires_at=self._expires_at())
+        key, answer = remember if remember is not None else ("", None)
         ok = await self._call(
             self._save,
-            keys=[self._index, self._key(session.id)],
+            keys=[self._index, self._key(session.id), *self._replay_keys(session.id)],
             args=[
                 session.id,
                 struct.pack("<Q", session.revision),
                 codec.encode(saved),
-                ttl_ms,
-                expires_ms,
+                self._ttl_ms(),
                 REVISION_OFFSET,
+                key,
+                answer.encode() if answer is not None else b"",
+                self.keys_per_session,
             ],
         )
         if not int(ok):
             raise Conflict(
-                f"session '{session.id}' was changed or deleted by another request while "
-                "this one ran; nothing was applied, retry",
+                "the session was changed or deleted by another request while this one "
+                "ran; nothing was applied, retry",
                 field="session_id",
             )
         return saved
 
-    async def delete(self, session_id: str) -> bool:
-        async def both() -> int:
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(self._key(session_id))
-                pipe.zrem(self._index, session_id)
-                deleted, _ = await pipe.execute()
-                return int(deleted)
+    async def replay(self, session_id: str, key: str) -> Replay | None:
+        data = await self._call(self._client.hget, self._replay_keys(session_id)[0], key)
+        return None if data is None else Replay.decode(data)
 
-        return bool(await self._call(both))
+    async def delete(self, session_id: str, owner: str | None = None) -> bool:
+        keys = [self._index, self._key(session_id), *self._replay_keys(session_id)]
+        deleted = await self._call(
+            self._delete, keys=[*keys, self._owner_key(owner)], args=[session_id]
+        )
+        return bool(int(deleted))
 
     async def count(self) -> int:
-        now_ms, _, _ = self._times()
-
         async def purge_and_count() -> int:
+            (seconds, micros) = await self._client.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.zremrangebyscore(self._index, "-inf", now_ms)
                 pipe.zcard(self._index)
@@ -229,23 +238,32 @@ class RedisSessionStore(SessionStore):
 
     @asynccontextmanager
     async def _lock(self, session_id: str) -> AsyncIterator[None]:
-        # waiters in this process queue locally; only one at a time asks Redis
+        # waiters in this process queue locally; only one at a time asks Redis. One
+        # deadline bounds both waits.
+        deadline = time.monotonic() + self.lock_wait
         async with self._local.hold(session_id):
             key, token = f"{self.prefix}lock:{session_id}", secrets.token_hex(16)
-            deadline = time.monotonic() + self.lock_wait
+            ttl_ms = max(1, int(self.lock_ttl * 1000))
             pause = 0.001
-            while not await self._call(
-                self._client.set, key, token, nx=True, px=int(self.lock_ttl * 1000)
-            ):
+            while not await self._call(self._client.set, key, token, nx=True, px=ttl_ms):
                 if time.monotonic() > deadline:
-                    raise StoreUnavailable(
-                        f"session '{session_id}' stayed busy for {self.lock_wait:.0f} s; retry",
-                        headers={"Retry-After": "1"},
-                    )
+                    raise session_busy(self.lock_wait)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.02)
+            renewal = asyncio.create_task(self._keep(key, token, ttl_ms))
             try:
                 yield
             finally:
+                renewal.cancel()
                 with contextlib.suppress(RedisError, OSError):  # else it expires by itself
                     await self._unlock(keys=[key], args=[token])
+
+    async def _keep(self, key: str, token: str, ttl_ms: int) -> None:
+        """Renew the lock while its holder computes, so that it is held at least as
+        long as the compute it protects (a holder that dies stops renewing: the lock
+        expires within lock_ttl)."""
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            with contextlib.suppress(RedisError, OSError):  # the next renewal may work
+                if not int(await self._renew(keys=[key], args=[token, ttl_ms])):
+                    return  # lost (expired while Redis was unreachable): the CAS guards

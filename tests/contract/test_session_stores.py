@@ -4,12 +4,14 @@ import asyncio
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
 
-from service.errors import CapacityExceeded, Conflict
-from service.sessions.base import Session, SessionStore, new_session_id
+from service.errors import CapacityExceeded, Conflict, StoreUnavailable
+from service.sessions.base import Replay, Session, SessionStore, new_session_id
 from service.sessions.memory import MemorySessionStore
 from service.sessions.redis import RedisSessionStore
 from tests.redis_server import RedisServer
@@ -23,13 +25,13 @@ Factory = Callable[..., SessionStore]
 async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Factory]:
     made: list[SessionStore] = []
 
-    def factory(ttl: float = 30.0, cap: int = 100) -> SessionStore:
+    def factory(ttl: float = 30.0, cap: int = 100, **options: Any) -> SessionStore:
         store: SessionStore
         if request.param == "memory":
-            store = MemorySessionStore(ttl, cap)
+            store = MemorySessionStore(ttl, cap, **options)
         else:
             prefix = f"t{secrets.token_hex(4)}:"  # every test its own key space
-            store = RedisSessionStore(redis_server.url, ttl, cap, prefix=prefix)
+            store = RedisSessionStore(redis_server.url, ttl, cap, prefix=prefix, **options)
         made.append(store)
         return store
 
@@ -224,3 +226,110 @@ async def test_attention_memory_is_kept_beside_the_states(make: Factory) -> None
     again = await store.get(original.id)
     assert again is not None and again.memory is not None and again.steps == 6
     np.testing.assert_array_equal(again.memory, memory)
+
+
+def answer(body: bytes, fingerprint: bytes = b"f" * 32) -> Replay:
+    return Replay(fingerprint, 200, body)
+
+
+async def test_an_answer_is_kept_with_its_change_and_deleted_with_the_session(
+    make: Factory,
+) -> None:
+    store = make(keys_per_session=2)
+    s = await store.create(session())
+    assert await store.replay(s.id, "k1") is None
+    saved = await store.save(replace(s, steps=6), ("k1", answer(b'{"steps":6}')))
+    assert await store.replay(s.id, "k1") == answer(b'{"steps":6}')
+    got = await store.get(s.id)
+    assert got is not None and got.steps == 6 and got.revision == saved.revision
+    await store.save(replace(saved, steps=7), ("k2", answer(b"2")))
+    assert await store.replay(s.id, "k1") is not None
+    await store.save(replace(saved, revision=saved.revision + 1), ("k3", answer(b"3")))
+    # only the last 2 are kept
+    assert [await store.replay(s.id, k) for k in ("k1", "k2", "k3")] == [
+        None,
+        answer(b"2"),
+        answer(b"3"),
+    ]
+    assert await store.delete(s.id)
+    assert await store.replay(s.id, "k3") is None
+
+
+async def test_a_refused_save_keeps_no_answer(redis_server: RedisServer) -> None:
+    store = RedisSessionStore(redis_server.url, 30, 10, prefix=f"t{secrets.token_hex(4)}:")
+    s = await store.create(session())
+    await store.save(s)
+    with pytest.raises(Conflict):  # saved from a stale revision: not applied
+        await store.save(s, ("k", answer(b"x")))
+    assert await store.replay(s.id, "k") is None
+    await store.close()
+
+
+async def test_sessions_per_owner_are_capped(make: Factory) -> None:
+    store = make(max_per_owner=2)
+    a1 = await store.create(replace(session(), owner="a"))
+    await store.create(replace(session(), owner="a"))
+    with pytest.raises(CapacityExceeded) as refused:
+        await store.create(replace(session(), owner="a"))
+    assert "SERVICE_MAX_SESSIONS_PER_KEY" in refused.value.message
+    assert refused.value.headers is not None and int(refused.value.headers["Retry-After"]) >= 1
+    await store.create(replace(session(), owner="b"))  # other keys are not affected
+    assert await store.delete(a1.id, "a")
+    await store.create(replace(session(), owner="a"))  # room again
+    assert await store.count() == 3
+
+
+async def test_waiting_for_a_busy_session_is_bounded(make: Factory) -> None:
+    store = make(lock_wait=0.2)
+    s = await store.create(session())
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with store.lock(s.id):
+            held.set()
+            await release.wait()
+
+    task = asyncio.create_task(holder())
+    await held.wait()
+    with pytest.raises(StoreUnavailable) as busy:
+        async with store.lock(s.id):
+            pass
+    assert busy.value.status == 503 and busy.value.headers == {"Retry-After": "1"}
+    release.set()
+    await task
+    async with store.lock(s.id):  # free again
+        pass
+
+
+async def test_redis_lock_is_renewed_while_held(redis_server: RedisServer) -> None:
+    """Held longer than its expiry, the lock still keeps another replica out."""
+    prefix = f"t{secrets.token_hex(4)}:"
+    one = RedisSessionStore(redis_server.url, 30, 10, prefix=prefix, lock_ttl=0.2)
+    two = RedisSessionStore(redis_server.url, 30, 10, prefix=prefix, lock_wait=0.9)
+    started = time.monotonic()
+    async with one.lock("sid"):
+        with pytest.raises(StoreUnavailable):  # 0.9 s of waiting: 4x the lock's expiry
+            async with two.lock("sid"):
+                pass
+        assert time.monotonic() - started > 0.8
+    async with two.lock("sid"):
+        pass
+    await one.close()
+    await two.close()
+
+
+async def test_redis_expiry_uses_redis_clock_not_the_replicas(redis_server: RedisServer) -> None:
+    """A replica whose clock is a day ahead does not purge the others' live sessions
+    from the cap index (nor would one a day behind keep expired ones)."""
+    prefix = f"t{secrets.token_hex(4)}:"
+    normal = RedisSessionStore(redis_server.url, 30, 2, prefix=prefix)
+    ahead = RedisSessionStore(
+        redis_server.url, 30, 2, prefix=prefix, clock=lambda: time.time() + 86_400
+    )
+    await normal.create(session())
+    await normal.create(session())
+    with pytest.raises(CapacityExceeded):
+        await ahead.create(session())
+    assert await ahead.count() == 2
+    await normal.close()
+    await ahead.close()

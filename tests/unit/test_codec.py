@@ -64,7 +64,7 @@ def test_corrupt_records_raise(data: bytes) -> None:
 def test_every_truncation_and_any_trailing_bytes_raise_codec_error_only() -> None:
     data = codec.encode(sample())
     for end in range(len(data)):
-        with pytest.raises(codec.CodecError, match="session abc: corrupt record"):
+        with pytest.raises(codec.CodecError, match="corrupt record"):
             codec.decode("abc", data[:end])
     with pytest.raises(codec.CodecError, match="unexpected bytes"):
         codec.decode("abc", data + b"\0")

@@ -57,11 +57,11 @@ def test_a_record_its_model_cannot_use_is_410(
     error(client.get(f"/v1/sessions/{sid}"), 404, "session_id")
 
 
-def test_a_session_of_a_model_no_longer_served_is_404_naming_it(
+def test_a_session_of_a_model_no_longer_served_is_410_naming_it(
     served: tuple[TestClient, MemorySessionStore],
 ) -> None:
     client, store = served
     sid = new_session(client, model="counter", version=1)
     store._sessions[sid] = replace(store._sessions[sid], version=7)
-    msg = error(client.post(f"/v1/sessions/{sid}/generate", json={}), 404, "session_id")
-    assert "model 'counter' version 7, which this server does not serve" in msg
+    msg = error(client.post(f"/v1/sessions/{sid}/generate", json={}), 410, "session_id")
+    assert "model 'counter' version 7, which this server no longer serves" in msg

@@ -1,0 +1,134 @@
+"""API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every route but
+health and docs, when keys are configured (SERVICE_API_KEYS, SERVICE_API_KEYS_FILE).
+
+A key's name (the `name:` prefix, or `key-` and a hash of the key) is who owns the
+sessions it creates. Keys are compared in constant time and never logged; a plain
+ASGI middleware, so an unauthenticated request costs no routing or body parsing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.config import Settings
+from service.errors import ServiceError, error_response
+
+OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS |= {"/openapi.json"}
+STATS_PATHS = frozenset({"/metrics", "/v1/stats"})
+MIN_KEY_LENGTH = 16
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    keys: tuple[tuple[bytes, str], ...]  # (key, name)
+
+    def owner(self, presented: str) -> str | None:
+        """The name of the matching key. Every key is compared, each in constant time,
+        so the time taken says nothing about how close a guess was."""
+        candidate = presented.encode()
+        found = None
+        for key, name in self.keys:
+            if hmac.compare_digest(key, candidate):
+                found = name
+        return found
+
+
+def _parse(line: str, where: str) -> tuple[bytes, str]:
+    name, sep, key = line.rpartition(":")
+    key = key.strip()
+    name = name.strip() if sep else "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    if len(key) < MIN_KEY_LENGTH or not key.isprintable() or " " in key:
+        raise ValueError(
+            f"{where}: an API key must be at least {MIN_KEY_LENGTH} printable characters "
+            "without spaces (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)"
+        )
+    if not name:
+        raise ValueError(f"{where}: empty key name before ':'")
+    return key.encode(), name
+
+
+def load_keys(settings: Settings) -> ApiKeys | None:
+    """The configured keys, or None when authentication is off. Raises ValueError
+    (naming the setting and line, never the key) on a bad configuration."""
+    entries = [
+        _parse(item, f"SERVICE_API_KEYS item {n}")
+        for n, item in enumerate(settings.api_keys.split(","), 1)
+        if item.strip()
+    ]
+    if settings.api_keys_file is not None:
+        path = Path(settings.api_keys_file)
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise ValueError(f"SERVICE_API_KEYS_FILE {path}: {exc.strerror}") from None
+        for n, line in enumerate(lines, 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                entries.append(_parse(line.strip(), f"{path} line {n}"))
+        if not entries:
+            raise ValueError(f"SERVICE_API_KEYS_FILE {path}: no keys in the file")
+    names = [name for _, name in entries]
+    duplicate = {n for n in names if names.count(n) > 1}
+    if duplicate:
+        raise ValueError(f"API keys: names used twice: {', '.join(sorted(duplicate))}")
+    return ApiKeys(tuple(entries)) if entries else None
+
+
+def _presented(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        text: str = value.decode("latin-1").strip()
+        if name == b"authorization":
+            scheme, _, credentials = text.partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+        elif name == b"x-api-key" and text:
+            return text
+    return None
+
+
+class ApiKeyAuth:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, protect_stats: bool):
+        self.app = app
+        self.keys = keys
+        self.open_paths = OPEN_PATHS if protect_stats else OPEN_PATHS | STATS_PATHS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            await self.app(scope, receive, send)
+            return
+        presented = _presented(scope)
+        owner = None if presented is None else self.keys.owner(presented)
+        if owner is None:
+            challenge = 'Bearer realm="seq2seq-serving"'
+            if presented is None:
+                message = "an API key is required: send 'Authorization: Bearer <key>'"
+            else:
+                challenge += ', error="invalid_token"'
+                message = "the API key is not valid"
+            refusal = Unauthorized(
+                f"{message} (or 'X-API-Key: <key>')",
+                field="Authorization",
+                headers={"WWW-Authenticate": challenge},
+            )
+            await error_response(refusal)(scope, receive, send)
+            return
+        scope[OWNER] = owner
+        await self.app(scope, receive, send)
+
+
+def owner_of(request: Request) -> str | None:
+    """The key name the request was authenticated with (None: keys are off)."""
+    owner: str | None = request.scope.get(OWNER)
+    return owner

@@ -1,0 +1,63 @@
+"""How a session is shown to clients, and what a step computes from it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from service.dataplane.tokens import to_text, to_tokens
+from service.errors import NotFound, shown
+from service.inference.base import LoadedModel
+from service.inference.engine import RowResult
+from service.schemas import SessionInfo, StepResponse
+from service.sessions.base import Session
+
+
+def iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def not_found(session_id: str) -> NotFound:
+    return NotFound(
+        f"session {shown(session_id)} not found (unknown or expired)", field="session_id"
+    )
+
+
+def info(session: Session, include_state: bool = False) -> SessionInfo:
+    return SessionInfo(
+        session_id=session.id,
+        model=session.model,
+        version=str(session.version),
+        steps=session.steps,
+        created_at=iso(session.created_at),
+        expires_at=iso(session.expires_at),
+        state=[s.astype(float).tolist() for s in session.states] if include_state else None,
+        memory=session.memory.astype(float).tolist()
+        if include_state and session.memory is not None
+        else None,
+    )
+
+
+def carried(session: Session) -> tuple[np.ndarray, ...]:
+    """What the compute carries from step to step: the states, then the memory if any."""
+    return session.states if session.memory is None else (*session.states, session.memory)
+
+
+def advanced(session: Session, model: LoadedModel, row: RowResult) -> tuple[Session, StepResponse]:
+    changed = replace(
+        session,
+        steps=session.steps + len(row.outputs),
+        states=row.states[: len(session.states)],  # the memory does not change
+        next_token=row.outputs[-1] if row.outputs else session.next_token,
+    )
+    manifest = model.spec.manifest
+    response = StepResponse.model_construct(
+        session_id=changed.id,
+        outputs=to_tokens(manifest.target, row.outputs),
+        steps=changed.steps,
+        text=to_text(manifest, row.outputs),
+        probabilities=row.probabilities,
+    )
+    return changed, response

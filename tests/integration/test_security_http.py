@@ -1,0 +1,66 @@
+"""API keys, ownership, browser checks and what the log shows, on a real server process."""
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.sessions.base import log_id
+from tests.integration.conftest import Server, free_port, start_server, wait_ready
+
+pytestmark = pytest.mark.integration
+
+ALICE, BOB = "alice-7f3a9c1e5b2d4f6a", "bob-2e4c6a8b0d1f3e5a"
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[tuple[str, Server]]:
+    port = free_port()
+    server = start_server(
+        port,
+        {
+            "SERVICE_API_KEYS": f"alice:{ALICE},bob:{BOB}",
+            "SERVICE_LOG_LEVEL": "info",
+            "SERVICE_ACCESS_LOG": "true",
+        },
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, server)
+        yield url, server
+    finally:
+        server.stop()
+
+
+def test_keys_ownership_and_a_log_without_secrets(keyed: tuple[str, Server]) -> None:
+    url, server = keyed
+    alice = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {ALICE}"}, timeout=60)
+    bob = httpx.Client(base_url=url, headers={"X-API-Key": BOB}, timeout=60)
+    anonymous = httpx.Client(base_url=url, timeout=60)
+    with alice, bob, anonymous:
+        r = anonymous.post("/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]})
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        assert anonymous.get("/readyz").status_code == 200
+        assert alice.post("/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}).json()[
+            "outputs"
+        ] == [[40, 36, 20]]
+        sid = alice.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
+        assert alice.post(f"/v1/sessions/{sid}/step", json={"inputs": [3]}).status_code == 200
+        assert bob.get(f"/v1/sessions/{sid}").status_code == 404
+        assert bob.post(f"/v1/sessions/{sid}/step", json={"inputs": [3]}).status_code == 404
+        assert bob.delete(f"/v1/sessions/{sid}").status_code == 404
+        assert alice.get(f"/v1/sessions/{sid}").json()["steps"] == 1
+        cross_site = anonymous.post(
+            "/v1/sessions",
+            content=b'{"model": "memory"}',
+            headers={
+                "Content-Type": "text/plain",
+                "Origin": "http://evil.example",
+                "X-API-Key": BOB,
+            },
+        )
+        assert cross_site.status_code == 403
+        assert alice.delete(f"/v1/sessions/{sid}").status_code == 204
+    log = server.output()
+    assert f"/v1/sessions/{log_id(sid)}/step" in log  # the access log has the request
+    assert sid not in log and ALICE not in log and BOB not in log

@@ -1,0 +1,160 @@
+"""SIGTERM: readiness 503 at once, in-flight work completes, exit 0; Redis loses nothing."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import STORE, Server, free_port, start_server, wait_ready
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+SOURCE = [20, 36, 40, 10, 34, 28]
+
+
+def one_model_store(root: Path, name: str) -> Path:
+    shutil.copytree(STORE / name / "1", root / name / "1")
+    return root
+
+
+def started(env: dict[str, str], store: Path) -> tuple[Server, str]:
+    port = free_port()
+    server = start_server(port, {"SERVICE_LOG_LEVEL": "info", **env}, store=store)
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, server)
+    return server, url
+
+
+def in_background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except Exception as exc:  # reported by the assertions on `result`
+            result.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_sigterm_turns_readiness_503_finishes_in_flight_work_and_exits_0(tmp_path: Path) -> None:
+    # Every batch waits 6 s to fill, so a request sent before SIGTERM is still queued
+    # in its batcher after the 3 s delay, when the server stops accepting connections.
+    # (Generous margins: the machine running the tests may be busy.)
+    server, url = started(
+        {
+            "SERVICE_SHUTDOWN_DELAY_SECONDS": "3",
+            "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "20",
+            "SERVICE_BATCH_MAX_DELAY_MS": "6000",
+        },
+        one_model_store(tmp_path, "reverse"),
+    )
+    try:
+        body = {"inputs": [SOURCE]}
+        first, first_result = in_background(
+            lambda: httpx.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
+        )
+        stats = f"{url}/v1/stats"
+        wait_until(
+            lambda: httpx.get(stats).json().get("reverse/1 predict", {}).get("queued_rows") == 1,
+            10,
+            "the first request never queued",
+        )
+        signalled = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 503, 2, "still ready")
+        r = httpx.get(f"{url}/readyz")
+        assert r.json()["status"] == "draining" and r.headers["retry-after"] == "1"
+        assert time.monotonic() - signalled < 2, "the delay is nearly over; machine too busy"
+        second, second_result = in_background(  # sent during the delay: served
+            lambda: httpx.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
+        )
+        wait_until(
+            lambda: httpx.get(stats).json()["reverse/1 predict"]["queued_rows"] == 2,
+            1,
+            "the second request never queued",
+        )
+        wait_until(lambda: _refused(url), 10, "still accepting connections after the delay")
+        assert first.is_alive() and second.is_alive()  # in flight when accepting stopped
+        assert server.process.wait(timeout=20) == 0, server.output()
+        for thread, result in ((first, first_result), (second, second_result)):
+            thread.join(timeout=5)
+            assert isinstance(result[0], httpx.Response), result
+            assert result[0].status_code == 200, result[0].text
+            assert result[0].json()["outputs"] == [[40, 36, 20]]
+        log = server.output()
+        assert "Traceback" not in log and "shutting down: readiness 503" in log, log
+    finally:
+        server.stop()  # closes its log; no signal once it has exited
+
+
+def _refused(url: str) -> bool:
+    try:
+        httpx.get(f"{url}/healthz", timeout=1)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def test_redis_sessions_keep_every_acknowledged_step_across_a_graceful_restart(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    store = one_model_store(tmp_path, "memory")
+    env = {
+        "SERVICE_SESSION_BACKEND": "redis",
+        "SERVICE_REDIS_URL": redis_server.url,
+        "SERVICE_REDIS_PREFIX": f"shutdown-{time.monotonic_ns()}:",
+        "SERVICE_SHUTDOWN_DELAY_SECONDS": "0.5",
+    }
+    server, url = started(env, store)
+    try:
+        r = httpx.post(f"{url}/v1/sessions", json={"model": "memory"})
+        assert r.status_code == 201, r.text
+        sid = r.json()["session_id"]
+        acknowledged = 0
+
+        def step_until_refused() -> None:
+            nonlocal acknowledged
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while True:
+                    try:
+                        r = client.post(f"/v1/sessions/{sid}/step", json={"inputs": [0]})
+                    except httpx.TransportError:
+                        return
+                    assert r.status_code == 200, r.text
+                    acknowledged = r.json()["steps"]
+
+        stepper = threading.Thread(target=step_until_refused, daemon=True)
+        stepper.start()
+        wait_until(lambda: acknowledged >= 5, 30, "no steps acknowledged")
+        server.process.send_signal(signal.SIGTERM)
+        stepper.join(timeout=30)
+        assert not stepper.is_alive()
+        assert server.process.wait(timeout=20) == 0, server.output()
+    finally:
+        server.stop()  # closes its log; no signal once it has exited
+    server, url = started(env, store)
+    try:
+        r = httpx.get(f"{url}/v1/sessions/{sid}")
+        assert r.status_code == 200, r.text
+        assert r.json()["steps"] == acknowledged
+    finally:
+        server.stop()

@@ -1,0 +1,299 @@
+"""API keys, session ownership, Origin and Host checks, Idempotency-Key: through HTTP
+(in-process ASGI) on numpy fakes."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.api.access_log import RedactSessionIds, redact
+from service.app import create_app
+from service.config import Settings
+from service.sessions.base import log_id
+from service.sessions.memory import MemorySessionStore
+from tests import fakes
+from tests.unit.test_api_fakes import error
+
+pytestmark = pytest.mark.unit
+
+ALICE, BOB = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef"
+
+
+def serve(**settings: Any) -> tuple[TestClient, MemorySessionStore]:
+    config = Settings(**settings)
+    store = MemorySessionStore(
+        config.session_ttl_seconds,
+        config.max_sessions,
+        max_per_owner=config.max_sessions_per_key,
+        keys_per_session=config.idempotency_keys_per_session,
+    )
+    return TestClient(create_app(config, registry=fakes.registry(), store=store)), store
+
+
+@pytest.fixture
+def keyed() -> Iterator[TestClient]:
+    client, _ = serve(api_keys=f"alice:{ALICE},bob:{BOB}", max_sessions_per_key=2)
+    with client:
+        yield client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def create(client: TestClient, key: str = ALICE, **headers: str) -> str:
+    r = client.post("/v1/sessions", json={"model": "stepper"}, headers={**bearer(key), **headers})
+    assert r.status_code == 201, r.text
+    return str(r.json()["session_id"])
+
+
+def test_without_keys_configured_everything_is_open() -> None:
+    client, _ = serve()
+    with client:
+        assert client.post("/v1/sessions", json={"model": "stepper"}).status_code == 201
+        assert client.get("/v1/stats").status_code == 200
+
+
+def test_a_missing_or_wrong_key_is_401_with_a_challenge(keyed: TestClient) -> None:
+    r = keyed.post("/v1/sessions", json={"model": "stepper"})
+    assert "API key is required" in error(r, 401, "Authorization")
+    assert r.headers["www-authenticate"] == 'Bearer realm="seq2seq-serving"'
+    for headers in (bearer("wrong-key-0123456789abcdef"), {"X-API-Key": ALICE[:-1]}):
+        r = keyed.get("/v1/models", headers=headers)
+        assert "not valid" in error(r, 401, "Authorization")
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+        assert ALICE not in r.text
+    assert keyed.get("/v1/models", headers=bearer(ALICE)).status_code == 200
+    assert keyed.get("/v1/models", headers={"X-API-Key": BOB}).status_code == 200
+    assert keyed.get("/v1/models", headers={"Authorization": f"Basic {ALICE}"}).status_code == 401
+
+
+def test_health_and_docs_stay_open_stats_are_protected_by_default(keyed: TestClient) -> None:
+    for path in ("/healthz", "/readyz", "/openapi.json", "/docs", "/redoc"):
+        assert keyed.get(path).status_code == 200, path
+    error(keyed.get("/v1/stats"), 401)
+    assert keyed.get("/v1/stats", headers=bearer(BOB)).status_code == 200
+    client, _ = serve(api_keys=ALICE, protect_stats=False)
+    with client:
+        assert client.get("/v1/stats").status_code == 200
+        error(client.get("/v1/models"), 401)
+
+
+def test_another_keys_session_is_not_found(keyed: TestClient) -> None:
+    sid = create(keyed, ALICE)
+    unknown = error(keyed.get("/v1/sessions/no-such-id", headers=bearer(BOB)), 404, "session_id")
+    for method, path, body in (
+        ("GET", "", None),
+        ("POST", "/step", {"inputs": [1]}),
+        ("POST", "/generate", {}),
+        ("PUT", "/state", {"state": [[0, 0, 0], [[0, 0], [0, 0]]]}),
+        ("POST", "/reset", None),
+        ("DELETE", "", None),
+    ):
+        r = keyed.request(method, f"/v1/sessions/{sid}{path}", json=body, headers=bearer(BOB))
+        message = error(r, 404, "session_id")
+        assert message == unknown.replace("'no-such-id'", repr(sid))  # reveals nothing more
+    r = keyed.post(f"/v1/sessions/{sid}/step", json={"inputs": [1]}, headers=bearer(ALICE))
+    assert r.json()["steps"] == 1  # untouched by bob, still alice's
+    assert keyed.delete(f"/v1/sessions/{sid}", headers=bearer(ALICE)).status_code == 204
+
+
+def test_sessions_per_key_are_capped_429(keyed: TestClient) -> None:
+    first = create(keyed, ALICE)
+    create(keyed, ALICE)
+    r = keyed.post("/v1/sessions", json={"model": "stepper"}, headers=bearer(ALICE))
+    assert "SERVICE_MAX_SESSIONS_PER_KEY" in error(r, 429)
+    assert int(r.headers["retry-after"]) >= 1
+    create(keyed, BOB)  # bob has his own quota
+    keyed.delete(f"/v1/sessions/{first}", headers=bearer(ALICE))
+    create(keyed, ALICE)
+
+
+def test_keys_file_with_names_and_comments(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"# operators\nops:{ALICE}\n\n{BOB}\n")
+    client, store = serve(api_keys_file=path)
+    with client:
+        sid = create(client, BOB)
+        assert create(client, ALICE)
+        owner = store._sessions[sid].owner
+        assert owner is not None and owner.startswith("key-") and BOB not in owner
+        assert {s.owner for s in store._sessions.values()} == {"ops", owner}
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"api_keys": "short"}, "at least 16"),
+        ({"api_keys": f"a:{ALICE},a:{BOB}"}, "names used twice: a"),
+        ({"api_keys_file": Path("/no/such/keys")}, "SERVICE_API_KEYS_FILE /no/such/keys"),
+    ],
+)
+def test_unusable_key_configurations_are_refused_at_start(
+    settings: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem) as refused:
+        create_app(Settings(**settings), registry=fakes.registry())
+    assert ALICE not in str(refused.value) and BOB not in str(refused.value)
+
+
+def test_a_cross_site_request_is_403_before_any_work() -> None:
+    client, store = serve()
+    with client:
+        r = client.post(
+            "/v1/sessions",
+            content=b'{"model": "stepper"}',
+            headers={"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        )
+        assert "http://evil.example" in error(r, 403, "Origin")
+        assert "SERVICE_CORS_ORIGINS" in r.json()["error"]["message"]
+        assert len(store._sessions) == 0
+        r = client.options(
+            "/v1/sessions",
+            headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
+        # no Origin (curl, SDKs): unaffected
+        assert client.post("/v1/sessions", json={"model": "stepper"}).status_code == 201
+
+
+def test_allowed_origins_get_cors_headers_and_preflight_answers() -> None:
+    client, _ = serve(cors_origins="https://app.example, http://localhost:3000", api_keys=ALICE)
+    with client:
+        r = client.options(
+            "/v1/sessions",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+            },
+        )
+        assert r.status_code == 200, r.text  # preflights carry no key
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert "POST" in r.headers["access-control-allow-methods"]
+        assert "idempotency-key" in r.headers["access-control-allow-headers"].lower()
+        r = client.post(
+            "/v1/sessions",
+            json={"model": "stepper"},
+            headers={"Origin": "https://app.example", **bearer(ALICE)},
+        )
+        assert r.status_code == 201
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        r = client.get("/v1/models", headers={"Origin": "https://app.example"})
+        assert r.status_code == 401  # a browser page can read why
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert "www-authenticate" in r.headers["access-control-expose-headers"].lower()
+        error(client.get("/v1/models", headers={"Origin": "https://other.example"}), 403)
+
+
+def test_same_origin_pages_are_trusted_only_on_hosts_that_cannot_be_rebound() -> None:
+    client, _ = serve()
+    with client:
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000"):
+            r = client.get("/v1/models", headers={"Host": host, "Origin": f"http://{host}"})
+            assert r.status_code == 200, host
+        # DNS rebinding: the attacker's name points at this server
+        rebound = {"Host": "evil.example:8000", "Origin": "http://evil.example:8000"}
+        error(client.get("/v1/models", headers=rebound), 403, "Origin")
+    client, _ = serve(allowed_hosts="models.internal")
+    with client:
+        named = {"Host": "models.internal", "Origin": "http://models.internal"}
+        assert client.get("/v1/models", headers=named).status_code == 200
+
+
+def test_allowed_hosts_refuse_other_host_headers() -> None:
+    client, _ = serve(allowed_hosts="models.internal,*.example.com")
+    with client:
+        for host in ("models.internal", "api.example.com:8443"):
+            assert client.get("/v1/models", headers={"Host": host}).status_code == 200
+        r = client.get("/v1/models", headers={"Host": "evil.example"})
+        assert "SERVICE_ALLOWED_HOSTS" in error(r, 400, "Host")
+        assert client.get("/healthz", headers={"Host": "10.1.2.3:8000"}).status_code == 200
+
+
+def test_a_retried_step_is_answered_from_the_first_and_applied_once() -> None:
+    client, store = serve()
+    with client:
+        sid = create(client)
+        step = f"/v1/sessions/{sid}/step"
+        first = client.post(step, json={"inputs": [1, 2]}, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+        again = client.post(step, json={"inputs": [1, 2]}, headers={"Idempotency-Key": "k-1"})
+        assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+        assert again.content == first.content
+        assert client.get(f"/v1/sessions/{sid}").json()["steps"] == 2
+        # the same request as JSON written differently is the same request
+        spaced = b'{ "inputs" : [1,2] }'
+        r = client.post(step, content=spaced, headers={"Idempotency-Key": "k-1"})
+        assert r.content == first.content
+        r = client.post(step, json={"inputs": [3]}, headers={"Idempotency-Key": "k-1"})
+        assert "already used on this session" in error(r, 422, "Idempotency-Key")
+        r = client.post(step, json={"inputs": [3]})  # no key: applied
+        assert r.json()["steps"] == 3
+
+
+def test_every_change_accepts_a_key_and_errors_are_not_remembered() -> None:
+    client, store = serve()
+    with client:
+        sid = create(client)
+        base = f"/v1/sessions/{sid}"
+        r = client.post(f"{base}/step", json={"inputs": [99]}, headers={"Idempotency-Key": "s"})
+        error(r, 422, "inputs[0]")
+        r = client.post(f"{base}/step", json={"inputs": [1]}, headers={"Idempotency-Key": "s"})
+        assert r.json()["steps"] == 1  # the refused request applied nothing, kept nothing
+        for method, path, body in (
+            ("POST", "/generate", {"max_steps": 2}),
+            ("PUT", "/state", {"state": [[2, 0, 0], [[0, 0], [0, 0]]]}),
+            ("POST", "/reset", None),
+        ):
+            key = {"Idempotency-Key": f"k{path}"}
+            first = client.request(method, base + path, json=body, headers=key)
+            before = store._sessions[sid].revision
+            again = client.request(method, base + path, json=body, headers=key)
+            assert again.content == first.content and again.status_code == first.status_code
+            assert store._sessions[sid].revision == before, path  # nothing saved again
+        r = client.post(f"{base}/reset", headers={"Idempotency-Key": "x" * 256})
+        assert "1 to 255 printable ASCII" in error(r, 422, "Idempotency-Key")
+
+
+def test_only_the_last_keys_per_session_are_kept() -> None:
+    client, _ = serve(idempotency_keys_per_session=2)
+    with client:
+        sid = create(client)
+        step = f"/v1/sessions/{sid}/step"
+        for key in ("a", "b", "c"):
+            client.post(step, json={"inputs": [1]}, headers={"Idempotency-Key": key})
+        client.post(step, json={"inputs": [1]}, headers={"Idempotency-Key": "b"})
+        assert client.get(f"/v1/sessions/{sid}").json()["steps"] == 3
+        r = client.post(step, json={"inputs": [1]}, headers={"Idempotency-Key": "a"})
+        assert r.json()["steps"] == 4  # forgotten: applied as new
+
+
+def test_another_key_cannot_read_a_remembered_answer(keyed: TestClient) -> None:
+    sid = create(keyed, ALICE)
+    step = f"/v1/sessions/{sid}/step"
+    headers = {"Idempotency-Key": "k", **bearer(ALICE)}
+    assert keyed.post(step, json={"inputs": [1]}, headers=headers).status_code == 200
+    headers = {"Idempotency-Key": "k", **bearer(BOB)}
+    error(keyed.post(step, json={"inputs": [1]}, headers=headers), 404, "session_id")
+
+
+def test_access_log_shows_a_hash_of_session_ids() -> None:
+    sid = "Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4OTA"
+    assert redact(f"/v1/sessions/{sid}/step?x=1") == f"/v1/sessions/{log_id(sid)}/step?x=1"
+    assert redact("/v1/sessions") == "/v1/sessions"
+    import logging
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "",
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "POST", f"/v1/sessions/{sid}", "1.1", 200),
+        None,
+    )
+    assert RedactSessionIds().filter(record)
+    assert sid not in record.getMessage() and log_id(sid) in record.getMessage()
