@@ -18,6 +18,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+import uvicorn.logging
 
 from service.config import Settings
 
@@ -75,5 +76,11 @@ def run(app: Any, settings: Settings) -> None:
         http="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
+    service_log = logging.getLogger("service")
+    if not service_log.handlers:  # else only warnings reach stderr (Python's last resort)
+        handler = logging.StreamHandler()
+        handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
+        service_log.addHandler(handler)
+        service_log.propagate = False
     on_signal = getattr(runtime, "start_draining", None)
     GracefulServer(config, settings.shutdown_delay_seconds, on_signal).run()

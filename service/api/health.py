@@ -19,7 +19,9 @@ def _unavailable(body: Health) -> JSONResponse:
 def _failed(runtime: Runtime) -> Health | None:
     """A batch worker that ended cannot come back by itself: only a restart helps."""
     failures = runtime.engines.failures() if runtime.engines is not None else {}
-    return Health(status="failed", detail={"failed": failures}) if failures else None
+    # which worker, not why: the exception (logged) may name internal paths
+    stopped = {name: "batch worker stopped (details in the server log)" for name in failures}
+    return Health(status="failed", detail={"failed": stopped}) if stopped else None
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
