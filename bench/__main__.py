@@ -1,6 +1,8 @@
 """Run every benchmark side by side in one run; print and write a markdown table + a plot.
 
 python -m bench [--seconds 6] [--out bench/results]
+python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (bench/soak.py)
+python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench import inprocess
+from bench import faults, inprocess, soak
 from bench.wrk import ROOT, LoadResult, post_script, rss_bytes, server, sessions_script, wrk
 
 SERVER_ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
@@ -146,7 +148,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    commands = parser.add_subparsers(dest="command", metavar="{soak,faults}")
+    soak.add_arguments(
+        commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
+    )
+    faults.add_arguments(
+        commands.add_parser(
+            "faults", help="Redis stopped and restarted, then a replica killed, under load"
+        )
+    )
     args = parser.parse_args()
+    if args.command == "soak":
+        raise SystemExit(soak.run(args))
+    if args.command == "faults":
+        raise SystemExit(faults.run(args))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
     timings, same = inprocess.measure()
