@@ -34,7 +34,7 @@ IDEMPOTENCY_KEY = {
     "required": False,
     "description": "a new key per change; a retry with the same key gets the first "
     "answer and applies nothing again (the same key with another body: 422)",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
 
 

@@ -30,7 +30,7 @@ class CodecError(ValueError):
 
 
 def _tensor(state: np.ndarray) -> list[bytes]:
-    array = np.ascontiguousarray(state, dtype="<f4")
+    array = np.require(state, dtype="<f4", requirements="C")  # keeps 0-d arrays 0-d
     return [struct.pack(f"<B{array.ndim}I", array.ndim, *array.shape), array.tobytes()]
 
 
