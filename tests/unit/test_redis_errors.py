@@ -11,7 +11,6 @@ from service.errors import StoreUnavailable
 from service.sessions.base import Session, new_session_id
 from service.sessions.redis import RedisSessionStore
 
-
 pytestmark = pytest.mark.unit
 
 
