@@ -15,6 +15,7 @@ from service import __version__, errors
 from service.api import access_log, admin, health, models, predict, sessions
 from service.api.auth import ApiKeyAuth, load_keys
 from service.api.body_limit import BodyLimit
+from service.api.openapi import document_guards
 from service.api.origins import BrowserGuard, split_list
 from service.config import Settings
 from service.inference.registry import Registry
@@ -75,9 +76,9 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
-    app.add_middleware(
-        BrowserGuard, cors_origins=origins, allowed_hosts=split_list(settings.allowed_hosts)
-    )
+    hosts = split_list(settings.allowed_hosts)
+    app.add_middleware(BrowserGuard, cors_origins=origins, allowed_hosts=hosts)
+    document_guards(app, keys is not None, bool(hosts), settings.protect_stats)
 
 
 def create_app(

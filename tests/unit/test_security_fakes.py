@@ -297,3 +297,18 @@ def test_access_log_shows_a_hash_of_session_ids() -> None:
     )
     assert RedactSessionIds().filter(record)
     assert sid not in record.getMessage() and log_id(sid) in record.getMessage()
+
+
+def test_the_openapi_schema_documents_the_answers_given_before_routing() -> None:
+    client, _ = serve(api_keys=ALICE, allowed_hosts="models.internal")
+    with client:
+        paths = client.get("/openapi.json", headers={"Host": "models.internal"}).json()["paths"]
+    step = paths["/v1/sessions/{session_id}/step"]["post"]["responses"]
+    assert {"400", "401", "403"} <= set(step)
+    assert step["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    readyz = paths["/readyz"]["get"]["responses"]
+    assert "401" not in readyz and "400" not in readyz and "403" in readyz
+    client, _ = serve()
+    with client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert "401" not in paths["/v1/models"]["get"]["responses"]
