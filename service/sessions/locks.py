@@ -29,15 +29,15 @@ class LocalLocks:
         return len(self._locks)
 
     @asynccontextmanager
-    async def hold(self, key: str, wait: float | None = None) -> AsyncIterator[None]:
+    async def hold(self, key: str) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
             try:
-                async with asyncio.timeout(self.wait if wait is None else wait):
+                async with asyncio.timeout(self.wait):
                     await lock.acquire()
             except TimeoutError:
-                raise session_busy(self.wait if wait is None else wait) from None
+                raise session_busy(self.wait) from None
             try:
                 yield
             finally:

@@ -137,9 +137,6 @@ class RedisSessionStore(SessionStore):
         return max(1, int(self.ttl * 1000))
 
     def expiry(self) -> float:
-        return self._expires_at()
-
-    def _expires_at(self) -> float:
         """What clients are told; Redis's clock decides the actual expiry."""
         return self._clock() + self.ttl
 
@@ -172,7 +169,7 @@ class RedisSessionStore(SessionStore):
             raise capacity_exceeded(self.max_sessions, retry)
         if int(status) == 2:
             raise owner_quota_exceeded(self.max_per_owner, retry)
-        return replace(session, expires_at=self._expires_at())
+        return replace(session, expires_at=self.expiry())
 
     async def get(self, session_id: str) -> Session | None:
         try:
@@ -190,12 +187,12 @@ class RedisSessionStore(SessionStore):
         if data is None:
             return None
         try:
-            return codec.decode(session_id, data, self._expires_at())
+            return codec.decode(session_id, data, self.expiry())
         except codec.CodecError as exc:
             raise corrupt_session(session_id, str(exc)) from None
 
     async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
-        saved = replace(session, revision=session.revision + 1, expires_at=self._expires_at())
+        saved = replace(session, revision=session.revision + 1, expires_at=self.expiry())
         key, answer = remember if remember is not None else ("", None)
         ok = await self._call(
             self._save,
