@@ -47,7 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from bench.load import (
@@ -69,7 +68,7 @@ from bench.load import (
     predict,
     sources,
 )
-from bench.wrk import ROOT, free_port
+from bench.wrk import ROOT, free_port, wait_ready
 
 SESSION_OPS = ("create", "step", "generate", "delete", "delete-again", "get")
 KILLED = 1  # the replica killed in the last phase; replica 0 survives
@@ -107,17 +106,7 @@ def start_replicas(env: dict[str, str], logs: Path, replicas: list[Replica], n: 
         replicas.append(Replica(process, f"http://127.0.0.1:{port}", log))
     deadline = time.monotonic() + 240
     for r in replicas:
-        while True:
-            if not r.alive():
-                raise RuntimeError(f"replica exited:\n{r.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{r.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"replica {r.url} not ready: see {r.log}")
-            time.sleep(0.2)
+        wait_ready(r.url, r.process, deadline, f"replica {r.url} (log {r.log})", r.log.read_text)
 
 
 def stop_replicas(replicas: list[Replica]) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +130,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    deadline: float,
+    name: str,
+    output: Callable[[], str],
+    probe_timeout: float = 2,
+) -> None:
+    """Until /readyz answers 200; a process that exits first raises with its log's tail."""
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited:\n{output()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=probe_timeout).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} not ready")
+        time.sleep(0.2)
+
+
 @contextmanager
 def server(module: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
     """Start `python -m ...` on a free port; yield (url, pid) once /readyz answers."""
@@ -143,20 +165,13 @@ def server(module: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        log.seek(0)
+        return log.read().decode()
+
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"{module} exited:\n{log.read().decode()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{module} not ready")
-            time.sleep(0.2)
+        wait_ready(url, process, time.monotonic() + 180, f"{module}", output, probe_timeout=1)
         yield url, process.pid
     finally:
         process.terminate()
