@@ -1,12 +1,15 @@
 """One error family carrying its HTTP status, and the handlers that render it.
 
-Every error body has the same shape:
+Every error body of the native API has the same shape:
     {"error": {"code": "invalid_input", "message": "...", "field": "inputs[0][2]"}}
+The Open Inference Protocol (/v2) and TF Serving's REST API (`:predict`, `/metadata`)
+answer as their specifications say: {"error": "<message>"}, and 400 for invalid input.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -100,11 +103,35 @@ def shown(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
+# the paths of the protocols whose clients expect {"error": "<message>"}
+_PLAIN_PATHS = re.compile(r"^/v2(/|$)|^/v1/models/[^/]+(/versions/[^/]+)?(:[a-z]+|/metadata)$")
+
+
+def plain_errors(path: str) -> bool:
+    """True where errors answer as the Open Inference Protocol and TF Serving say."""
+    return _PLAIN_PATHS.match(path) is not None
+
+
 def _body(code: str, message: str, field: str | None) -> dict[str, dict[str, str]]:
     error = {"code": code, "message": message}
     if field is not None:
         error["field"] = field
     return {"error": error}
+
+
+def render(
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in the shape the path's protocol expects."""
+    if plain_errors(path):
+        # both specifications answer invalid input with 400 Bad Request
+        return JSONResponse({"error": message}, 400 if status == 422 else status, headers=headers)
+    return JSONResponse(_body(code, message, field), status, headers=headers)
 
 
 def _field(loc: tuple[int | str, ...]) -> str:
@@ -117,29 +144,29 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return text or "body"
 
 
-def error_response(exc: ServiceError) -> JSONResponse:
-    return JSONResponse(_body(exc.code, exc.message, exc.field), exc.status, headers=exc.headers)
+def error_response(exc: ServiceError, path: str = "") -> JSONResponse:
+    return render(path, exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
-async def _service_error(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    path = request.url.path
     errors = exc.errors()
     if errors and errors[0].get("type") == "json_invalid":
         detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
-        return JSONResponse(_body("invalid_json", f"body: not valid JSON ({detail})", "body"), 422)
+        return render(path, 422, "invalid_json", f"body: not valid JSON ({detail})", "body")
     if errors and tuple(errors[0].get("loc", ())) == ("body",):
-        return JSONResponse(
-            _body(
-                "invalid_input",
-                "body: expected a JSON object (send it with Content-Type: application/json)",
-                "body",
-            ),
+        return render(
+            path,
             422,
+            "invalid_input",
+            "body: expected a JSON object (send it with Content-Type: application/json)",
+            "body",
         )
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = _field(tuple(first.get("loc", ())))
@@ -148,18 +175,19 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         where = _field(tuple(err.get("loc", ())))
         messages.append(f"{where}: {err.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return JSONResponse(_body("invalid_input", "; ".join(messages) + more, field), 422)
+    return render(path, 422, "invalid_input", "; ".join(messages) + more, field)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(_body(code, str(exc.detail), None), exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers) if exc.headers else None
+    return render(request.url.path, exc.status_code, code, str(exc.detail), None, headers)
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
-    return JSONResponse(_body("internal_error", "internal server error", None), 500)
+    return render(request.url.path, 500, "internal_error", "internal server error")
 
 
 def install(app: FastAPI) -> None:

@@ -122,7 +122,7 @@ class ApiKeyAuth:
                 field="Authorization",
                 headers={"WWW-Authenticate": challenge},
             )
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal, scope["path"])(scope, receive, send)
             return
         scope[OWNER] = owner
         await self.app(scope, receive, send)

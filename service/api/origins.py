@@ -109,6 +109,6 @@ class BrowserGuard:
                 field="Origin",
             )
         if refusal is not None:
-            await error_response(refusal)(scope, receive, send)
+            await error_response(refusal, scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)

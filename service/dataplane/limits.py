@@ -14,12 +14,12 @@ from service.config import Settings
 from service.errors import InvalidInput, shown
 
 
-def check_batch(batch: Sized, settings: Settings) -> None:
+def check_batch(batch: Sized, settings: Settings, field: str = "inputs") -> None:
     if len(batch) > settings.max_batch_size:
         raise InvalidInput(
-            f"inputs: batch of {len(batch)} sequences exceeds the limit of "
+            f"{field}: batch of {len(batch)} sequences exceeds the limit of "
             f"{settings.max_batch_size} (SERVICE_MAX_BATCH_SIZE)",
-            field="inputs",
+            field=field,
         )
 
 

@@ -1,15 +1,29 @@
-"""POST .../predict: batch decoding for seq2seq models, zero-state step runs for step models."""
+"""Batch decoding for seq2seq models, zero-state step runs for step models: one rule set
+for every protocol (the native API, the Open Inference Protocol, TF Serving's REST)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from service.config import Settings
 from service.dataplane.limits import check_batch, check_max_steps, check_work
-from service.dataplane.tokens import source_ids, to_text, to_tokens
+from service.dataplane.tokens import TokensIn, source_ids, to_text, to_tokens
 from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
 from service.inference.registry import Registry
 from service.schemas import PredictRequest, PredictResponse, Token
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a model answered for a batch: target ids per input (rows may differ in
+    length: a seq2seq row ends at the end token), and optional probabilities."""
+
+    model: LoadedModel
+    ids: list[list[int]]
+    probabilities: list[list[list[float]]] | None
 
 
 class Predictor:
@@ -18,29 +32,51 @@ class Predictor:
         self.engines = engines
         self.settings = settings
 
+    def model(self, name: str | None, version: int | str | None) -> LoadedModel:
+        return self.registry.get(name, version)
+
     async def predict(
         self, name: str | None, version: int | str | None, request: PredictRequest
     ) -> PredictResponse:
         model = self.registry.get(name, version)
         return await predict(model, self.engines, request, self.settings)
 
+    async def decode(
+        self,
+        model: LoadedModel,
+        inputs: Sequence[TokensIn],
+        max_steps: int | None,
+        probabilities: bool,
+        field: str = "inputs",
+    ) -> Decoded:
+        return await decode(
+            model, self.engines, inputs, max_steps, probabilities, self.settings, field
+        )
 
-async def predict(
-    model: LoadedModel, engines: Engines, request: PredictRequest, settings: Settings
-) -> PredictResponse:
+
+async def decode(
+    model: LoadedModel,
+    engines: Engines,
+    inputs: Sequence[TokensIn],
+    max_steps: int | None,
+    probabilities: bool,
+    settings: Settings,
+    field: str = "inputs",
+) -> Decoded:
+    """Checks a batch against the model and the limits, then decodes it. `field` names
+    the inputs in error messages."""
     spec = model.spec
     manifest = spec.manifest
-    check_batch(request.inputs, settings)
+    check_batch(inputs, settings, field)
     sequences = [
-        source_ids(manifest, given, f"inputs[{i}]", settings)
-        for i, given in enumerate(request.inputs)
+        source_ids(manifest, given, f"{field}[{i}]", settings) for i, given in enumerate(inputs)
     ]
     rows, fed = len(sequences), sum(len(s) for s in sequences)
     if manifest.kind == "seq2seq":
-        steps = check_max_steps(request.max_steps, manifest.max_steps, settings)
+        steps = check_max_steps(max_steps, manifest.max_steps, settings)
         what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps"
         emitted = rows * steps
-    elif request.max_steps is not None:
+    elif max_steps is not None:
         raise InvalidInput(
             f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
             "value); omit it",
@@ -54,21 +90,29 @@ async def predict(
         settings,
         steps=fed + rows * steps,
         what=what,
-        field="inputs",
+        field=field,
         outputs=emitted,
-        width=manifest.output_cardinality if request.return_probabilities else None,
+        width=manifest.output_cardinality if probabilities else None,
     )
-    outputs, probabilities = await engines.get(model).predict(
-        sequences, steps, request.return_probabilities
+    ids, probs = await engines.get(model).predict(sequences, steps, probabilities)
+    return Decoded(model, ids, probs)
+
+
+async def predict(
+    model: LoadedModel, engines: Engines, request: PredictRequest, settings: Settings
+) -> PredictResponse:
+    decoded = await decode(
+        model, engines, request.inputs, request.max_steps, request.return_probabilities, settings
     )
+    manifest = model.spec.manifest
     answers: list[list[Token] | str] = []
-    for given, out in zip(request.inputs, outputs, strict=True):
+    for given, out in zip(request.inputs, decoded.ids, strict=True):
         text = to_text(manifest, out) if isinstance(given, str) else None
         answers.append(text if text is not None else to_tokens(manifest.target, out))
     # built from our own values: no need to validate them again
     return PredictResponse.model_construct(
-        model=spec.name,
-        version=str(spec.version),
+        model=model.spec.name,
+        version=str(model.spec.version),
         outputs=answers,
-        probabilities=probabilities,
+        probabilities=decoded.probabilities,
     )
