@@ -22,6 +22,10 @@ async def parse(request: Request, model: type[Model], empty_ok: bool = False) ->
     raw = await request.body()
     if empty_ok and not raw.strip():
         raw = b"{}"
+    return parse_bytes(raw, model)
+
+
+def parse_bytes(raw: bytes, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -95,7 +95,15 @@ class SessionOps:
             await self.store.save(changed, remember)
             return Answer(body)
 
-    async def create(self, request: CreateSessionRequest, owner: str | None = None) -> SessionInfo:
+    async def create(
+        self,
+        request: CreateSessionRequest,
+        owner: str | None = None,
+        session_id: str | None = None,
+    ) -> SessionInfo:
+        """A new session. `session_id`: under that id, replacing any session there
+        (the Open Inference Protocol's sequence start; the id is derived from the
+        owner, so it never replaces another key's session)."""
         model = self.registry.get(request.model, request.version)
         spec = model.spec
         if request.source is not None and request.state is not None:
@@ -132,7 +140,7 @@ class SessionOps:
         else:
             states = tuple(s[0] for s in spec.zero_states(1))
         session = Session(
-            id=new_session_id(),
+            id=session_id or new_session_id(),
             model=spec.name,
             version=spec.version,
             steps=0,
@@ -142,7 +150,11 @@ class SessionOps:
             memory=memory,
             owner=owner,
         )
-        return info(await self.store.create(session))
+        if session_id is None:
+            return info(await self.store.create(session))
+        async with self.store.lock(session_id):
+            await self.store.delete(session_id, owner)
+            return info(await self.store.create(session))
 
     async def get(
         self, session_id: str, include_state: bool, owner: str | None = None

@@ -1,0 +1,159 @@
+"""The Open Inference Protocol (KServe V2) REST endpoints, as Triton serves them, with
+the binary tensor data and sequence extensions. Thin: the dataplane does the work."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+
+from service import __version__
+from service.api.auth import owner_of
+from service.api.body import parse_bytes
+from service.api.deps import ready
+from service.dataplane.oip import infer, model_metadata
+from service.dataplane.tensors import encode_outputs, split_body
+from service.errors import ServiceError
+from service.oip_schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    PlainError,
+    ServerMetadata,
+)
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data", "sequence", "parameters"]
+
+
+def _error(*statuses: int) -> dict[int | str, dict[str, object]]:
+    meaning = {
+        400: "invalid request, or (health) false",
+        404: "unknown model or version",
+        413: "request body over SERVICE_MAX_BODY_BYTES",
+        429: "session cap reached (sequence start); Retry-After",
+        503: "models loading, queue full or session store down; Retry-After",
+    }
+    return {s: {"model": PlainError, "description": meaning[s]} for s in statuses}
+
+
+class NotTrue(ServiceError):
+    """A V2 health answer of false: a 4xx, as the protocol says."""
+
+    status = 400
+    code = "not_ready"
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata() -> ServerMetadata:
+    return ServerMetadata(name="seq2seq-serving", version=__version__, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", responses=_error(400))
+async def live(request: Request) -> Response:
+    """200 while the server can serve; 400 if a model's batch worker has stopped."""
+    runtime: Runtime = request.app.state.runtime
+    if runtime.engines is not None and runtime.engines.failures():
+        raise NotTrue("a batch worker has stopped; the server needs a restart")
+    return Response(status_code=200)
+
+
+@router.get("/health/ready", responses=_error(400))
+async def server_ready(request: Request) -> Response:
+    """200 once every model is loaded; 400 while loading or shutting down."""
+    runtime: Runtime = request.app.state.runtime
+    if runtime.registry is None or runtime.draining:
+        raise NotTrue("not ready: " + ("shutting down" if runtime.draining else "loading models"))
+    return Response(status_code=200)
+
+
+def _metadata(request: Request, name: str, version: str | None) -> ModelMetadata:
+    registry = ready(request).registry
+    assert registry is not None
+    model = registry.get(name, version)
+    versions = registry.versions(name) if version is None else [model.spec.version]
+    return model_metadata(model, versions)
+
+
+@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_error(404, 503))
+async def metadata(model_name: str, request: Request) -> ModelMetadata:
+    return _metadata(request, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    response_model=ModelMetadata,
+    responses=_error(404, 503),
+)
+async def version_metadata(model_name: str, model_version: str, request: Request) -> ModelMetadata:
+    return _metadata(request, model_name, model_version)
+
+
+@router.get("/models/{model_name}/ready", responses=_error(404, 503))
+async def model_ready(model_name: str, request: Request) -> Response:
+    _metadata(request, model_name, None)
+    return Response(status_code=200)
+
+
+@router.get("/models/{model_name}/versions/{model_version}/ready", responses=_error(404, 503))
+async def version_ready(model_name: str, model_version: str, request: Request) -> Response:
+    _metadata(request, model_name, model_version)
+    return Response(status_code=200)
+
+
+async def _infer(request: Request, name: str, version: str | None) -> Response:
+    runtime = ready(request)
+    assert runtime.registry is not None and runtime.predictor and runtime.sessions
+    model = runtime.registry.get(name, version)
+    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    body = parse_bytes(header, InferenceRequest)
+    owner = owner_of(request)
+    tensors, wanted = await infer(runtime.predictor, runtime.sessions, model, body, binary, owner)
+    entries, blobs = encode_outputs(tensors, wanted.binary)
+    answer: dict[str, object] = {
+        "model_name": model.spec.name,
+        "model_version": str(model.spec.version),
+    }
+    if body.id is not None:
+        answer["id"] = body.id
+    answer["outputs"] = entries
+    head = json.dumps(answer, separators=(",", ":")).encode()
+    if not blobs:
+        return Response(head, media_type="application/json")
+    return Response(
+        b"".join([head, *blobs]),
+        media_type="application/octet-stream",
+        headers={HEADER_LENGTH: str(len(head))},
+    )
+
+
+INFER = {
+    "response_model": InferenceResponse,
+    "response_model_exclude_none": True,
+    "responses": _error(400, 404, 413, 429, 503),
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+                "application/octet-stream": {
+                    "schema": {"type": "string", "format": "binary"},
+                    "description": "binary tensor data: a JSON header of "
+                    "Inference-Header-Content-Length bytes, then the inputs' raw data",
+                },
+            },
+        }
+    },
+}
+
+
+@router.post("/models/{model_name}/infer", **INFER)  # type: ignore[arg-type]
+async def model_infer(model_name: str, request: Request) -> Response:
+    return await _infer(request, model_name, None)
+
+
+@router.post("/models/{model_name}/versions/{model_version}/infer", **INFER)  # type: ignore[arg-type]
+async def version_infer(model_name: str, model_version: str, request: Request) -> Response:
+    return await _infer(request, model_name, model_version)

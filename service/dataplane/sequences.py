@@ -1,0 +1,85 @@
+"""Triton's sequence extension as sessions: a sequence is a session whose id is derived
+from the API key, the model and the client's sequence id, kept in the session store
+(Redis too) like any other, with the same locks, limits and expiry."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+
+from service.dataplane.sessions import SessionOps
+from service.dataplane.tokens import TokensIn
+from service.errors import InvalidInput, NotFound, shown
+from service.inference.base import LoadedModel
+from service.oip_schemas import RequestParameters
+from service.schemas import CreateSessionRequest, GenerateRequest, StepRequest, StepResponse
+
+
+def sequence_session_id(owner: str | None, model: str, sequence_id: int | str) -> str:
+    """The session that holds a sequence: derived from who asks, the model and the id
+    (so one key's sequence 1 is never another key's, nor another model's)."""
+    key = f"{owner or ''}\0{model}\0{type(sequence_id).__name__}:{sequence_id}"
+    digest = hashlib.sha256(key.encode()).digest()[:24]
+    return "seq-" + base64.urlsafe_b64encode(digest).decode()
+
+
+async def sequence_step(
+    sessions: SessionOps,
+    model: LoadedModel,
+    params: RequestParameters,
+    sequence_id: int | str,
+    rows: list[TokensIn],
+    probs: bool,
+    owner: str | None,
+) -> StepResponse:
+    spec = model.spec
+    seq2seq = spec.manifest.kind == "seq2seq"
+    session_id = sequence_session_id(owner, spec.name, sequence_id)
+    if len(rows) > 1:
+        raise InvalidInput(
+            f"inputs: a sequence takes one row per request (batch 1), got {len(rows)}",
+            field="inputs",
+        )
+    row = rows[0] if rows else None
+    if params.sequence_start:
+        source = row if seq2seq else None
+        create = CreateSessionRequest.model_construct(
+            model=spec.name, version=spec.version, source=source, state=None
+        )
+        await sessions.create(create, owner, session_id)
+        if seq2seq:
+            row = None  # the source was encoded; decode from the start token
+    else:
+        try:
+            info = await sessions.get(session_id, False, owner)
+        except NotFound:
+            raise InvalidInput(
+                f"parameters.sequence_id: sequence {shown(sequence_id)} of model "
+                f"'{spec.name}' has not started or has ended (or expired); start it with "
+                "parameters.sequence_start=true",
+                field="parameters.sequence_id",
+            ) from None
+        if info.version != str(spec.version):
+            raise InvalidInput(
+                f"sequence {shown(sequence_id)} runs on version {info.version} of "
+                f"'{spec.name}', not {spec.version}; send it to that version, or start anew",
+                field="parameters.sequence_id",
+            )
+    if row is not None:
+        answer = await sessions.step(
+            session_id, StepRequest.model_construct(inputs=row, return_probabilities=probs), owner
+        )
+    elif seq2seq:
+        generate = GenerateRequest.model_construct(
+            max_steps=params.max_steps, return_probabilities=probs
+        )
+        answer = await sessions.generate(session_id, generate, owner)
+    else:
+        raise InvalidInput(
+            f"inputs: '{spec.name}' steps the sequence by its 'tokens'; give them", field="inputs"
+        )
+    if params.sequence_end:
+        with contextlib.suppress(NotFound):  # ended by a concurrent request
+            await sessions.delete(session_id, owner)
+    return StepResponse.model_validate_json(answer.body)
