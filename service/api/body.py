@@ -8,6 +8,8 @@ FastAPI's own, so every 422 keeps one shape. Any content type is accepted.
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -29,8 +31,43 @@ def parse_bytes(raw: bytes, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        errors = [_explained(model, e) for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+
+
+def _explained(model: type[BaseModel], error: Any) -> Any:
+    """The error located in the body; an unknown field's message lists the known ones."""
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(model, loc[:-1])
+        if known:
+            error = {**error, "msg": f"not a known field; allowed: {', '.join(known)}"}
+    return {**error, "loc": ("body", *loc)}
+
+
+def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> list[str]:
+    """The field names of the object at `path` inside `model` (empty if not a model)."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            args = [a for a in typing.get_args(current) if a is not type(None)]
+            current = args[0] if args else None
+            continue
+        fields = getattr(current, "model_fields", None)
+        if fields is None or part not in fields:
+            return []
+        current = _unwrap(fields[part].annotation)
+    current = _unwrap(current)
+    fields = getattr(current, "model_fields", None)
+    return list(fields) if fields else []
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

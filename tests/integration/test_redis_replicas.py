@@ -108,6 +108,34 @@ def test_created_on_a_stepped_on_b_read_on_a(replicas: list[Replica]) -> None:
     assert httpx.get(f"{a.url}/v1/sessions/{sid}").status_code == 404
 
 
+def test_a_v2_sequence_alternates_between_replicas(replicas: list[Replica]) -> None:
+    """Triton's sequence extension keeps its state in Redis: every request of one
+    sequence may land on another replica."""
+    a, b = replicas
+
+    def infer(url: str, value: int, **parameters: Any) -> list[int]:
+        body = {
+            "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [value]}],
+            "parameters": {"sequence_id": 77, **parameters},
+        }
+        answer = httpx.post(f"{url}/v2/models/memory/infer", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        data: list[int] = answer.json()["outputs"][0]["data"]
+        return data
+
+    outputs = infer(a.url, 3, sequence_start=True)
+    outputs += infer(b.url, 0) + infer(a.url, 1) + infer(b.url, 2, sequence_end=True)
+    assert outputs == [0, 1, 2, 3]
+    ended = httpx.post(
+        f"{a.url}/v2/models/memory/infer",
+        json={
+            "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [1]}],
+            "parameters": {"sequence_id": 77},
+        },
+    )
+    assert ended.status_code == 400 and "sequence_start" in ended.json()["error"]
+
+
 def test_200_concurrent_steps_through_two_processes(replicas: list[Replica]) -> None:
     a, b = replicas
     sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]

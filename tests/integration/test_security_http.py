@@ -64,3 +64,27 @@ def test_keys_ownership_and_a_log_without_secrets(keyed: tuple[str, Server]) -> 
     log = server.output()
     assert f"/v1/sessions/{log_id(sid)}/step" in log  # the access log has the request
     assert sid not in log and ALICE not in log and BOB not in log
+
+
+def test_v2_sequences_belong_to_the_key_that_started_them(keyed: tuple[str, Server]) -> None:
+    url, _ = keyed
+
+    def infer(key: str, value: int, **parameters: object) -> httpx.Response:
+        body = {
+            "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [value]}],
+            "parameters": {"sequence_id": 5, **parameters},
+        }
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(f"{url}/v2/models/memory/infer", json=body, headers=headers, timeout=60)
+
+    assert httpx.post(f"{url}/v2/models/memory/infer", json={"inputs": []}).status_code == 401
+    assert infer(ALICE, 3, sequence_start=True).json()["outputs"][0]["data"] == [0]
+    # Bob's sequence 5 is not Alice's: without START it does not exist for him
+    refused = infer(BOB, 0)
+    assert refused.status_code == 400 and "sequence_start" in refused.json()["error"]
+    # and starting his own leaves hers alone
+    assert infer(BOB, 4, sequence_start=True).json()["outputs"][0]["data"] == [0]
+    assert infer(ALICE, 0).json()["outputs"][0]["data"] == [1]
+    assert infer(BOB, 0, sequence_end=True).json()["outputs"][0]["data"] == [1]
+    assert infer(ALICE, 1).json()["outputs"][0]["data"] == [2]
+    assert infer(ALICE, 2, sequence_end=True).json()["outputs"][0]["data"] == [3]

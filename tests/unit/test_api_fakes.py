@@ -95,7 +95,11 @@ def test_step_model_predict_runs_from_zero_state(client: TestClient) -> None:
         ({"inputs": [[1]], "max_steps": 11}, "max_steps", "allowed: 1..10"),
         ({"inputs": [[1]], "max_steps": "3"}, "max_steps", "integer"),
         ({"inputs": [[1]], "return_probabilities": "yes"}, "return_probabilities", "boolean"),
-        ({"inputs": [[1]], "max_step": 3}, "max_step", "Extra inputs"),
+        (
+            {"inputs": [[1]], "max_step": 3},
+            "max_step",
+            "not a known field; allowed: model, version, inputs, max_steps",
+        ),
         ({"inputs": "12"}, "inputs", "array"),
     ],
 )
