@@ -4,6 +4,7 @@ the binary tensor data and sequence extensions. Thin: the dataplane does the wor
 from __future__ import annotations
 
 import json
+import zlib
 
 from fastapi import APIRouter, Request, Response
 
@@ -13,7 +14,7 @@ from service.api.body import parse_bytes
 from service.api.deps import ready
 from service.dataplane.oip import infer, model_metadata
 from service.dataplane.tensors import encode_outputs, split_body
-from service.errors import ServiceError
+from service.errors import InvalidInput, PayloadTooLarge, ServiceError, shown
 from service.oip_schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -103,11 +104,40 @@ async def version_ready(model_name: str, model_version: str, request: Request) -
     return Response(status_code=200)
 
 
+def _decompressed(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent by tritonclient's request_compression_algorithm (gzip or
+    deflate), inflated no further than SERVICE_MAX_BODY_BYTES."""
+    if encoding is None or encoding == "identity":
+        return raw
+    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
+    if wbits is None:
+        raise InvalidInput(
+            f"Content-Encoding: {shown(encoding)}; allowed: gzip, deflate, identity",
+            field="Content-Encoding",
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"body: not valid {encoding} data ({exc})", field="body") from None
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"body: inflates beyond the limit of {limit:,} bytes (SERVICE_MAX_BODY_BYTES)",
+            field="body",
+        )
+    return body
+
+
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     runtime = ready(request)
     assert runtime.registry is not None and runtime.predictor and runtime.sessions
     model = runtime.registry.get(name, version)
-    header, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
+    raw = _decompressed(
+        await request.body(),
+        request.headers.get("content-encoding"),
+        runtime.settings.max_body_bytes,
+    )
+    header, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     body = parse_bytes(header, InferenceRequest)
     owner = owner_of(request)
     tensors, wanted = await infer(runtime.predictor, runtime.sessions, model, body, binary, owner)

@@ -101,9 +101,9 @@ def test_seq2seq_rows_that_end_early_are_padded_with_the_end_token(client: TestC
     # the fake "words" model ends at token 7: a source summing to 6 ends at the first
     # step, one summing to 2 at the fifth (see CounterCompute)
     rows = [[1, 2, 3], [1, 1, 0]]
-    native = client.post(
-        "/v1/models/words/predict", json={"inputs": rows, "max_steps": 6}
-    ).json()["outputs"]
+    native = client.post("/v1/models/words/predict", json={"inputs": rows, "max_steps": 6}).json()[
+        "outputs"
+    ]
     ids = [[fakes.VOCAB.index(t) for t in row] for row in native]
     assert [len(r) for r in ids] == [1, 5]
     answer = client.post(
@@ -152,7 +152,10 @@ def test_text_in_and_out_as_bytes_json_and_binary(text_client: TestClient) -> No
         ({"inputs": [{**tokens([[1, 2]]), "data": [1, "a"]}]}, ["'a'", "INT64"]),
         ({"inputs": [{**tokens([[1, 2]]), "data": [1, 2**63]}]}, ["INT64's range"]),
         ({"inputs": [tokens([[1, 2]])], "outputs": [{"name": "logits"}]}, ["logits", "allowed"]),
-        ({"inputs": [tokens([[1, 2]])], "parameters": {"bogus": 1}}, ["parameters.bogus", "allowed: sequence_id"]),
+        (
+            {"inputs": [tokens([[1, 2]])], "parameters": {"bogus": 1}},
+            ["parameters.bogus", "allowed: sequence_id"],
+        ),
         ({"inputs": [tokens([[1, 2]])], "parameters": {"sequence_end": True}}, ["sequence_id"]),
         ({"inputs": [tokens([[1, 2]])], "parameters": {"max_steps": 0}}, ["max_steps"]),
         ({"inputs": [tokens([[1] * 7])]}, ["SERVICE_MAX_SEQUENCE_LENGTH"]),
@@ -214,3 +217,32 @@ def test_health_metadata_and_unknown_models(client: TestClient) -> None:
         answer = client.get(path)
         assert answer.status_code == 404 and isinstance(answer.json()["error"], str)
     assert client.get("/v2/models/counter/infer").status_code == 405
+
+
+def test_compressed_requests_as_tritonclient_sends_them(client: TestClient) -> None:
+    import gzip
+    import zlib
+
+    body = json.dumps({"inputs": [tokens([[1, 2, 3]])]}).encode()
+    plain = client.post("/v2/models/counter/infer", content=body).json()
+    for encoding, packed in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+        answer = client.post(
+            "/v2/models/counter/infer", content=packed, headers={"Content-Encoding": encoding}
+        )
+        assert answer.json() == plain
+    refused(
+        client.post("/v2/models/counter/infer", content=b"xx", headers={"Content-Encoding": "br"}),
+        "br",
+        "allowed: gzip, deflate",
+    )
+    refused(
+        client.post(
+            "/v2/models/counter/infer", content=b"xx", headers={"Content-Encoding": "gzip"}
+        ),
+        "not valid gzip",
+    )
+    bomb = gzip.compress(b" " * 5_000_000)  # a few KB that inflate past the 4 MiB limit
+    answer = client.post(
+        "/v2/models/counter/infer", content=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert answer.status_code == 413 and "SERVICE_MAX_BODY_BYTES" in answer.json()["error"]
