@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("service")
 
@@ -182,7 +183,23 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = dict(exc.headers) if exc.headers else None
-    return render(request.url.path, exc.status_code, code, str(exc.detail), None, headers)
+    message = str(exc.detail)
+    if exc.status_code == 405:
+        # Starlette names only the first route matching the path; a path can have several
+        allowed = _methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+    return render(request.url.path, exc.status_code, code, message, None, headers)
+
+
+def _methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

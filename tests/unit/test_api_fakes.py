@@ -354,3 +354,17 @@ def test_openapi_documents_error_statuses_with_the_error_body(client: TestClient
         for status in statuses:
             assert responses[status]["content"]["application/json"]["schema"] == ref
     # error() checks every error answer in the unit tests against ErrorBody
+
+
+def test_405_lists_every_method_the_path_has(client: TestClient) -> None:
+    for method, path, allowed in [
+        ("OPTIONS", "/v1/sessions/abc", "DELETE, GET"),
+        ("PATCH", "/v1/sessions", "POST"),
+        ("PUT", "/v2/models/counter/infer", "POST"),
+    ]:
+        answer = client.request(method, path)
+        assert answer.status_code == 405
+        assert answer.headers["allow"] == allowed
+        message = answer.json()["error"]
+        text = message if isinstance(message, str) else message["message"]
+        assert f"allowed: {allowed}" in text
