@@ -27,7 +27,6 @@ class ModelMetadata(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
-    parameters: dict[str, Any] | None = None
 
 
 class ModelReady(BaseModel):
