@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, errors
-from service.api import access_log, admin, health, models, predict, sessions, v2
+from service.api import access_log, admin, health, models, predict, sessions, tfserving, v2
 from service.api.auth import ApiKeyAuth, load_keys
 from service.api.body_limit import BodyLimit
 from service.api.openapi import document_guards
@@ -123,6 +123,7 @@ def create_app(
     add_middleware(app, settings)
     access_log.install()
     # hot routes first: routing tries routes in order
-    for module in (predict, sessions, v2, models, admin, health):
+    # tfserving before models: its `:predict` routes come before /v1/models/{name}
+    for module in (predict, sessions, v2, tfserving, models, admin, health):
         app.include_router(module.router)
     return app

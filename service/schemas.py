@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -127,6 +127,21 @@ class SideInfo(BaseModel):
     length: int | None = None
 
 
+class VersionStatusCode(BaseModel):
+    error_code: str = Field(description='"OK", or a canonical error code such as "UNKNOWN"')
+    error_message: str
+
+
+class ModelVersionStatus(BaseModel):
+    """One version's status as TF Serving's GetModelStatusResponse gives it."""
+
+    version: str
+    state: Literal["UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END"] = Field(
+        description="AVAILABLE: served; END: refused (status says why)"
+    )
+    status: VersionStatusCode
+
+
 class ModelVersionInfo(BaseModel):
     name: str
     version: str
@@ -148,6 +163,10 @@ class ModelVersionInfo(BaseModel):
         description="attention models: the encoded source kept per session (time, units)"
     )
     metrics: dict[str, Any]
+    model_version_status: list[ModelVersionStatus] = Field(
+        description="TF Serving's model status: this version, or on the model every served "
+        "(AVAILABLE) and refused (END) version, newest first"
+    )
 
 
 class FailedVersion(BaseModel):

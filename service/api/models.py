@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.api import paths  # noqa: F401 - registers the {...:segment} path convertor
 from service.api.deps import RegistryDep
 from service.api.responses import errors
+from service.dataplane.tfserving import available, version_statuses
 from service.inference.base import ModelSpec
 from service.schemas import (
     FailedVersion,
@@ -11,13 +13,14 @@ from service.schemas import (
     ModelList,
     ModelSummary,
     ModelVersionInfo,
+    ModelVersionStatus,
     SideInfo,
 )
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _version_info(spec: ModelSpec) -> ModelVersionInfo:
+def _version_info(spec: ModelSpec, statuses: list[ModelVersionStatus]) -> ModelVersionInfo:
     m = spec.manifest
     shared = m.source.vocabulary if m.source.vocabulary == m.target.vocabulary else None
     return ModelVersionInfo(
@@ -39,6 +42,7 @@ def _version_info(spec: ModelSpec) -> ModelVersionInfo:
         state_shapes=[list(s) for s in spec.state_shapes],
         memory_shape=list(spec.memory_shape) if spec.memory_shape is not None else None,
         metrics=m.metrics,
+        model_version_status=statuses,
     )
 
 
@@ -58,11 +62,11 @@ async def list_models(registry: RegistryDep) -> ModelList:
     return ModelList(models=summaries)
 
 
-@router.get("/{name}", response_model=ModelDetail, responses=errors(404, 503))
+@router.get("/{name:segment}", response_model=ModelDetail, responses=errors(404, 503))
 async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
     spec = registry.get(name).spec
     return ModelDetail(
-        **_version_info(spec).model_dump(),
+        **_version_info(spec, version_statuses(registry, name)).model_dump(),
         versions=[str(v) for v in registry.versions(name)],
         default_version=str(spec.version),
         failed_versions=[FailedVersion(version=v, error=e) for v, e in registry.refused(name)],
@@ -70,7 +74,10 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
 
 
 @router.get(
-    "/{name}/versions/{version}", response_model=ModelVersionInfo, responses=errors(404, 503)
+    "/{name:segment}/versions/{version:segment}",
+    response_model=ModelVersionInfo,
+    responses=errors(404, 503),
 )
 async def version_detail(name: str, version: str, registry: RegistryDep) -> ModelVersionInfo:
-    return _version_info(registry.get(name, version).spec)
+    spec = registry.get(name, version).spec
+    return _version_info(spec, [available(spec.version)])

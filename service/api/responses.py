@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.oip_schemas import PlainError
 from service.schemas import ErrorBody
 
 _MEANING = {
@@ -19,3 +20,10 @@ _MEANING = {
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": _MEANING[s]} for s in statuses}
+
+
+def plain(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """For the Open Inference Protocol's and TF Serving's paths: the body there is
+    {"error": "<message>"}, and invalid input is a 400 (422 elsewhere)."""
+    meaning = {**_MEANING, 400: _MEANING[422]}
+    return {s: {"model": PlainError, "description": meaning[s]} for s in statuses}

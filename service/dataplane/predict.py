@@ -17,7 +17,7 @@ from service.schemas import PredictRequest, PredictResponse, Token
 
 
 @dataclass(frozen=True)
-class Decoded:
+class Predicted:
     """What a model answered for a batch: target ids per input (rows may differ in
     length: a seq2seq row ends at the end token), and optional probabilities."""
 
@@ -48,7 +48,7 @@ class Predictor:
         max_steps: int | None,
         probabilities: bool,
         field: str = "inputs",
-    ) -> Decoded:
+    ) -> Predicted:
         return await decode(
             model, self.engines, inputs, max_steps, probabilities, self.settings, field
         )
@@ -62,7 +62,7 @@ async def decode(
     probabilities: bool,
     settings: Settings,
     field: str = "inputs",
-) -> Decoded:
+) -> Predicted:
     """Checks a batch against the model and the limits, then decodes it. `field` names
     the inputs in error messages."""
     spec = model.spec
@@ -95,7 +95,21 @@ async def decode(
         width=manifest.output_cardinality if probabilities else None,
     )
     ids, probs = await engines.get(model).predict(sequences, steps, probabilities)
-    return Decoded(model, ids, probs)
+    return Predicted(model, ids, probs)
+
+
+def answer_rows(
+    model: LoadedModel, inputs: Sequence[TokensIn], ids: list[list[int]]
+) -> list[list[Token] | str]:
+    """What a row answers, in the native API and TF Serving's: text for a text input
+    where the target has a tokenizer; otherwise target tokens (vocabulary strings where
+    the target has a vocabulary)."""
+    manifest = model.spec.manifest
+    answers: list[list[Token] | str] = []
+    for given, out in zip(inputs, ids, strict=True):
+        text = to_text(manifest, out) if isinstance(given, str) else None
+        answers.append(text if text is not None else to_tokens(manifest.target, out))
+    return answers
 
 
 async def predict(
@@ -104,11 +118,7 @@ async def predict(
     decoded = await decode(
         model, engines, request.inputs, request.max_steps, request.return_probabilities, settings
     )
-    manifest = model.spec.manifest
-    answers: list[list[Token] | str] = []
-    for given, out in zip(request.inputs, decoded.ids, strict=True):
-        text = to_text(manifest, out) if isinstance(given, str) else None
-        answers.append(text if text is not None else to_tokens(manifest.target, out))
+    answers = answer_rows(model, request.inputs, decoded.ids)
     # built from our own values: no need to validate them again
     return PredictResponse.model_construct(
         model=model.spec.name,
