@@ -130,9 +130,7 @@ def test_a_stateful_sequence_on_the_memory_model(client: triton.InferenceServerC
     assert feed([4, 0, 1, 2], "a-string-id") == [0, 1, 2, 4]
     # ended: a request without START is refused with the reason
     with pytest.raises(InferenceServerException) as info:
-        client.infer(
-            "memory", [_input("tokens", np.array([[1]], dtype=np.int64))], sequence_id=42
-        )
+        client.infer("memory", [_input("tokens", np.array([[1]], dtype=np.int64))], sequence_id=42)
     assert info.value.status() == "400"
     assert "sequence_start" in info.value.message()
 
@@ -182,7 +180,10 @@ def test_errors_have_the_protocol_shape(
     for body, needle in [
         (b"{", "not valid JSON"),
         (b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "data": [1]}]}', "x"),
-        (b'{"inputs": [{"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [1]}]}', "holds 2"),
+        (
+            b'{"inputs": [{"name": "tokens", "shape": [1, 2], "datatype": "INT64", "data": [1]}]}',
+            "holds 2",
+        ),
     ]:
         answer = http.post("/v2/models/reverse/infer", content=body)
         assert answer.status_code == 400, answer.text
