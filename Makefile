@@ -17,6 +17,7 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	scripts/ensure-redis-server
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest
 
 container-test: $(STAMP)

@@ -88,6 +88,16 @@ def main() -> None:
     )
     r = client.call("POST", "/predict", {"inputs": [[20, 36, 40, 10, 34, 28]]})
     check(r.status_code == 200 and r.json()["outputs"] == [[40, 36, 20]], "/predict example")
+    pages = {path: client.call("GET", path) for path in ("/docs", "/redoc")}
+    assets = [
+        client.call("GET", f"/docs/assets/{name}")
+        for name in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
+    ]
+    check(
+        all(r.status_code == 200 for r in [*pages.values(), *assets])
+        and not any("https://" in r.text for r in pages.values()),
+        "/docs and /redoc, and their JavaScript and CSS, are served by the image itself",
+    )
     sources = np.random.default_rng(5).integers(1, 51, size=(64, 6)).tolist()
     answers = [
         client.call("POST", "/v1/models/reverse/predict", {"inputs": [s]}).json()["outputs"][0]

@@ -1,5 +1,6 @@
 """API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every route but
-health and docs, when keys are configured (SERVICE_API_KEYS, SERVICE_API_KEYS_FILE).
+health and docs (the pages, their assets and /openapi.json), when keys are configured
+(SERVICE_API_KEYS, SERVICE_API_KEYS_FILE).
 
 A key's name (the `name:` prefix, or `key-` and a hash of the key) is who owns the
 sessions it creates. Keys are compared in constant time and never logged; a plain
@@ -16,12 +17,14 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.docs import ASSETS_URL, DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL
 from service.config import Settings
 from service.errors import ServiceError, error_response
 
 OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL})
 OPEN_PATHS |= {"/openapi.json"}
+OPEN_PREFIXES = (ASSETS_URL + "/",)  # files only: StaticFiles serves nothing outside its folder
 STATS_PATHS = frozenset({"/metrics", "/v1/stats"})
 MIN_KEY_LENGTH = 16
 
@@ -105,7 +108,8 @@ class ApiKeyAuth:
         self.open_paths = OPEN_PATHS if protect_stats else OPEN_PATHS | STATS_PATHS
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         presented = _presented(scope)
