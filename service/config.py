@@ -20,7 +20,12 @@ class Settings(BaseSettings):
         description="model for /predict without 'model'; unset: the only seq2seq model",
     )
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
-    access_log: bool = Field(default=True, description="one log line per request (uvicorn)")
+    access_log: bool = Field(
+        default=True, description="one log line per request, written once it is answered"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object per line, for every logger"
+    )
 
     max_batch_size: int = Field(default=256, ge=1, description="sequences per request")
     max_sequence_length: int = Field(default=1024, ge=1, description="tokens per sequence")

@@ -11,11 +11,13 @@ from pathlib import Path
 from service.config import Settings
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
-from service.errors import Conflict, NotReady
+from service.errors import Conflict, NotReady, ServiceError
 from service.inference.engine import BatchSettings, Engines
-from service.inference.registry import Registry
+from service.inference.registry import Registry, version_number
 from service.inference.reload import Reloader, ReloadReport
+from service.metrics import Metrics, ModelState
 from service.sessions.base import SessionStore
+from service.sessions.instrumented import InstrumentedStore
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Runtime:
     executor: ThreadPoolExecutor | None = None
     reloader: Reloader | None = None  # None when the models were not loaded from a store
     draining: bool = False  # shutting down: readiness 503, requests still served
+    metrics: Metrics = field(default_factory=Metrics)  # this app's own registry
     _poller: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     def attach(self, registry: Registry, model_store: Path | None = None) -> None:
@@ -41,9 +44,10 @@ class Runtime:
             max_delay=settings.batch_max_delay_ms / 1000,
             max_queue_rows=settings.max_queue_rows,
         )
-        self.engines = Engines(registry.all(), self.executor, batching)
+        self.engines = Engines(registry.all(), self.executor, batching, self.metrics)
         self.registry = registry
-        self.sessions = SessionOps(registry, self.engines, self.store, settings)
+        store = InstrumentedStore(self.store, self.metrics)
+        self.sessions = SessionOps(registry, self.engines, store, settings)
         self.predictor = Predictor(registry, self.engines, settings)
         if model_store is not None:
             self.reloader = Reloader(
@@ -63,6 +67,18 @@ class Runtime:
             raise Conflict("reloading is off: this app was given its models, not a model store")
         return await self.reloader.reload()
 
+    async def scrape(self) -> bytes:
+        """The metrics in Prometheus's text format, with the gauges that describe the
+        present (live sessions, model versions) read now."""
+        try:
+            sessions: int | None = await self.store.count()
+        except ServiceError:  # e.g. Redis unreachable: the scrape still answers
+            sessions = None
+        self.metrics.sessions(sessions)
+        if self.registry is not None:
+            self.metrics.models(_model_states(self.registry))
+        return self.metrics.render()
+
     def start_draining(self) -> None:
         """Shutdown has begun: readiness answers 503 from now on. Safe in a signal
         handler (no logging, no I/O)."""
@@ -81,3 +97,13 @@ class Runtime:
             await self.engines.close(self.settings.shutdown_timeout_seconds)
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _model_states(registry: Registry) -> list[ModelState]:
+    states = [ModelState(m.spec.name, m.spec.version, True, m.load_seconds) for m in registry.all()]
+    for name, refusals in registry.all_refused().items():
+        for version, _ in refusals:
+            number = None if version is None else version_number(version)
+            if number is not None:  # None: the model directory as a whole
+                states.append(ModelState(name, number, False))
+    return states

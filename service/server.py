@@ -18,8 +18,8 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-import uvicorn.logging
 
+from service import logs
 from service.config import Settings
 
 log = logging.getLogger("service")
@@ -65,22 +65,18 @@ class GracefulServer(uvicorn.Server):
 def run(app: Any, settings: Settings) -> None:
     """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
     runtime = getattr(getattr(app, "state", None), "runtime", None)
+    logs.configure(settings)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        access_log=settings.access_log,
+        log_config=None,  # logs.configure did it
+        access_log=False,  # the service writes its own, with latency (api/access_log.py)
         workers=1,
         loop="auto",
         http="auto",
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
-    service_log = logging.getLogger("service")
-    if not service_log.handlers:  # else only warnings reach stderr (Python's last resort)
-        handler = logging.StreamHandler()
-        handler.setFormatter(uvicorn.logging.DefaultFormatter("%(levelprefix)s %(message)s"))
-        service_log.addHandler(handler)
-        service_log.propagate = False
     on_signal = getattr(runtime, "start_draining", None)
     GracefulServer(config, settings.shutdown_delay_seconds, on_signal).run()

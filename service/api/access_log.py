@@ -1,8 +1,10 @@
-"""Session ids are bearer secrets: the access log shows a short hash instead.
+"""One access log line per request (SERVICE_ACCESS_LOG), written by the request
+observer once the answer is sent, on the `service.access` logger.
 
-uvicorn logs each request as `client - "METHOD path HTTP/x" status`; this filter
-rewrites the path's session id to the same `~hash` the service's own log lines use, so
-a session can still be followed through the log without the log granting access.
+Session ids are bearer secrets: the path shows the same `~hash` the service's own log
+lines use instead, so a session can still be followed through the log without the log
+granting access. The line's fields are also attributes of the record, so the JSON
+format (SERVICE_LOG_FORMAT=json) has them as keys.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 import logging
 import re
 
+from starlette.types import Scope
+
 from service.sessions.base import log_id
 
+log = logging.getLogger("service.access")
 SESSION_PATH = re.compile(r"^(/v1/sessions/)([^/?#]+)")
 
 
@@ -19,15 +24,39 @@ def redact(path: str) -> str:
     return SESSION_PATH.sub(lambda m: m.group(1) + log_id(m.group(2)), path)
 
 
-class RedactSessionIds(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (args[0], args[1], redact(args[2]), args[3], args[4])
-        return True
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
-def install() -> None:
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactSessionIds) for f in access.filters):
-        access.addFilter(RedactSessionIds())
+def write(scope: Scope, route: str, model: str, status: int, seconds: float, rid: str) -> None:
+    if not log.isEnabledFor(logging.INFO):
+        return
+    path = redact(scope["path"])
+    query = scope.get("query_string", b"")
+    target = f"{path}?{query.decode('latin-1')}" if query else path
+    method, client, ms = scope["method"], _client(scope), round(seconds * 1000, 3)
+    shown = f" model={model}" if model else ""
+    args = (client, method, target, scope.get("http_version", "1.1"), status, ms, shown)
+    # made and handled directly: `log.info` would also walk the stack for the caller's
+    # file and line, which neither format shows
+    record = log.makeRecord(
+        log.name,
+        logging.INFO,
+        __file__,
+        0,
+        '%s - "%s %s HTTP/%s" %d %.1f ms%s',
+        args,
+        None,
+        extra={
+            "method": method,
+            "path": target,
+            "route": route,
+            "status": status,
+            "duration_ms": ms,
+            "model": model,
+            "client": client,
+            "request_id": rid,
+        },
+    )
+    log.handle(record)

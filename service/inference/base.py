@@ -78,3 +78,4 @@ class ModelSpec:
 class LoadedModel:
     spec: ModelSpec
     compute: Compute
+    load_seconds: float | None = None  # reading, compiling and warming up its files

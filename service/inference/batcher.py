@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import ComputeFailed, NotReady, Overloaded
+from service.metrics import BatchObserver
 
 log = logging.getLogger("service")
 
@@ -37,6 +38,7 @@ class Job:
     rows: int
     payload: Any
     future: asyncio.Future[Any] = field(repr=False)
+    queued_at: float = 0.0  # time.perf_counter() at submit
 
 
 @dataclass
@@ -56,8 +58,10 @@ class Batcher:
         max_rows: int,
         max_delay: float,
         max_queue_rows: int,
+        observer: BatchObserver | None = None,
     ):
         self.name = name
+        self._observer = observer
         self._process = process
         self._executor = executor
         self.max_rows = max_rows
@@ -104,7 +108,8 @@ class Batcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
             self._worker.add_done_callback(self._worker_ended)
-        job = Job(key, rows, payload, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        job = Job(key, rows, payload, future, time.perf_counter())
         self._queue.append(job)
         self._queued_rows += rows
         self._wake.set()
@@ -115,7 +120,8 @@ class Batcher:
         if self._worker is not None:
             self._worker.cancel()
             self._worker = None
-        self._fail_queued(Overloaded(f"{self.name}: shutting down"))
+        # every 503 says when to retry (here: on another replica, or this one restarted)
+        self._fail_queued(Overloaded(f"{self.name}: shutting down", headers={"Retry-After": "1"}))
 
     def _failed(self) -> NotReady:
         return NotReady(
@@ -165,6 +171,10 @@ class Batcher:
             if not jobs:
                 continue
             self._count(jobs)
+            if self._observer is not None:
+                started = time.perf_counter()
+                for job in jobs:
+                    self._observer.waited.observe(started - job.queued_at)
             self._running = True
             try:
                 results = await loop.run_in_executor(self._executor, self._run_groups, jobs)
@@ -196,6 +206,8 @@ class Batcher:
             groups.setdefault(job.key, []).append(index)
         results: list[Any] = [None] * len(jobs)
         for key, indices in groups.items():
+            if self._observer is not None:
+                self._observer.rows.observe(sum(jobs[i].rows for i in indices))
             try:
                 outputs = list(self._process(key, [jobs[i].payload for i in indices]))
                 if len(outputs) != len(indices):

@@ -15,6 +15,7 @@ from service.errors import NotReady
 from service.inference.base import LoadedModel, States
 from service.inference.batcher import Batcher
 from service.inference.decoding import StepRun, generate, greedy_decode, run_steps
+from service.metrics import Metrics
 
 log = logging.getLogger("service")
 Outputs = tuple[list[list[int]], list[list[list[float]]] | None]
@@ -56,9 +57,16 @@ def _stack(states: Sequence[tuple[np.ndarray, ...]]) -> States:
 
 
 class ModelEngine:
-    def __init__(self, model: LoadedModel, executor: Executor, settings: BatchSettings):
+    def __init__(
+        self,
+        model: LoadedModel,
+        executor: Executor,
+        settings: BatchSettings,
+        metrics: Metrics | None = None,
+    ):
         self.model = model
         name = f"{model.spec.name}/{model.spec.version}"
+        self._steps = metrics.decoder(model.spec.name) if metrics is not None else None
 
         def batcher(kind: str, process: Any) -> Batcher:
             return Batcher(
@@ -68,6 +76,7 @@ class ModelEngine:
                 settings.max_rows,
                 settings.max_delay,
                 settings.max_queue_rows,
+                metrics.batcher(model.spec.name, kind) if metrics is not None else None,
             )
 
         self._predict = batcher("predict", self._process_predict)
@@ -127,6 +136,11 @@ class ModelEngine:
 
     # ---- compute thread ---------------------------------------------------------
 
+    def _count_steps(self, outputs: list[list[int]]) -> None:
+        """Decoder steps run: one per output token of each row."""
+        if self._steps is not None:
+            self._steps.inc(sum(len(row) for row in outputs))
+
     def _process_predict(
         self, probs: Hashable, jobs: Sequence[tuple[list[list[int]], int]]
     ) -> list[Outputs]:
@@ -139,6 +153,7 @@ class ModelEngine:
             zeros = self.model.spec.zero_states(len(sequences))
             run = run_steps(compute, zeros, sequences, bool(probs))
             outputs, probabilities = run.outputs, run.probabilities
+        self._count_steps(outputs)
         results: list[Outputs] = []
         start = 0
         for seqs, _ in jobs:
@@ -156,8 +171,9 @@ class ModelEngine:
         self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
     ) -> list[RowResult]:
         states = _stack([s for s, _ in jobs])
-        probs = _probs(key)
-        return _split(run_steps(self.model.compute, states, [t for _, t in jobs], probs))
+        run = run_steps(self.model.compute, states, [t for _, t in jobs], _probs(key))
+        self._count_steps(run.outputs)
+        return _split(run)
 
     def _process_generate(
         self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int]]
@@ -165,7 +181,9 @@ class ModelEngine:
         states = _stack([s for s, _, _ in jobs])
         tokens = np.asarray([t for _, t, _ in jobs], dtype=np.int32)
         limits = [m for _, _, m in jobs]
-        return _split(generate(self.model.compute, tokens, states, limits, _probs(key)))
+        run = generate(self.model.compute, tokens, states, limits, _probs(key))
+        self._count_steps(run.outputs)
+        return _split(run)
 
     def _process_encode(
         self, _length: Hashable, sources: Sequence[list[int]]
@@ -177,15 +195,23 @@ class ModelEngine:
 class Engines:
     """One ModelEngine per served model version, sharing the compute executor."""
 
-    def __init__(self, models: Sequence[LoadedModel], executor: Executor, settings: BatchSettings):
+    def __init__(
+        self,
+        models: Sequence[LoadedModel],
+        executor: Executor,
+        settings: BatchSettings,
+        metrics: Metrics | None = None,
+    ):
         self._executor = executor
         self._settings = settings
+        self._metrics = metrics
         self._engines: dict[tuple[str, int], ModelEngine] = {}
         for m in models:
             self.add(m)
 
     def add(self, model: LoadedModel) -> None:
-        self._engines[_key(model)] = ModelEngine(model, self._executor, self._settings)
+        engine = ModelEngine(model, self._executor, self._settings, self._metrics)
+        self._engines[_key(model)] = engine
 
     def remove(self, model: LoadedModel) -> ModelEngine | None:
         """Forget `model`'s engine and hand it over for draining and closing."""

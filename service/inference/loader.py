@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 from service.inference.base import LoadedModel, ModelSpec
@@ -41,12 +43,14 @@ def load_model(
     directory: Path, name: str, version: int, manifest: Manifest, files: list[ModelFile]
 ) -> LoadedModel:
     """Load one version directory's files and check them against the manifest."""
+    started = time.perf_counter()
     try:
         graphs = {f.stem: load_graph(f) for f in files}
     except ModelFileError as exc:
         raise ManifestError(str(exc)) from None
     decoder = graphs.get("decoder") or graphs["step"]
     try:
-        return build_model(name, version, manifest, graphs.get("encoder"), decoder)
+        model = build_model(name, version, manifest, graphs.get("encoder"), decoder)
     except ManifestError as exc:
         raise ManifestError(f"{directory}: {exc}") from None
+    return replace(model, load_seconds=time.perf_counter() - started)

@@ -48,6 +48,9 @@ class Registry:
     def refused(self, name: str) -> list[tuple[str | None, str]]:
         return list(self._refused.get(name, ()))
 
+    def all_refused(self) -> dict[str, list[tuple[str | None, str]]]:
+        return {name: list(r) for name, r in self._refused.items()}
+
     def all(self) -> list[LoadedModel]:
         return [m for versions in self._models.values() for m in versions.values()]
 

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from service.errors import CapacityExceeded, Conflict, StoreUnavailable
+from service.metrics import Metrics
 from service.sessions.base import Replay, Session, SessionStore, new_session_id
+from service.sessions.instrumented import InstrumentedStore
 from service.sessions.memory import MemorySessionStore
 from service.sessions.redis import RedisSessionStore
 from tests.redis_server import RedisServer
@@ -21,7 +23,8 @@ pytestmark = pytest.mark.contract
 Factory = Callable[..., SessionStore]
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "instrumented": the metrics wrapper the dataplane uses, around the in-process store
+@pytest.fixture(params=["memory", "redis", "instrumented"])
 async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Factory]:
     made: list[SessionStore] = []
 
@@ -29,6 +32,8 @@ async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> Asy
         store: SessionStore
         if request.param == "memory":
             store = MemorySessionStore(ttl, cap, **options)
+        elif request.param == "instrumented":
+            store = InstrumentedStore(MemorySessionStore(ttl, cap, **options), Metrics())
         else:
             prefix = f"t{secrets.token_hex(4)}:"  # every test its own key space
             store = RedisSessionStore(redis_server.url, ttl, cap, prefix=prefix, **options)
