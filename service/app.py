@@ -12,10 +12,21 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, errors
-from service.api import access_log, admin, health, models, predict, sessions, tfserving, v2
+from service.api import (
+    admin,
+    docs,
+    health,
+    metrics,
+    models,
+    observe,
+    openapi,
+    predict,
+    sessions,
+    tfserving,
+    v2,
+)
 from service.api.auth import ApiKeyAuth, load_keys
 from service.api.body_limit import BodyLimit
-from service.api.openapi import document_guards
 from service.api.origins import BrowserGuard, split_list
 from service.config import Settings
 from service.inference.registry import Registry
@@ -24,8 +35,14 @@ from service.sessions.base import SessionStore
 from service.sessions.memory import MemorySessionStore
 
 log = logging.getLogger("service")
-CORS_REQUEST_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Idempotency-Key"]
-CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"]
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Idempotency-Key",
+    "X-Request-ID",
+]
+CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed", "X-Request-ID"]
 
 
 def _load(settings: Settings) -> Registry:
@@ -78,7 +95,7 @@ def add_middleware(app: FastAPI, settings: Settings) -> None:
         )
     hosts = split_list(settings.allowed_hosts)
     app.add_middleware(BrowserGuard, cors_origins=origins, allowed_hosts=hosts)
-    document_guards(app, keys is not None, bool(hosts), settings.protect_stats)
+    openapi.install(app, settings, keys_on=keys is not None)
 
 
 def create_app(
@@ -117,13 +134,16 @@ def create_app(
         version=__version__,
         summary="Step-wise decoding and stateful sessions for Keras LSTM encoder-decoder models",
         lifespan=lifespan,
+        docs_url=None,  # service/api/docs.py serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.state.runtime = runtime
     errors.install(app)
     add_middleware(app, settings)
-    access_log.install()
+    observe.install(app, runtime)  # X-Request-ID, HTTP metrics, access log
     # hot routes first: routing tries routes in order
     # tfserving before models: its `:predict` routes come before /v1/models/{name}
-    for module in (predict, sessions, v2, tfserving, models, admin, health):
+    for module in (predict, sessions, v2, tfserving, models, admin, health, metrics):
         app.include_router(module.router)
+    docs.install(app)
     return app

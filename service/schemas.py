@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -15,6 +16,18 @@ from pydantic import (
     Tag,
     WithJsonSchema,
 )
+from typing_extensions import TypeAliasType
+
+SETTINGS_KEY = "x-settings"
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def from_settings(**keywords: str) -> dict[str, Any]:
+    """JSON Schema keywords whose values are the app's settings, e.g.
+    `from_settings(maxItems="max_batch_size")`: filled in when the app builds its OpenAPI
+    document (service/api/openapi.py), so the schema states the limits the server
+    enforces with the values it enforces."""
+    return {SETTINGS_KEY: keywords}
 
 
 def _token(value: Any) -> int | str:
@@ -28,19 +41,60 @@ def _token(value: Any) -> int | str:
 Token = Annotated[
     int | str,
     PlainValidator(_token),
-    WithJsonSchema({"anyOf": [{"type": "integer"}, {"type": "string"}]}),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}),
 ]
-Sequence_ = Annotated[list[Token], Field(min_length=1)]
+Sequence_ = Annotated[
+    list[Token],
+    Field(min_length=1, json_schema_extra=from_settings(maxItems="max_sequence_length")),
+]
 # A sequence as tokens, or as text where that side of the model declares a tokenizer
 # (split into characters or words, then looked up in its vocabulary).
 TokensOrText = Annotated[
-    Annotated[Sequence_, Tag("tokens")] | Annotated[str, Tag("text")],
+    Annotated[Sequence_, Tag("tokens")]
+    # text without tokens is refused once split (service/dataplane/tokens.py), "" included
+    | Annotated[str, Tag("text"), WithJsonSchema({"type": "string", "minLength": 1})],
     Discriminator(lambda v: "text" if isinstance(v, str) else "tokens"),
     Field(description="tokens (ids or vocabulary strings), or text if the model has a tokenizer"),
 ]
+Batch = Annotated[
+    list[TokensOrText],
+    Field(min_length=1, json_schema_extra=from_settings(maxItems="max_batch_size")),
+]
+# range checked by the dataplane, whose message names the setting
+MaxSteps = Annotated[
+    int | None,
+    Field(
+        description="seq2seq models: decode steps (default: the model's); not for step models",
+        json_schema_extra={"minimum": 1, **from_settings(maximum="max_decode_steps")},
+    ),
+]
 # One entry per state tensor, each nested lists of numbers shaped like the tensor
-# for one sample (e.g. 128 floats for an LSTM(128) h). Shapes are checked per model.
-StateTensors = Annotated[list[Any], Field(min_length=1)]
+# for one sample (e.g. 128 floats for an LSTM(128) h). Shapes and values are checked
+# per model (service/dataplane/tokens.py, whose messages say what is wrong); the
+# schema says what it can.
+StateTensor = TypeAliasType(
+    "StateTensor", "Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX)] | list[StateTensor]"
+)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+StateTensors = Annotated[
+    list[Any],
+    Field(min_length=1),
+    BeforeValidator(
+        _same,
+        json_schema_input_type=Annotated[
+            list[StateTensor],
+            Field(
+                min_length=1,
+                description="one tensor per state (GET /v1/models/{name}: state_shapes)",
+            ),
+        ],
+    ),
+]
 
 
 class Request(BaseModel):
@@ -48,10 +102,20 @@ class Request(BaseModel):
 
 
 class PredictRequest(Request):
-    model: str | None = Field(default=None, description="only for POST /predict")
-    version: StrictInt | StrictStr | None = Field(default=None, description="only for /predict")
-    inputs: Annotated[list[TokensOrText], Field(min_length=1)]
-    max_steps: int | None = None  # range checked against SERVICE_MAX_DECODE_STEPS
+    """POST /predict: the model (default: SERVICE_DEFAULT_MODEL) and version in the body."""
+
+    model: str | None = Field(default=None, description="default: SERVICE_DEFAULT_MODEL")
+    version: StrictInt | StrictStr | None = Field(default=None, description="default: the newest")
+    inputs: Batch
+    max_steps: MaxSteps = None
+    return_probabilities: bool = False
+
+
+class ModelPredictRequest(Request):
+    """The predict routes that name the model in their path: no 'model', no 'version'."""
+
+    inputs: Batch
+    max_steps: MaxSteps = None
     return_probabilities: bool = False
 
 
@@ -67,6 +131,19 @@ class CreateSessionRequest(Request):
     version: StrictInt | StrictStr | None = None
     source: TokensOrText | None = Field(default=None, description="seq2seq: encoded")
     state: StateTensors | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "description": "not both 'source' and 'state'",
+                "required": ["source", "state"],
+                "properties": {
+                    "source": {"not": {"type": "null"}},
+                    "state": {"not": {"type": "null"}},
+                },
+            }
+        }
+    )
 
 
 class SessionInfo(BaseModel):
@@ -88,7 +165,7 @@ class StepRequest(Request):
 
 
 class GenerateRequest(Request):
-    max_steps: int | None = None  # range checked against SERVICE_MAX_DECODE_STEPS
+    max_steps: MaxSteps = None
     return_probabilities: bool = False
 
 

@@ -10,22 +10,37 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
-from service.schemas import Request, Token, TokensOrText
+from service.schemas import MaxSteps, Request, Token, TokensOrText, from_settings
 
 SIGNATURE = "serving_default"
 INPUT = "tokens"
 OUTPUT = "outputs"
 PREDICT_METHOD = "tensorflow/serving/predict"
 
-_TOKEN_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+_TOKEN_SCHEMA: dict[str, Any] = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}
 _SEQUENCE_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "array", "items": _TOKEN_SCHEMA, "minItems": 1},
-        {"type": "string", "description": "text, where the model's source has a tokenizer"},
+        {
+            "type": "array",
+            "items": _TOKEN_SCHEMA,
+            "minItems": 1,
+            **from_settings(maxItems="max_sequence_length"),
+        },
+        {
+            "type": "string",
+            "minLength": 1,
+            "description": "text, where the model's source has a tokenizer",
+        },
     ]
+}
+_BATCH_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": _SEQUENCE_SCHEMA,
+    "minItems": 1,
+    **from_settings(maxItems="max_batch_size"),
 }
 
 
@@ -67,12 +82,10 @@ Columns = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "array", "items": _SEQUENCE_SCHEMA, "minItems": 1},
+                _BATCH_SCHEMA,
                 {
                     "type": "object",
-                    "properties": {
-                        INPUT: {"type": "array", "items": _SEQUENCE_SCHEMA, "minItems": 1}
-                    },
+                    "properties": {INPUT: _BATCH_SCHEMA},
                     "required": [INPUT],
                     "additionalProperties": False,
                 },
@@ -85,17 +98,34 @@ Columns = Annotated[
 class TFPredictRequest(Request):
     """Exactly one of `instances` (row format) and `inputs` (columnar format)."""
 
-    signature_name: str | None = Field(
-        default=None, description=f'"{SIGNATURE}" (or "" or absent: the same)'
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["instances"], "properties": {"instances": {"type": "array"}}},
+                {"required": ["inputs"], "properties": {"inputs": {"not": {"type": "null"}}}},
+            ]
+        }
     )
-    instances: Annotated[list[Instance], Field(min_length=1)] | None = Field(
+
+    signature_name: str | None = Field(
+        default=None,
+        description=f'"{SIGNATURE}" (or "" or absent: the same)',
+        json_schema_extra={"enum": [SIGNATURE, "", None]},
+    )
+    instances: (
+        Annotated[
+            list[Instance],
+            Field(min_length=1, json_schema_extra=from_settings(maxItems="max_batch_size")),
+        ]
+        | None
+    ) = Field(
         default=None,
         description=f'row format: one sequence per instance, or {{"{INPUT}": sequence}}',
     )
     inputs: Columns | None = Field(
         default=None, description=f'columnar format: the batch, or {{"{INPUT}": batch}}'
     )
-    max_steps: int | None = Field(
+    max_steps: MaxSteps = Field(
         default=None,
         description="not in TF Serving: decode steps for seq2seq models, as in /predict",
     )
@@ -138,7 +168,7 @@ class SignatureDefMap(BaseModel):
     signature_def: dict[str, SignatureDef]
 
 
-class ModelMetadata(BaseModel):
+class TFModelMetadata(BaseModel):
     signature_def: SignatureDefMap
 
 
@@ -152,4 +182,4 @@ class TFMetadataResponse(BaseModel):
     """TF Serving's GetModelMetadataResponse."""
 
     model_spec: TFModelSpec
-    metadata: ModelMetadata
+    metadata: TFModelMetadata

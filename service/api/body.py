@@ -70,7 +70,9 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def documented(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` that documents `model` as the JSON request body."""
+def documented(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` that documents `model` as the JSON request body (the models it
+    refers to, in `$defs`, become components: service/api/openapi.py)."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}

@@ -24,7 +24,22 @@ def _failed(runtime: Runtime) -> Health | None:
     return Health(status="failed", detail={"failed": stopped}) if stopped else None
 
 
-@router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+def _probe_failed(description: str, example: Health) -> dict[int | str, dict[str, Any]]:
+    content = {"application/json": {"example": example.model_dump()}}
+    return {503: {"model": Health, "description": description, "content": content}}
+
+
+STOPPED = {"failed": {"reverse/1 predict": "batch worker stopped (details in the server log)"}}
+
+
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses=_probe_failed(
+        "failed: a model's batch worker has stopped; only a restart helps",
+        Health(status="failed", detail=STOPPED),
+    ),
+)
 async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
     """Liveness: the process answers; 503 (status "failed") if a model's batch worker
     has stopped, which only a restart cures."""
@@ -32,7 +47,14 @@ async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
     return _unavailable(failed) if failed else Health(status="ok")
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses=_probe_failed(
+        "loading, draining (shutting down) or failed (a batch worker stopped)",
+        Health(status="loading", detail={"models": "loading"}),
+    ),
+)
 async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     """Readiness: 503 until every model is loaded, once shutdown has begun (status
     "draining") and if a batch worker has failed; otherwise 200, with status "degraded"

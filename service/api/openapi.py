@@ -1,8 +1,20 @@
-"""The answers the middleware gives before any route runs, in every operation's
-OpenAPI responses: 403 (Origin), 400 (Host, when SERVICE_ALLOWED_HOSTS is set) and
-401 (when API keys are on). On the paths of the Open Inference Protocol and TF Serving
-their body is {"error": "<message>"}, and FastAPI's 422 is dropped: invalid input is a
-400 there (service/errors.py)."""
+"""The OpenAPI document, made to say what the server does (tests/integration/
+test_schemathesis.py checks it with every schemathesis check). FastAPI builds it from
+the routes; `install` completes it once per app, from the app's settings:
+
+- the answers no route declares because the middleware or the framework gives them:
+  403 (Origin), 400 (Host, when SERVICE_ALLOWED_HOSTS is set), 401 (when API keys are
+  on), 413 (body size) on operations with a body, invalid input (422; 400 on the
+  paths of the Open Inference Protocol and TF Serving) on operations with a body, a
+  query or a header (in place of FastAPI's HTTPValidationError, never sent here), 404
+  on paths with parameters, and 500 (a bug) everywhere;
+- every error answer with its body (ErrorBody; PlainError on those paths), an example
+  and the headers the server always sends with it (Retry-After, WWW-Authenticate), and
+  every answer with X-Request-ID;
+- the limits that are settings (`x-settings` in service/schemas.py) with this app's
+  values, and the request bodies' definitions as components;
+- with API keys on, the security schemes and the operations that need a key.
+"""
 
 from __future__ import annotations
 
@@ -11,44 +23,136 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api.auth import OPEN_PATHS, STATS_PATHS
-from service.api.origins import UNCHECKED_HOST_PATHS
+from service.api.origins import UNCHECKED_HOST_PATHS, split_list
+from service.api.responses import HEADERS, example, meaning
+from service.config import Settings
 from service.errors import plain_errors
+from service.schemas import SETTINGS_KEY
 
-ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-PLAIN_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/PlainError"}}}
+REF = "#/components/schemas/"
+ERROR_SCHEMAS = {REF + "ErrorBody", REF + "PlainError"}
+# FastAPI's 422 body, which this server never sends (service/errors.py)
+FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
+# on every answer (service/api/observe.py)
+REQUEST_ID = {
+    "X-Request-ID": {
+        "description": "the client's X-Request-ID if it is 1-128 printable ASCII characters "
+        "without spaces, else a new one; the server's log lines about the request carry it",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"},
+    }
+}
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <key>"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
 
 
-def _response(description: str, plain: bool = False) -> dict[str, Any]:
-    return {"description": description, "content": PLAIN_ERROR if plain else ERROR}
-
-
-def document_guards(app: FastAPI, keys_on: bool, hosts_on: bool, protect_stats: bool) -> None:
+def install(app: FastAPI, settings: Settings, keys_on: bool) -> None:
     build = app.openapi
-    open_paths = OPEN_PATHS if protect_stats else OPEN_PATHS | STATS_PATHS
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = build()
-        for path, operations in schema.get("paths", {}).items():
-            plain = plain_errors(path)
-            for operation in operations.values():
-                responses = operation.setdefault("responses", {})
-                if plain:
-                    responses.pop("422", None)
-                responses.setdefault(
-                    "403",
-                    _response("origin_not_allowed: Origin not in SERVICE_CORS_ORIGINS", plain),
-                )
-                if hosts_on and path not in UNCHECKED_HOST_PATHS:
-                    responses.setdefault(
-                        "400", _response("invalid_host: Host not in SERVICE_ALLOWED_HOSTS", plain)
-                    )
-                if keys_on and path not in open_paths:
-                    responses.setdefault(
-                        "401", _response("unauthorized: no API key, or not a valid one", plain)
-                    )
-        app.openapi_schema = schema
-        return schema
+        if app.openapi_schema is None:
+            app.openapi_schema = complete(build(), settings, keys_on)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def complete(schema: dict[str, Any], settings: Settings, keys_on: bool) -> dict[str, Any]:
+    components = schema.setdefault("components", {})
+    definitions = components.setdefault("schemas", {})
+    for name in FASTAPI_VALIDATION:
+        definitions.pop(name, None)
+    hosts_on = bool(split_list(settings.allowed_hosts))
+    open_paths = OPEN_PATHS if settings.protect_stats else OPEN_PATHS | STATS_PATHS
+    for path, operations in schema.get("paths", {}).items():
+        for operation in operations.values():
+            guarded = keys_on and path not in open_paths
+            statuses = _shared_statuses(path, operation, hosts_on, guarded)
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                responses.setdefault(str(status), {})
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    _document_error(int(status), path, response, settings)
+                response["headers"] = {**response.get("headers", {}), **REQUEST_ID}
+            operation["responses"] = dict(sorted(responses.items()))
+            _hoist_definitions(operation, definitions)
+            if guarded:
+                operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    if keys_on:
+        components["securitySchemes"] = SECURITY_SCHEMES
+    _fill_settings(schema, settings)
+    return schema
+
+
+def _shared_statuses(
+    path: str, operation: dict[str, Any], hosts_on: bool, guarded: bool
+) -> list[int]:
+    """The statuses an operation can answer whatever its route does."""
+    responses = operation.setdefault("responses", {})
+    responses.pop("422", None)  # FastAPI's; re-added below where input can be invalid
+    parameters = operation.get("parameters", [])
+    has_body = "requestBody" in operation
+    statuses = [403, 500]
+    if hosts_on and path not in UNCHECKED_HOST_PATHS:
+        statuses.append(400)
+    if guarded:
+        statuses.append(401)
+    if has_body:
+        statuses.append(413)
+    if has_body or any(p["in"] in ("query", "header") for p in parameters):
+        statuses.append(400 if plain_errors(path) else 422)
+    if any(p["in"] == "path" for p in parameters):
+        statuses.append(404)
+    return statuses
+
+
+def _document_error(status: int, path: str, response: dict[str, Any], settings: Settings) -> None:
+    """The error body (unless the route documents its own, e.g. the probes' Health), an
+    example and the headers that always come with it."""
+    response.setdefault("description", meaning(status, path))
+    media = response.setdefault("content", {}).setdefault("application/json", {})
+    ref = media.get("schema", {}).get("$ref")
+    if ref is None or ref in ERROR_SCHEMAS:
+        body = "PlainError" if plain_errors(path) else "ErrorBody"
+        media["schema"] = {"$ref": REF + body}
+        media["example"] = example(status, path, settings)
+    if status in HEADERS:
+        response["headers"] = {**HEADERS[status], **response.get("headers", {})}
+
+
+def _hoist_definitions(operation: dict[str, Any], definitions: dict[str, Any]) -> None:
+    """A request body documented from a pydantic model (service/api/body.py) carries the
+    models it refers to in `$defs`; they belong in the components."""
+    content = operation.get("requestBody", {}).get("content", {})
+    for media in content.values():
+        for name, definition in media.get("schema", {}).pop("$defs", {}).items():
+            if definitions.setdefault(name, definition) != definition:
+                raise ValueError(f"two different schemas named {name}")
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def _fill_settings(node: Any, settings: Settings) -> None:
+    """`x-settings: {"maxItems": "max_batch_size"}` -> `maxItems: 256` (this app's); and
+    `minimum: 1.0` (FastAPI's OpenAPI model has float bounds) -> `minimum: 1`."""
+    if isinstance(node, dict):
+        for bound in BOUNDS:
+            value = node.get(bound)
+            if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+                node[bound] = int(value)
+        keywords = node.pop(SETTINGS_KEY, None)
+        for keyword, setting in (keywords or {}).items():
+            node[keyword] = getattr(settings, setting)
+            note = f"{keyword} is SERVICE_{setting.upper()}"
+            node["description"] = (
+                f"{node['description']} ({note})" if "description" in node else note
+            )
+        for value in node.values():
+            _fill_settings(value, settings)
+    elif isinstance(node, list):
+        for value in node:
+            _fill_settings(value, settings)

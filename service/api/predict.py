@@ -8,14 +8,13 @@ from service.api.json import json_response
 from service.api.responses import errors
 from service.dataplane.predict import Predictor
 from service.errors import InvalidInput
-from service.schemas import PredictRequest, PredictResponse
+from service.schemas import ModelPredictRequest, PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"])
 ROUTE = {
     "response_model": PredictResponse,
     "response_model_exclude_none": True,
-    "openapi_extra": documented(PredictRequest),
-    "responses": errors(404, 413, 422, 503),
+    "responses": errors(404, 503),
 }
 
 
@@ -28,7 +27,7 @@ def _predictor(request: Request) -> Predictor:
 async def _body(request: Request, path_names_model: bool) -> PredictRequest:
     body = await parse(request, PredictRequest)
     for field in ("model", "version"):
-        if path_names_model and getattr(body, field) is not None:
+        if path_names_model and field in body.model_fields_set:  # even null: not in its schema
             raise InvalidInput(
                 f"{field}: the path already names the model; '{field}' is only for POST /predict",
                 field=field,
@@ -36,19 +35,23 @@ async def _body(request: Request, path_names_model: bool) -> PredictRequest:
     return body
 
 
-@router.post("/predict", **ROUTE)  # type: ignore[arg-type]
+@router.post("/predict", openapi_extra=documented(PredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_default(request: Request) -> Response:
     body = await _body(request, path_names_model=False)
     return json_response(await _predictor(request).predict(body.model, body.version, body))
 
 
-@router.post("/v1/models/{name}/predict", **ROUTE)  # type: ignore[arg-type]
+@router.post("/v1/models/{name}/predict", openapi_extra=documented(ModelPredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_model(name: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
     return json_response(await _predictor(request).predict(name, None, body))
 
 
-@router.post("/v1/models/{name}/versions/{version}/predict", **ROUTE)  # type: ignore[arg-type]
+@router.post(
+    "/v1/models/{name}/versions/{version}/predict",
+    openapi_extra=documented(ModelPredictRequest),
+    **ROUTE,  # type: ignore[arg-type]
+)
 async def predict_version(name: str, version: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
     return json_response(await _predictor(request).predict(name, version, body))

@@ -24,8 +24,9 @@ from service.schemas import (
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 INFO = {"response_model": SessionInfo, "response_model_exclude_none": True}
 STEP = {"response_model": StepResponse, "response_model_exclude_none": True}
-# a change to a session: load -> compute -> save
-CHANGE = errors(404, 409, 410, 413, 422, 503)
+# a change to a session: load -> compute -> save (404, 413 and 422 as every route with a
+# path parameter, a body or a header: service/api/openapi.py)
+CHANGE = errors(409, 410, 503)
 
 
 IDEMPOTENCY_KEY = {
@@ -54,16 +55,40 @@ def _answer(answer: Answer) -> Response:
     return Response(answer.body, answer.status, headers, media_type="application/json")
 
 
-def _keyed(model: type[BaseModel] | None = None) -> dict[str, Any]:
-    extra: dict[str, Any] = documented(model) if model is not None else {}
+def _keyed(model: type[BaseModel] | None = None, required: bool = True) -> dict[str, Any]:
+    extra: dict[str, Any] = documented(model, required) if model is not None else {}
     return {**extra, "parameters": [IDEMPOTENCY_KEY]}
+
+
+# what a session's id leads to (OpenAPI links: clients and schemathesis follow them)
+OPERATIONS = {
+    "get": "get_session",
+    "step": "step_session",
+    "generate": "generate_session",
+    "set_state": "set_session_state",
+    "reset": "reset_session",
+    "delete": "delete_session",
+}
+LINKS = {
+    name: {"operationId": operation, "parameters": {"session_id": "$response.body#/session_id"}}
+    for name, operation in OPERATIONS.items()
+}
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true: the stored answer to an earlier request with this Idempotency-Key",
+        "schema": {"enum": ["true"]},
+    }
+}
+# a change that can be retried with an Idempotency-Key
+KEYED = {**CHANGE, 200: {"description": "Successful Response", "headers": REPLAYED}}
 
 
 @router.post(
     "",
     status_code=201,
     openapi_extra=documented(CreateSessionRequest),
-    responses=errors(404, 413, 422, 429, 503),
+    responses={201: {"description": "created", "links": LINKS}, **errors(404, 429, 503)},
+    operation_id="create_session",
     **INFO,  # type: ignore[arg-type]
 )
 async def create_session(request: Request) -> Response:
@@ -72,7 +97,12 @@ async def create_session(request: Request) -> Response:
     return json_response(info, status_code=201)
 
 
-@router.get("/{session_id}", responses=errors(404, 410, 422, 503), **INFO)  # type: ignore[arg-type]
+@router.get(
+    "/{session_id}",
+    responses=errors(410, 503),
+    operation_id=OPERATIONS["get"],
+    **INFO,  # type: ignore[arg-type]
+)
 async def get_session(session_id: str, request: Request, include_state: bool = False) -> Response:
     info = await _sessions(request).get(session_id, include_state, owner_of(request))
     return json_response(info)
@@ -81,7 +111,8 @@ async def get_session(session_id: str, request: Request, include_state: bool = F
 @router.post(
     "/{session_id}/step",
     openapi_extra=_keyed(StepRequest),
-    responses=CHANGE,
+    responses=KEYED,
+    operation_id=OPERATIONS["step"],
     **STEP,  # type: ignore[arg-type]
 )
 async def step(session_id: str, request: Request) -> Response:
@@ -92,8 +123,9 @@ async def step(session_id: str, request: Request) -> Response:
 
 @router.post(
     "/{session_id}/generate",
-    openapi_extra=_keyed(GenerateRequest),
-    responses=CHANGE,
+    openapi_extra=_keyed(GenerateRequest, required=False),  # an empty body: {}
+    responses=KEYED,
+    operation_id=OPERATIONS["generate"],
     **STEP,  # type: ignore[arg-type]
 )
 async def generate(session_id: str, request: Request) -> Response:
@@ -106,7 +138,8 @@ async def generate(session_id: str, request: Request) -> Response:
 @router.put(
     "/{session_id}/state",
     openapi_extra=_keyed(SetStateRequest),
-    responses=CHANGE,
+    responses=KEYED,
+    operation_id=OPERATIONS["set_state"],
     **INFO,  # type: ignore[arg-type]
 )
 async def set_state(session_id: str, request: Request) -> Response:
@@ -119,7 +152,8 @@ async def set_state(session_id: str, request: Request) -> Response:
 @router.post(
     "/{session_id}/reset",
     openapi_extra=_keyed(),
-    responses=errors(404, 409, 410, 422, 503),
+    responses=KEYED,
+    operation_id=OPERATIONS["reset"],
     **INFO,  # type: ignore[arg-type]
 )
 async def reset(session_id: str, request: Request) -> Response:
@@ -127,7 +161,12 @@ async def reset(session_id: str, request: Request) -> Response:
     return _answer(await _sessions(request).reset(session_id, owner_of(request), keyed))
 
 
-@router.delete("/{session_id}", status_code=204, responses=errors(404, 503))
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    responses=errors(410, 503),
+    operation_id=OPERATIONS["delete"],
+)
 async def delete(session_id: str, request: Request) -> Response:
     await _sessions(request).delete(session_id, owner_of(request))
     return Response(status_code=204)

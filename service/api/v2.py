@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
 from service import __version__
 from service.api.auth import owner_of
-from service.api.body import parse_bytes
+from service.api.body import documented, parse_bytes
 from service.api.deps import ready
 from service.dataplane.oip import infer, model_metadata
 from service.dataplane.tensors import encode_outputs, split_body
@@ -31,7 +32,7 @@ EXTENSIONS = ["binary_tensor_data", "sequence", "parameters"]
 
 def _error(*statuses: int) -> dict[int | str, dict[str, object]]:
     meaning = {
-        400: "invalid request, or (health) false",
+        400: "invalid input: names the field and what is allowed",
         404: "unknown model or version",
         413: "request body over SERVICE_MAX_BODY_BYTES",
         429: "session cap reached (sequence start); Retry-After",
@@ -52,7 +53,16 @@ async def server_metadata() -> ServerMetadata:
     return ServerMetadata(name="seq2seq-serving", version=__version__, extensions=EXTENSIONS)
 
 
-@router.get("/health/live", responses=_error(400))
+def _probe(*statuses: int) -> dict[str, Any]:
+    """A yes-or-no route: 200 with no body, as Triton answers; false is a 4xx."""
+    responses: dict[int | str, dict[str, object]] = {200: {"description": "true (no body)"}}
+    responses.update(_error(*statuses))
+    if 400 in statuses:
+        responses[400] = {**responses[400], "description": "false (the message says why)"}
+    return {"response_class": Response, "responses": responses}
+
+
+@router.get("/health/live", **_probe(400))
 async def live(request: Request) -> Response:
     """200 while the server can serve; 400 if a model's batch worker has stopped."""
     runtime: Runtime = request.app.state.runtime
@@ -61,7 +71,7 @@ async def live(request: Request) -> Response:
     return Response(status_code=200)
 
 
-@router.get("/health/ready", responses=_error(400))
+@router.get("/health/ready", **_probe(400))
 async def server_ready(request: Request) -> Response:
     """200 once every model is loaded; 400 while loading or shutting down."""
     runtime: Runtime = request.app.state.runtime
@@ -92,16 +102,33 @@ async def version_metadata(model_name: str, model_version: str, request: Request
     return _metadata(request, model_name, model_version)
 
 
-@router.get("/models/{model_name}/ready", responses=_error(404, 503))
+@router.get("/models/{model_name}/ready", **_probe(404, 503))
 async def model_ready(model_name: str, request: Request) -> Response:
     _metadata(request, model_name, None)
     return Response(status_code=200)
 
 
-@router.get("/models/{model_name}/versions/{model_version}/ready", responses=_error(404, 503))
+@router.get("/models/{model_name}/versions/{model_version}/ready", **_probe(404, 503))
 async def version_ready(model_name: str, model_version: str, request: Request) -> Response:
     _metadata(request, model_name, model_version)
     return Response(status_code=200)
+
+
+def _infer_body() -> dict[str, Any]:
+    """JSON, or Triton's binary tensor data. The headers that go with binary data and
+    compression are described, not declared as parameters: their values must agree with
+    the body (a length within it, a body compressed that way), which no schema can say."""
+    extra = documented(InferenceRequest)
+    body = extra["requestBody"]
+    body["description"] = (
+        f"JSON; or binary tensor data: a JSON header of {HEADER_LENGTH} bytes (inputs "
+        "with parameters.binary_data_size instead of data), then each binary input's raw "
+        "little-endian bytes (BYTES elements each after a 4-byte length), with "
+        f"{HEADER_LENGTH} set. Content-Encoding: gzip or deflate bodies are inflated "
+        "(up to SERVICE_MAX_BODY_BYTES)."
+    )
+    body["content"]["application/octet-stream"] = BINARY
+    return extra
 
 
 def _decompressed(raw: bytes, encoding: str | None, limit: int) -> bytes:
@@ -159,31 +186,34 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     )
 
 
-INFER = {
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+INFER: dict[str, Any] = {
     "response_model": InferenceResponse,
     "response_model_exclude_none": True,
-    "responses": _error(400, 404, 413, 429, 503),
-    "openapi_extra": {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
-                "application/octet-stream": {
-                    "schema": {"type": "string", "format": "binary"},
-                    "description": "binary tensor data: a JSON header of "
-                    "Inference-Header-Content-Length bytes, then the inputs' raw data",
-                },
+    "responses": {
+        200: {
+            "description": "the outputs; with binary outputs (binary_data_output, or an "
+            "output's binary_data) the body is a JSON header of "
+            "Inference-Header-Content-Length bytes, then their raw data",
+            "content": {"application/octet-stream": BINARY},
+            "headers": {
+                HEADER_LENGTH: {
+                    "description": "with binary outputs: the length of the JSON header",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
             },
-        }
+        },
+        **_error(400, 404, 413, 429, 503),
     },
+    "openapi_extra": _infer_body(),
 }
 
 
-@router.post("/models/{model_name}/infer", **INFER)  # type: ignore[arg-type]
+@router.post("/models/{model_name}/infer", **INFER)
 async def model_infer(model_name: str, request: Request) -> Response:
     return await _infer(request, model_name, None)
 
 
-@router.post("/models/{model_name}/versions/{model_version}/infer", **INFER)  # type: ignore[arg-type]
+@router.post("/models/{model_name}/versions/{model_version}/infer", **INFER)
 async def version_infer(model_name: str, model_version: str, request: Request) -> Response:
     return await _infer(request, model_name, model_version)

@@ -45,6 +45,13 @@ def check_max_steps(value: int | None, default: int, settings: Settings) -> int:
     return steps
 
 
+def max_steps_unused(model: str) -> InvalidInput:
+    return InvalidInput(
+        f"max_steps: not used by '{model}' (a step model predicts once per input value); omit it",
+        field="max_steps",
+    )
+
+
 def check_work(
     settings: Settings,
     *,

@@ -127,7 +127,7 @@ def read_rows(model: LoadedModel, request: InferenceRequest, binary: bytes) -> l
                 f"inputs: give one input ({' or '.join(allowed)}), not several", field="inputs"
             )
         values, at = read_input(given, field, view, at)
-        rows = _token_rows(given.name, given.datatype, values, field)
+        rows = _token_rows(given.name, given.datatype, given.shape, values, field)
     if at != len(view):
         raise InvalidInput(
             f"body: {len(view) - at} bytes of binary data after the JSON header that no input "
@@ -137,7 +137,9 @@ def read_rows(model: LoadedModel, request: InferenceRequest, binary: bytes) -> l
     return rows if rows is not None else []
 
 
-def _token_rows(name: str, datatype: str, values: Any, field: str) -> list[TokensIn]:
+def _token_rows(
+    name: str, datatype: str, shape: list[int], values: Any, field: str
+) -> list[TokensIn]:
     if name == TOKENS:
         if datatype not in TOKEN_TYPES:
             raise InvalidInput(
@@ -156,8 +158,11 @@ def _token_rows(name: str, datatype: str, values: Any, field: str) -> list[Token
         raise InvalidInput(
             f"{field}.datatype: {datatype} for 'text'; allowed: BYTES", field=f"{field}.datatype"
         )
-    if not values:
-        raise InvalidInput(f"{field}.shape: no texts; 'text' is [batch]", field=f"{field}.shape")
+    if not values or len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
+        raise InvalidInput(
+            f"{field}.shape: {shape}; 'text' is [batch] or [batch, 1] with batch at least 1",
+            field=f"{field}.shape",
+        )
     texts: list[TokensIn] = []
     for j, raw in enumerate(values):
         try:

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.config import Settings
-from service.dataplane.limits import check_batch, check_max_steps, check_work
+from service.dataplane.limits import check_batch, check_max_steps, check_work, max_steps_unused
 from service.dataplane.tokens import TokensIn, source_ids, to_text, to_tokens
-from service.errors import InvalidInput
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
 from service.inference.registry import Registry
+from service.request_context import note_model
 from service.schemas import PredictRequest, PredictResponse, Token
 
 
@@ -33,7 +33,9 @@ class Predictor:
         self.settings = settings
 
     def model(self, name: str | None, version: int | str | None) -> LoadedModel:
-        return self.registry.get(name, version)
+        model = self.registry.get(name, version)
+        note_model(model.spec.name)
+        return model
 
     async def predict(
         self, name: str | None, version: int | str | None, request: PredictRequest
@@ -66,6 +68,7 @@ async def decode(
     """Checks a batch against the model and the limits, then decodes it. `field` names
     the inputs in error messages."""
     spec = model.spec
+    note_model(spec.name)
     manifest = spec.manifest
     check_batch(inputs, settings, field)
     sequences = [
@@ -77,11 +80,7 @@ async def decode(
         what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps"
         emitted = rows * steps
     elif max_steps is not None:
-        raise InvalidInput(
-            f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
-            "value); omit it",
-            field="max_steps",
-        )
+        raise max_steps_unused(spec.name)
     else:
         steps = 0
         what = f"{fed:,} input values in {rows} sequences"

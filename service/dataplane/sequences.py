@@ -8,6 +8,7 @@ import base64
 import contextlib
 import hashlib
 
+from service.dataplane.limits import check_max_steps, max_steps_unused
 from service.dataplane.sessions import SessionOps
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, NotFound, shown
@@ -42,6 +43,10 @@ async def sequence_step(
             field="inputs",
         )
     row = rows[0] if rows else None
+    if params.max_steps is not None:  # checked even where it is not used (a step given)
+        if not seq2seq:
+            raise max_steps_unused(spec.name)
+        check_max_steps(params.max_steps, spec.manifest.max_steps, sessions.settings)
     if params.sequence_start:
         source = row if seq2seq else None
         create = CreateSessionRequest.model_construct(

@@ -18,6 +18,7 @@ from service.errors import Conflict, InvalidInput, NotFound, VersionGone, shown
 from service.inference.base import LoadedModel
 from service.inference.engine import Engines
 from service.inference.registry import Registry
+from service.request_context import note_model
 from service.schemas import (
     CreateSessionRequest,
     GenerateRequest,
@@ -49,6 +50,7 @@ class SessionOps:
             raise not_found(session_id)
         try:
             model = self.registry.get(session.model, session.version)
+            note_model(model.spec.name)
         except NotFound as exc:
             raise VersionGone(
                 f"session {shown(session_id)} belongs to model '{session.model}' version "
@@ -105,6 +107,7 @@ class SessionOps:
         (the Open Inference Protocol's sequence start; the id is derived from the
         owner, so it never replaces another key's session)."""
         model = self.registry.get(request.model, request.version)
+        note_model(model.spec.name)
         spec = model.spec
         if request.source is not None and request.state is not None:
             raise InvalidInput("give either 'source' or 'state', not both", field="source")

@@ -19,13 +19,13 @@ from service.tfserving_schemas import (
     PREDICT_METHOD,
     SIGNATURE,
     Dim,
-    ModelMetadata,
     SignatureDef,
     SignatureDefMap,
     TensorInfo,
     TensorShape,
     TFColumnarResponse,
     TFMetadataResponse,
+    TFModelMetadata,
     TFModelSpec,
     TFPredictRequest,
     TFRowResponse,
@@ -87,7 +87,9 @@ def metadata(spec: ModelSpec) -> TFMetadataResponse:
     )
     return TFMetadataResponse(
         model_spec=TFModelSpec(name=spec.name, signature_name="", version=str(spec.version)),
-        metadata=ModelMetadata(signature_def=SignatureDefMap(signature_def={SIGNATURE: signature})),
+        metadata=TFModelMetadata(
+            signature_def=SignatureDefMap(signature_def={SIGNATURE: signature})
+        ),
     )
 
 

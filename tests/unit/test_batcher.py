@@ -103,6 +103,22 @@ async def test_full_queue_answers_overloaded(executor: Any) -> None:
     await batcher.close()
 
 
+async def test_jobs_queued_at_shutdown_answer_503_with_retry_after(executor: Any) -> None:
+    """Every 503 says when to retry (the OpenAPI document promises Retry-After)."""
+    rec = Recorder()
+    batcher = Batcher("t", rec, executor, max_rows=1, max_delay=0, max_queue_rows=10)
+    running = asyncio.create_task(batcher.submit("a", 1, 0))
+    await rec.computing()
+    queued = asyncio.create_task(batcher.submit("a", 1, 1))
+    await until(lambda: batcher.queued_rows == 1)
+    await batcher.close()
+    with pytest.raises(Overloaded, match="shutting down") as info:
+        await queued
+    assert info.value.status == 503 and info.value.headers == {"Retry-After": "1"}
+    rec.release.set()
+    running.cancel()
+
+
 async def test_a_failing_group_fails_only_its_jobs(executor: Any) -> None:
     rec = Recorder()
     batcher = Batcher("t", rec, executor, max_rows=10, max_delay=0, max_queue_rows=10)
