@@ -379,11 +379,18 @@ def tf_body(info: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-def v2_body(info: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
+def in_sequence(body: dict[str, Any]) -> bool:
+    """Whether a V2 request's parameters name a sequence (Triton: 0 and "" do not)."""
+    parameters = body.get("parameters")
+    return isinstance(parameters, dict) and parameters.get("sequence_id") not in (None, 0, "")
+
+
+def v2_body(info: dict[str, Any], data: st.DataObject, one_row: bool = False) -> dict[str, Any]:
     """A V2 inference request: token ids [batch, length] or texts, wanted outputs, and
-    maybe a fresh sequence (batch 1, started here)."""
+    maybe a fresh sequence (batch 1, started here). `one_row`: for a request already in
+    a sequence."""
     sequence = data.draw(st.booleans(), label="sequence")
-    rows = 1 if sequence else data.draw(st.integers(1, 3), label="rows")
+    rows = 1 if sequence or one_row else data.draw(st.integers(1, 3), label="rows")
     source = info["source"]
     if source["tokenizer"] and data.draw(st.booleans(), label="text"):
         texts = [data.draw(tokens(info).filter(lambda t: isinstance(t, str))) for _ in range(rows)]
@@ -424,9 +431,11 @@ def valid_body(path: str, info: dict[str, Any], data: st.DataObject) -> dict[str
     return native_body(path, info, data)
 
 
-def valid_inputs(path: str, info: dict[str, Any], data: st.DataObject) -> Any:
+def valid_inputs(path: str, body: dict[str, Any], info: dict[str, Any], data: st.DataObject) -> Any:
     if path.endswith("/infer"):
-        return v2_body(info, data)["inputs"]
+        # a generated sequence id (e.g. "0", a string) keeps the request in a sequence,
+        # where the schema allows one row
+        return v2_body(info, data, one_row=in_sequence(body))["inputs"]
     if path.endswith("/step"):
         return native_body(path, info, data)["inputs"]
     return data.draw(batch(info), label="inputs")
@@ -471,7 +480,7 @@ def aim(
     if path in ("/predict", "/v1/sessions"):
         body["model"] = name
     if body.get("inputs") is not None and data.draw(st.booleans(), label="valid inputs"):
-        body["inputs"] = valid_inputs(path, info, data)
+        body["inputs"] = valid_inputs(path, body, info, data)
     if body.get("max_steps") is not None and data.draw(st.booleans(), label="valid max_steps"):
         body["max_steps"] = data.draw(st.integers(1, 4), label="max_steps")
     if body.get("state") is not None and data.draw(st.booleans(), label="valid state"):
