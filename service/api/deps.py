@@ -11,6 +11,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.dataplane.predict import Predictor
+from service.dataplane.sessions import SessionOps
 from service.errors import NotReady
 from service.inference.registry import Registry
 from service.runtime import Runtime
@@ -26,15 +28,31 @@ def ready(request: Request) -> Runtime:
     return runtime
 
 
+def registry(request: Request) -> Registry:
+    loaded = ready(request).registry
+    assert loaded is not None
+    return loaded
+
+
+def predictor(request: Request) -> Predictor:
+    loaded = ready(request).predictor
+    assert loaded is not None
+    return loaded
+
+
+def session_ops(request: Request) -> SessionOps:
+    loaded = ready(request).sessions
+    assert loaded is not None
+    return loaded
+
+
 async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
 async def get_registry(request: Request) -> Registry:
-    registry = ready(request).registry
-    assert registry is not None
-    return registry
+    return registry(request)
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

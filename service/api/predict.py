@@ -3,10 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from service.api.body import documented, parse
-from service.api.deps import ready
+from service.api.deps import predictor
 from service.api.json import json_response
 from service.api.responses import errors
-from service.dataplane.predict import Predictor
 from service.errors import InvalidInput
 from service.schemas import ModelPredictRequest, PredictRequest, PredictResponse
 
@@ -16,12 +15,6 @@ ROUTE = {
     "response_model_exclude_none": True,
     "responses": errors(404, 503),
 }
-
-
-def _predictor(request: Request) -> Predictor:
-    predictor = ready(request).predictor
-    assert predictor is not None
-    return predictor
 
 
 async def _body(request: Request, path_names_model: bool) -> PredictRequest:
@@ -38,13 +31,13 @@ async def _body(request: Request, path_names_model: bool) -> PredictRequest:
 @router.post("/predict", openapi_extra=documented(PredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_default(request: Request) -> Response:
     body = await _body(request, path_names_model=False)
-    return json_response(await _predictor(request).predict(body.model, body.version, body))
+    return json_response(await predictor(request).predict(body.model, body.version, body))
 
 
 @router.post("/v1/models/{name}/predict", openapi_extra=documented(ModelPredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_model(name: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
-    return json_response(await _predictor(request).predict(name, None, body))
+    return json_response(await predictor(request).predict(name, None, body))
 
 
 @router.post(
@@ -54,4 +47,4 @@ async def predict_model(name: str, request: Request) -> Response:
 )
 async def predict_version(name: str, version: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
-    return json_response(await _predictor(request).predict(name, version, body))
+    return json_response(await predictor(request).predict(name, version, body))

@@ -7,11 +7,10 @@ from pydantic import BaseModel
 
 from service.api.auth import owner_of
 from service.api.body import documented, parse
-from service.api.deps import ready
+from service.api.deps import session_ops
 from service.api.json import json_response
 from service.api.responses import errors
 from service.dataplane.idempotency import Answer, Idempotency, idempotency
-from service.dataplane.sessions import SessionOps
 from service.schemas import (
     CreateSessionRequest,
     GenerateRequest,
@@ -37,12 +36,6 @@ IDEMPOTENCY_KEY = {
     "answer and applies nothing again (the same key with another body: 422)",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
 }
-
-
-def _sessions(request: Request) -> SessionOps:
-    sessions = ready(request).sessions
-    assert sessions is not None
-    return sessions
 
 
 def _idempotency(request: Request, operation: str, body: BaseModel | None) -> Idempotency | None:
@@ -93,7 +86,7 @@ KEYED = {**CHANGE, 200: {"description": "Successful Response", "headers": REPLAY
 )
 async def create_session(request: Request) -> Response:
     body = await parse(request, CreateSessionRequest)
-    info = await _sessions(request).create(body, owner_of(request))
+    info = await session_ops(request).create(body, owner_of(request))
     return json_response(info, status_code=201)
 
 
@@ -104,7 +97,7 @@ async def create_session(request: Request) -> Response:
     **INFO,  # type: ignore[arg-type]
 )
 async def get_session(session_id: str, request: Request, include_state: bool = False) -> Response:
-    info = await _sessions(request).get(session_id, include_state, owner_of(request))
+    info = await session_ops(request).get(session_id, include_state, owner_of(request))
     return json_response(info)
 
 
@@ -118,7 +111,7 @@ async def get_session(session_id: str, request: Request, include_state: bool = F
 async def step(session_id: str, request: Request) -> Response:
     body = await parse(request, StepRequest)
     keyed = _idempotency(request, "step", body)
-    return _answer(await _sessions(request).step(session_id, body, owner_of(request), keyed))
+    return _answer(await session_ops(request).step(session_id, body, owner_of(request), keyed))
 
 
 @router.post(
@@ -131,7 +124,7 @@ async def step(session_id: str, request: Request) -> Response:
 async def generate(session_id: str, request: Request) -> Response:
     body = await parse(request, GenerateRequest, empty_ok=True)
     keyed = _idempotency(request, "generate", body)
-    answer = await _sessions(request).generate(session_id, body, owner_of(request), keyed)
+    answer = await session_ops(request).generate(session_id, body, owner_of(request), keyed)
     return _answer(answer)
 
 
@@ -145,7 +138,7 @@ async def generate(session_id: str, request: Request) -> Response:
 async def set_state(session_id: str, request: Request) -> Response:
     body = await parse(request, SetStateRequest)
     keyed = _idempotency(request, "state", body)
-    answer = await _sessions(request).set_state(session_id, body, owner_of(request), keyed)
+    answer = await session_ops(request).set_state(session_id, body, owner_of(request), keyed)
     return _answer(answer)
 
 
@@ -158,7 +151,7 @@ async def set_state(session_id: str, request: Request) -> Response:
 )
 async def reset(session_id: str, request: Request) -> Response:
     keyed = _idempotency(request, "reset", None)
-    return _answer(await _sessions(request).reset(session_id, owner_of(request), keyed))
+    return _answer(await session_ops(request).reset(session_id, owner_of(request), keyed))
 
 
 @router.delete(
@@ -168,5 +161,5 @@ async def reset(session_id: str, request: Request) -> Response:
     operation_id=OPERATIONS["delete"],
 )
 async def delete(session_id: str, request: Request) -> Response:
-    await _sessions(request).delete(session_id, owner_of(request))
+    await session_ops(request).delete(session_id, owner_of(request))
     return Response(status_code=204)

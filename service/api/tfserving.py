@@ -10,11 +10,10 @@ from fastapi import APIRouter, Request, Response
 
 from service.api import paths  # noqa: F401 - registers the {...:segment} path convertor
 from service.api.body import documented, parse
-from service.api.deps import RegistryDep, ready
+from service.api.deps import RegistryDep, predictor
 from service.api.json import json_response
 from service.api.responses import plain
 from service.dataplane import tfserving
-from service.dataplane.predict import Predictor
 from service.tfserving_schemas import (
     TFColumnarResponse,
     TFMetadataResponse,
@@ -34,17 +33,11 @@ METADATA: dict[str, Any] = {
 }
 
 
-def _predictor(request: Request) -> Predictor:
-    predictor = ready(request).predictor
-    assert predictor is not None
-    return predictor
-
-
 async def _predict(request: Request, name: str, version: str | None) -> Response:
-    predictor = _predictor(request)
-    model = predictor.model(name, version)  # an unknown model is a 404 whatever the body
+    ops = predictor(request)
+    model = ops.model(name, version)  # an unknown model is a 404 whatever the body
     body = await parse(request, TFPredictRequest)
-    return json_response(await tfserving.predict(predictor, model, body))
+    return json_response(await tfserving.predict(ops, model, body))
 
 
 @router.post("/{name:segment}:predict", **PREDICT)

@@ -12,7 +12,8 @@ from fastapi import APIRouter, Request, Response
 from service import __version__
 from service.api.auth import owner_of
 from service.api.body import documented, parse_bytes
-from service.api.deps import ready
+from service.api.deps import predictor, ready, registry, session_ops
+from service.api.responses import plain
 from service.dataplane.oip import infer, model_metadata
 from service.dataplane.tensors import encode_outputs, split_body
 from service.errors import InvalidInput, PayloadTooLarge, ServiceError, shown
@@ -20,7 +21,6 @@ from service.oip_schemas import (
     InferenceRequest,
     InferenceResponse,
     ModelMetadata,
-    PlainError,
     ServerMetadata,
 )
 from service.runtime import Runtime
@@ -28,17 +28,6 @@ from service.runtime import Runtime
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "sequence", "parameters"]
-
-
-def _error(*statuses: int) -> dict[int | str, dict[str, object]]:
-    meaning = {
-        400: "invalid input: names the field and what is allowed",
-        404: "unknown model or version",
-        413: "request body over SERVICE_MAX_BODY_BYTES",
-        429: "session cap reached (sequence start); Retry-After",
-        503: "models loading, queue full or session store down; Retry-After",
-    }
-    return {s: {"model": PlainError, "description": meaning[s]} for s in statuses}
 
 
 class NotTrue(ServiceError):
@@ -56,7 +45,7 @@ async def server_metadata() -> ServerMetadata:
 def _probe(*statuses: int) -> dict[str, Any]:
     """A yes-or-no route: 200 with no body, as Triton answers; false is a 4xx."""
     responses: dict[int | str, dict[str, object]] = {200: {"description": "true (no body)"}}
-    responses.update(_error(*statuses))
+    responses.update(plain(*statuses))
     if 400 in statuses:
         responses[400] = {**responses[400], "description": "false (the message says why)"}
     return {"response_class": Response, "responses": responses}
@@ -81,14 +70,13 @@ async def server_ready(request: Request) -> Response:
 
 
 def _metadata(request: Request, name: str, version: str | None) -> ModelMetadata:
-    registry = ready(request).registry
-    assert registry is not None
-    model = registry.get(name, version)
-    versions = registry.versions(name) if version is None else [model.spec.version]
+    served = registry(request)
+    model = served.get(name, version)
+    versions = served.versions(name) if version is None else [model.spec.version]
     return model_metadata(model, versions)
 
 
-@router.get("/models/{model_name}", response_model=ModelMetadata, responses=_error(404, 503))
+@router.get("/models/{model_name}", response_model=ModelMetadata, responses=plain(404, 503))
 async def metadata(model_name: str, request: Request) -> ModelMetadata:
     return _metadata(request, model_name, None)
 
@@ -96,7 +84,7 @@ async def metadata(model_name: str, request: Request) -> ModelMetadata:
 @router.get(
     "/models/{model_name}/versions/{model_version}",
     response_model=ModelMetadata,
-    responses=_error(404, 503),
+    responses=plain(404, 503),
 )
 async def version_metadata(model_name: str, model_version: str, request: Request) -> ModelMetadata:
     return _metadata(request, model_name, model_version)
@@ -104,13 +92,13 @@ async def version_metadata(model_name: str, model_version: str, request: Request
 
 @router.get("/models/{model_name}/ready", **_probe(404, 503))
 async def model_ready(model_name: str, request: Request) -> Response:
-    _metadata(request, model_name, None)
+    registry(request).get(model_name)  # 404 if not served
     return Response(status_code=200)
 
 
 @router.get("/models/{model_name}/versions/{model_version}/ready", **_probe(404, 503))
 async def version_ready(model_name: str, model_version: str, request: Request) -> Response:
-    _metadata(request, model_name, model_version)
+    registry(request).get(model_name, model_version)
     return Response(status_code=200)
 
 
@@ -157,8 +145,7 @@ def _decompressed(raw: bytes, encoding: str | None, limit: int) -> bytes:
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     runtime = ready(request)
-    assert runtime.registry is not None and runtime.predictor and runtime.sessions
-    model = runtime.registry.get(name, version)
+    model = registry(request).get(name, version)
     raw = _decompressed(
         await request.body(),
         request.headers.get("content-encoding"),
@@ -167,7 +154,9 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     header, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
     body = parse_bytes(header, InferenceRequest)
     owner = owner_of(request)
-    tensors, wanted = await infer(runtime.predictor, runtime.sessions, model, body, binary, owner)
+    tensors, wanted = await infer(
+        predictor(request), session_ops(request), model, body, binary, owner
+    )
     entries, blobs = encode_outputs(tensors, wanted.binary)
     answer: dict[str, object] = {
         "model_name": model.spec.name,
@@ -203,7 +192,7 @@ INFER: dict[str, Any] = {
                 }
             },
         },
-        **_error(400, 404, 413, 429, 503),
+        **plain(400, 404, 413, 429, 503),
     },
     "openapi_extra": _infer_body(),
 }
