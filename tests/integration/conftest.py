@@ -89,16 +89,25 @@ def wait_ready(url: str, server: Server, timeout: float = 120) -> None:
     raise TimeoutError(f"server at {url} not ready after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
+@contextmanager
+def running(
+    env: dict[str, str] | None = None, store: Path = STORE, timeout: float = 120
+) -> Iterator[tuple[str, Server]]:
+    """A server process, ready, stopped on exit: its URL and the process."""
     port = free_port()
-    server = start_server(port, {"SERVICE_MAX_SESSIONS": "1000"})
+    server = start_server(port, env, store=store)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, server)
-        yield url
+        wait_ready(url, server, timeout)
+        yield url, server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    with running({"SERVICE_MAX_SESSIONS": "1000"}) as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -110,14 +119,8 @@ def http(server_url: str) -> Iterator[httpx.Client]:
 @contextmanager
 def serving(store: Path) -> Iterator[str]:
     """A server process on another model store (slow start-ups allowed: many models)."""
-    port = free_port()
-    server = start_server(port, store=store)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server, timeout=300)
+    with running(store=store, timeout=300) as (url, _):
         yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.integration.conftest import free_port, start_server, wait_ready
+from tests.integration.conftest import running
 from tests.unit.test_docs_offline import foreign_urls
 
 pytestmark = pytest.mark.integration
@@ -51,14 +51,8 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    port = free_port()
-    process = start_server(port, {"SERVICE_API_KEYS": f"docs:{KEY}"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, process)
+    with running({"SERVICE_API_KEYS": f"docs:{KEY}"}) as (url, _):
         yield url
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

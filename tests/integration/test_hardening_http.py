@@ -10,7 +10,7 @@ import redis
 
 from service.sessions import codec
 from service.sessions.base import log_id
-from tests.integration.conftest import Server, free_port, start_server, wait_ready
+from tests.integration.conftest import Server, free_port, running
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -97,17 +97,12 @@ def redis_served(
         "SERVICE_REDIS_URL": redis_server.url,
         "SERVICE_REDIS_PREFIX": prefix,
     }
-    server = start_server(port, env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server)
-        with (
-            httpx.Client(base_url=url, timeout=30) as http,
-            redis.Redis.from_url(redis_server.url) as client,
-        ):
-            yield http, client, prefix, server
-    finally:
-        server.stop()
+    with (
+        running(env) as (url, server),
+        httpx.Client(base_url=url, timeout=30) as http,
+        redis.Redis.from_url(redis_server.url) as client,
+    ):
+        yield http, client, prefix, server
 
 
 def test_corrupt_redis_records_answer_410_and_nothing_else_breaks(

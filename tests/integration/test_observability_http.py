@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from service.sessions.base import log_id
-from tests.integration.conftest import STORE, free_port, start_server, wait_ready
+from tests.integration.conftest import STORE, running
 
 pytestmark = pytest.mark.integration
 
@@ -37,21 +37,14 @@ def test_metrics_and_json_logs_of_a_real_server(tmp_path: Path) -> None:
     store = tmp_path / "store"
     for name in ("reverse", "memory"):
         shutil.copytree(STORE / name / "1", store / name / "1")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(
-        port,
-        {
-            "SERVICE_LOG_FORMAT": "json",
-            "SERVICE_ACCESS_LOG": "true",
-            "SERVICE_LOG_LEVEL": "info",
-            "SERVICE_MODEL_POLL_SECONDS": "0",
-        },
-        store=store,
-    )
+    env = {
+        "SERVICE_LOG_FORMAT": "json",
+        "SERVICE_ACCESS_LOG": "true",
+        "SERVICE_LOG_LEVEL": "info",
+        "SERVICE_MODEL_POLL_SECONDS": "0",
+    }
     sent: dict[str, tuple[str, str]] = {}  # request id -> (method, path as logged)
-    try:
-        wait_ready(url, server)
+    with running(env, store=store) as (url, server):
         with httpx.Client(base_url=url, timeout=60) as http:
 
             def call(method: str, path: str, rid: str, **kwargs: Any) -> httpx.Response:
@@ -105,8 +98,6 @@ def test_metrics_and_json_logs_of_a_real_server(tmp_path: Path) -> None:
         server.process.terminate()  # the shutdown's lines are JSON too
         assert server.process.wait(timeout=30) == 0
         output = server.output()
-    finally:
-        server.stop()
     lines = [json.loads(line) for line in output.splitlines()]  # every line is JSON
     assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
     assert sids[0] not in output and log_id(sids[0]) in output

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import STORE, free_port, start_server, wait_ready
+from tests.integration.conftest import STORE, running
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +37,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def url(store: Path) -> Iterator[str]:
-    port = free_port()
-    server = start_server(port, {"SERVICE_MODEL_POLL_SECONDS": "0"}, store=store)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", server)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+    with running({"SERVICE_MODEL_POLL_SECONDS": "0"}, store=store) as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -203,11 +198,7 @@ def test_a_version_directory_that_is_not_a_number_leaves_its_model_as_it_is(
 
 def test_the_poller_picks_up_a_new_version_by_itself(tmp_path: Path) -> None:
     shutil.copytree(STORE / "memory" / "1", tmp_path / "memory" / "1")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(port, {"SERVICE_MODEL_POLL_SECONDS": "0.2"}, store=tmp_path)
-    try:
-        wait_ready(url, server)
+    with running({"SERVICE_MODEL_POLL_SECONDS": "0.2"}, store=tmp_path) as (url, server):
         publish(tmp_path, "memory", 2, STORE / "memory" / "1")
         deadline = time.monotonic() + 120
         while httpx.get(f"{url}/v1/models/memory").json()["default_version"] != "2":
@@ -219,5 +210,3 @@ def test_the_poller_picks_up_a_new_version_by_itself(tmp_path: Path) -> None:
         while httpx.get(f"{url}/v1/models/memory").json()["versions"] != ["2"]:
             assert time.monotonic() < deadline, server.output()
             time.sleep(0.1)
-    finally:
-        server.stop()

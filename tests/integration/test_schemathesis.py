@@ -48,7 +48,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from service.app import create_app
 from service.config import Settings
 from service.errors import plain_errors
-from tests.integration.conftest import Server, free_port, start_server, wait_ready
+from tests.integration.conftest import Server, running
 
 pytestmark = pytest.mark.integration
 
@@ -89,14 +89,8 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[tuple[str, Server]]:
     """Its own server: what the fuzzing creates (sessions) stays out of other tests."""
-    port = free_port()
-    server = start_server(port, {f"SERVICE_{k.upper()}": str(v) for k, v in SETTINGS.items()})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server)
-        yield url, server
-    finally:
-        server.stop()
+    with running({f"SERVICE_{k.upper()}": str(v) for k, v in SETTINGS.items()}) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

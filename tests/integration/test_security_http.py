@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from service.sessions.base import log_id
-from tests.integration.conftest import Server, free_port, start_server, wait_ready
+from tests.integration.conftest import Server, running
 
 pytestmark = pytest.mark.integration
 
@@ -15,21 +15,13 @@ ALICE, BOB = "alice-7f3a9c1e5b2d4f6a", "bob-2e4c6a8b0d1f3e5a"
 
 @pytest.fixture(scope="module")
 def keyed() -> Iterator[tuple[str, Server]]:
-    port = free_port()
-    server = start_server(
-        port,
-        {
-            "SERVICE_API_KEYS": f"alice:{ALICE},bob:{BOB}",
-            "SERVICE_LOG_LEVEL": "info",
-            "SERVICE_ACCESS_LOG": "true",
-        },
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server)
-        yield url, server
-    finally:
-        server.stop()
+    env = {
+        "SERVICE_API_KEYS": f"alice:{ALICE},bob:{BOB}",
+        "SERVICE_LOG_LEVEL": "info",
+        "SERVICE_ACCESS_LOG": "true",
+    }
+    with running(env) as served:
+        yield served
 
 
 def test_keys_ownership_and_a_log_without_secrets(keyed: tuple[str, Server]) -> None:

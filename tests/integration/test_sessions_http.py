@@ -8,7 +8,7 @@ import pytest
 from httpx import Client
 
 from tests.floats import assert_close
-from tests.integration.conftest import STORE, free_port, start_server, wait_ready
+from tests.integration.conftest import STORE, running
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot, sigmoid
 
 pytestmark = pytest.mark.integration
@@ -172,24 +172,16 @@ def test_expiry_and_cap_on_a_configured_server() -> None:
     """Real time: "alive" checks have seconds of slack and the "expired" check waits
     until the TTL has passed since the session was last touched."""
     ttl = 3.0
-    port = free_port()
-    server = start_server(
-        port, {"SERVICE_SESSION_TTL_SECONDS": str(ttl), "SERVICE_MAX_SESSIONS": "2"}
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, server)
-        with Client(base_url=url, timeout=30) as http:
-            kept = create(http, model="memory")
-            doomed = create(http, model="memory")
-            doomed_due = time.monotonic() + ttl
-            r = http.post("/v1/sessions", json={"model": "memory"})
-            assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= ttl + 1
-            assert "capacity" in r.json()["error"]["message"]
-            while time.monotonic() < doomed_due + 0.05:  # keep one busy, the other idles
-                time.sleep(0.25)
-                assert http.get(f"/v1/sessions/{kept}").status_code == 200
-            assert http.get(f"/v1/sessions/{doomed}").status_code == 404
-            create(http, model="memory")  # room again
-    finally:
-        server.stop()
+    env = {"SERVICE_SESSION_TTL_SECONDS": str(ttl), "SERVICE_MAX_SESSIONS": "2"}
+    with running(env) as (url, _), Client(base_url=url, timeout=30) as http:
+        kept = create(http, model="memory")
+        doomed = create(http, model="memory")
+        doomed_due = time.monotonic() + ttl
+        r = http.post("/v1/sessions", json={"model": "memory"})
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= ttl + 1
+        assert "capacity" in r.json()["error"]["message"]
+        while time.monotonic() < doomed_due + 0.05:  # keep one busy, the other idles
+            time.sleep(0.25)
+            assert http.get(f"/v1/sessions/{kept}").status_code == 200
+        assert http.get(f"/v1/sessions/{doomed}").status_code == 404
+        create(http, model="memory")  # room again
