@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     max_probabilities_per_request: int = Field(
         default=262_144, ge=1, description="probability values in one response"
     )
+    max_beam_width: int = Field(
+        default=16, ge=1, description="upper bound for beam_width and num_return_sequences"
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="request body size; 413 beyond"
     )

@@ -10,7 +10,6 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    PlainValidator,
     StrictInt,
     StrictStr,
     Tag,
@@ -18,31 +17,11 @@ from pydantic import (
 )
 from typing_extensions import TypeAliasType
 
-SETTINGS_KEY = "x-settings"
-FLOAT32_MAX = 3.4028234663852886e38
+from service.decoding_schemas import DecodingOptions
+from service.wire_types import FLOAT32_MAX, SETTINGS_KEY, Token, from_settings
 
+__all__ = ["FLOAT32_MAX", "SETTINGS_KEY", "Token", "from_settings"]
 
-def from_settings(**keywords: str) -> dict[str, Any]:
-    """JSON Schema keywords whose values are the app's settings, e.g.
-    `from_settings(maxItems="max_batch_size")`: filled in when the app builds its OpenAPI
-    document (service/api/openapi.py), so the schema states the limits the server
-    enforces with the values it enforces."""
-    return {SETTINGS_KEY: keywords}
-
-
-def _token(value: Any) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(
-            f"a token must be an integer id or a vocabulary string, got {type(value).__name__}"
-        )
-    return value
-
-
-Token = Annotated[
-    int | str,
-    PlainValidator(_token),
-    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}]}),
-]
 Sequence_ = Annotated[
     list[Token],
     Field(min_length=1, json_schema_extra=from_settings(maxItems="max_sequence_length")),
@@ -101,9 +80,9 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class PredictRequest(Request):
-    """POST /predict: the model (default: SERVICE_DEFAULT_MODEL) and version in the body."""
-
+# Decoding options come after a body's own fields (documentation and messages list fields in
+# the order pydantic collects them: the bases' in reverse MRO order, then the class's own).
+class _PredictFields(Request):
     model: str | None = Field(default=None, description="default: SERVICE_DEFAULT_MODEL")
     version: StrictInt | StrictStr | None = Field(default=None, description="default: the newest")
     inputs: Batch
@@ -111,12 +90,18 @@ class PredictRequest(Request):
     return_probabilities: bool = False
 
 
-class ModelPredictRequest(Request):
-    """The predict routes that name the model in their path: no 'model', no 'version'."""
+class PredictRequest(DecodingOptions, _PredictFields):
+    """POST /predict: the model (default: SERVICE_DEFAULT_MODEL) and version in the body."""
 
+
+class _ModelPredictFields(Request):
     inputs: Batch
     max_steps: MaxSteps = None
     return_probabilities: bool = False
+
+
+class ModelPredictRequest(DecodingOptions, _ModelPredictFields):
+    """The predict routes that name the model in their path: no 'model', no 'version'."""
 
 
 class PredictResponse(BaseModel):
@@ -124,6 +109,18 @@ class PredictResponse(BaseModel):
     version: str
     outputs: list[list[Token] | str] = Field(description="text for each text input")
     probabilities: list[list[list[float]]] | None = None
+    sequences: list[list[list[Token] | str]] | None = Field(
+        default=None, description="num_return_sequences > 1: the n best per input, best first"
+    )
+    scores: list[list[float]] | None = Field(
+        default=None,
+        description="beam or return_scores: per input, the log-probability of each returned "
+        "sequence (the first is outputs')",
+    )
+    step_scores: list[list[list[float]]] | None = Field(
+        default=None, description="return_scores: per input and sequence, each token's"
+    )
+    seed: int | None = Field(default=None, description="sample: the seed used")
 
 
 class CreateSessionRequest(Request):
@@ -164,9 +161,13 @@ class StepRequest(Request):
     return_probabilities: bool = False
 
 
-class GenerateRequest(Request):
+class _GenerateFields(Request):
     max_steps: MaxSteps = None
     return_probabilities: bool = False
+
+
+class GenerateRequest(DecodingOptions, _GenerateFields):
+    """POST /v1/sessions/{id}/generate: decode on from the session's state."""
 
 
 class StepResponse(BaseModel):
@@ -175,6 +176,18 @@ class StepResponse(BaseModel):
     steps: int
     text: str | None = Field(default=None, description="the outputs as text, if a tokenizer")
     probabilities: list[list[float]] | None = None
+    sequences: list[list[Token]] | None = Field(
+        default=None,
+        description="num_return_sequences > 1: the n best, best first (the session continues "
+        "from the first)",
+    )
+    scores: list[float] | None = Field(
+        default=None, description="beam or return_scores: each returned sequence's log-probability"
+    )
+    step_scores: list[list[float]] | None = Field(
+        default=None, description="return_scores: each returned sequence's tokens'"
+    )
+    seed: int | None = Field(default=None, description="sample: the seed used")
 
 
 class SetStateRequest(Request):
