@@ -7,23 +7,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.config import Settings
+from service.dataplane import strategies
 from service.dataplane.limits import check_batch, check_max_steps, check_work, max_steps_unused
+from service.dataplane.strategies import Plan
 from service.dataplane.tokens import TokensIn, source_ids, to_text, to_tokens
+from service.decoding_schemas import DecodingOptions
 from service.inference.base import LoadedModel
-from service.inference.engine import Engines
+from service.inference.decoding import RowDecoded
+from service.inference.engine import Engines, PredictJob
 from service.inference.registry import Registry
 from service.request_context import note_model
 from service.schemas import PredictRequest, PredictResponse, Token
 
+GREEDY_OPTIONS = DecodingOptions()
+
 
 @dataclass(frozen=True)
 class Predicted:
-    """What a model answered for a batch: target ids per input (rows may differ in
-    length: a seq2seq row ends at the end token), and optional probabilities."""
+    """What a model answered for a batch: per input, its hypotheses (best first; rows
+    may differ in length: a seq2seq row ends at the end token), and how it was decoded."""
 
     model: LoadedModel
-    ids: list[list[int]]
-    probabilities: list[list[list[float]]] | None
+    rows: list[RowDecoded]
+    plan: Plan
+    probabilities_asked: bool
+
+    @property
+    def ids(self) -> list[list[int]]:
+        """Each input's best output."""
+        return [row.outputs for row in self.rows]
+
+    @property
+    def probabilities(self) -> list[list[list[float]]] | None:
+        if not self.probabilities_asked:
+            return None
+        return [row.probabilities or [] for row in self.rows]
 
 
 class Predictor:
@@ -50,9 +68,10 @@ class Predictor:
         max_steps: int | None,
         probabilities: bool,
         field: str = "inputs",
+        options: DecodingOptions | None = None,
     ) -> Predicted:
         return await decode(
-            model, self.engines, inputs, max_steps, probabilities, self.settings, field
+            model, self.engines, inputs, max_steps, probabilities, self.settings, field, options
         )
 
 
@@ -64,20 +83,24 @@ async def decode(
     probabilities: bool,
     settings: Settings,
     field: str = "inputs",
+    options: DecodingOptions | None = None,
 ) -> Predicted:
     """Checks a batch against the model and the limits, then decodes it. `field` names
-    the inputs in error messages."""
+    the inputs in error messages; `options`: how (default greedy)."""
     spec = model.spec
     note_model(spec.name)
     manifest = spec.manifest
+    seq2seq = manifest.kind == "seq2seq"
+    plan = strategies.plan(options or GREEDY_OPTIONS, model, settings, probabilities, seq2seq)
     check_batch(inputs, settings, field)
     sequences = [
         source_ids(manifest, given, f"{field}[{i}]", settings) for i, given in enumerate(inputs)
     ]
     rows, fed = len(sequences), sum(len(s) for s in sequences)
-    if manifest.kind == "seq2seq":
+    if seq2seq:
         steps = check_max_steps(max_steps, manifest.max_steps, settings)
-        what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps"
+        beams = f" x beam_width {plan.width}" if plan.width > 1 else ""
+        what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps{beams}"
         emitted = rows * steps
     elif max_steps is not None:
         raise max_steps_unused(spec.name)
@@ -87,14 +110,15 @@ async def decode(
         emitted = fed
     check_work(
         settings,
-        steps=fed + rows * steps,
+        steps=fed + rows * steps * plan.width,
         what=what,
         field=field,
         outputs=emitted,
         width=manifest.output_cardinality if probabilities else None,
     )
-    ids, probs = await engines.get(model).predict(sequences, steps, probabilities)
-    return Predicted(model, ids, probs)
+    job = PredictJob(sequences, steps, plan.rows(rows), [plan.returned] * rows)
+    decoded = await engines.get(model).predict(job, probabilities)
+    return Predicted(model, decoded, plan, probabilities)
 
 
 def answer_rows(
@@ -115,13 +139,34 @@ async def predict(
     model: LoadedModel, engines: Engines, request: PredictRequest, settings: Settings
 ) -> PredictResponse:
     decoded = await decode(
-        model, engines, request.inputs, request.max_steps, request.return_probabilities, settings
+        model,
+        engines,
+        request.inputs,
+        request.max_steps,
+        request.return_probabilities,
+        settings,
+        options=request,
     )
-    answers = answer_rows(model, request.inputs, decoded.ids)
+    return response(decoded, request.inputs)
+
+
+def response(decoded: Predicted, inputs: Sequence[TokensIn]) -> PredictResponse:
+    model = decoded.model
+    extra = strategies.scored(decoded.plan, decoded.rows)
+    sequences = None
+    if extra.sequences is not None:
+        sequences = [
+            answer_rows(model, [given] * len(found), found)
+            for given, found in zip(inputs, extra.sequences, strict=True)
+        ]
     # built from our own values: no need to validate them again
     return PredictResponse.model_construct(
         model=model.spec.name,
         version=str(model.spec.version),
-        outputs=answers,
+        outputs=answer_rows(model, inputs, decoded.ids),
         probabilities=decoded.probabilities,
+        sequences=sequences,
+        scores=extra.scores,
+        step_scores=extra.step_scores,
+        seed=decoded.plan.seed,
     )

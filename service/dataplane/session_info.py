@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from service.dataplane.strategies import Plan, scored
 from service.dataplane.tokens import to_text, to_tokens
 from service.errors import NotFound, shown
 from service.inference.base import LoadedModel
-from service.inference.engine import RowResult
+from service.inference.decoding import RowDecoded
 from service.schemas import SessionInfo, StepResponse
 from service.sessions.base import Session
 
@@ -45,7 +46,10 @@ def carried(session: Session) -> tuple[np.ndarray, ...]:
     return session.states if session.memory is None else (*session.states, session.memory)
 
 
-def advanced(session: Session, model: LoadedModel, row: RowResult) -> tuple[Session, StepResponse]:
+def advanced(
+    session: Session, model: LoadedModel, row: RowDecoded, plan: Plan | None = None
+) -> tuple[Session, StepResponse]:
+    """The session after `row`'s first (best) hypothesis, and the answer."""
     changed = replace(
         session,
         steps=session.steps + len(row.outputs),
@@ -60,4 +64,11 @@ def advanced(session: Session, model: LoadedModel, row: RowResult) -> tuple[Sess
         text=to_text(manifest, row.outputs),
         probabilities=row.probabilities,
     )
+    if plan is not None:
+        extra = scored(plan, [row])
+        if extra.sequences is not None:
+            response.sequences = [to_tokens(manifest.target, s) for s in extra.sequences[0]]
+        response.scores = extra.scores[0] if extra.scores is not None else None
+        response.step_scores = extra.step_scores[0] if extra.step_scores is not None else None
+        response.seed = plan.seed
     return changed, response

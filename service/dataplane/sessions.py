@@ -10,9 +10,11 @@ from dataclasses import replace
 from pydantic import BaseModel
 
 from service.config import Settings
+from service.dataplane import strategies
 from service.dataplane.idempotency import Answer, Idempotency, reused
 from service.dataplane.limits import check_length, check_max_steps, check_work
 from service.dataplane.session_info import advanced, carried, info, not_found
+from service.dataplane.strategies import Plan
 from service.dataplane.tokens import parse_states, read_ids, source_ids
 from service.errors import Conflict, InvalidInput, NotFound, VersionGone, shown
 from service.inference.base import LoadedModel
@@ -203,34 +205,49 @@ class SessionOps:
         idempotent: Idempotency | None = None,
     ) -> Answer:
         async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
-            manifest = model.spec.manifest
-            steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
-            check_work(
-                self.settings,
-                steps=steps,
-                what=f"max_steps {steps}",
-                field="max_steps",
-                outputs=steps,
-                width=manifest.output_cardinality if request.return_probabilities else None,
-            )
-            if not manifest.feeds_back:
-                raise InvalidInput(
-                    f"'{model.spec.name}' outputs target tokens that are not among its inputs, "
-                    "so generate cannot feed them back; use step",
-                    field="session_id",
-                )
-            if session.next_token is None:
-                raise Conflict(
-                    f"session {shown(session_id)} has no previous output to feed back: step at "
-                    "least one input first",
-                    field="session_id",
-                )
+            steps, plan = self._generation(session, model, request)
             row = await self.engines.get(model).generate(
-                carried(session), session.next_token, steps, request.return_probabilities
+                carried(session),
+                session.next_token or 0,
+                steps,
+                request.return_probabilities,
+                plan.rows(1)[0],
+                plan.returned,
             )
-            return advanced(session, model, row)
+            return advanced(session, model, row, plan)
 
         return await self._change(session_id, owner, idempotent, apply)
+
+    def _generation(
+        self, session: Session, model: LoadedModel, request: GenerateRequest
+    ) -> tuple[int, Plan]:
+        """The checks before a session generates: steps and plan within the limits, a
+        model that feeds its outputs back, a token to feed."""
+        manifest = model.spec.manifest
+        steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
+        plan = strategies.plan(request, model, self.settings, request.return_probabilities)
+        beams = f" x beam_width {plan.width}" if plan.width > 1 else ""
+        check_work(
+            self.settings,
+            steps=steps * plan.width,
+            what=f"max_steps {steps}{beams}",
+            field="max_steps",
+            outputs=steps,
+            width=manifest.output_cardinality if request.return_probabilities else None,
+        )
+        if not manifest.feeds_back:
+            raise InvalidInput(
+                f"'{model.spec.name}' outputs target tokens that are not among its inputs, "
+                "so generate cannot feed them back; use step",
+                field="session_id",
+            )
+        if session.next_token is None:
+            raise Conflict(
+                f"session {shown(session.id)} has no previous output to feed back: step at "
+                "least one input first",
+                field="session_id",
+            )
+        return steps, plan
 
     async def set_state(
         self,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -24,6 +24,55 @@ class Decoded:
     lengths: np.ndarray  # (batch,) int32
     probabilities: np.ndarray | None  # (batch, steps, output_cardinality), if asked
     states: States  # each row's state after its last valid step
+    scores: np.ndarray | None = None  # (batch, steps) float32: log-probability of each token
+
+
+@dataclass
+class Beams:
+    """Beam search results: per row, `width` hypotheses, best first (by `ranking`).
+    Hypothesis j of row i is tokens[i, j, :lengths[i, j]]; a hypothesis that does not
+    exist (fewer than `width` were possible) has score -inf and length 0."""
+
+    tokens: np.ndarray  # (batch, width, steps) int32
+    lengths: np.ndarray  # (batch, width) int32
+    scores: np.ndarray  # (batch, width) float32: log-probability
+    ranking: np.ndarray  # (batch, width) float32: scores / length penalty
+    step_scores: np.ndarray  # (batch, width, steps) float32
+    states: States  # each row's best hypothesis's state after its last token
+    steps_run: int  # decoder steps of the whole batch (each over batch x width rows)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Per-row sampling parameters (arrays of the batch's length); see sampling.py."""
+
+    temperature: np.ndarray  # float32; 0: argmax
+    top_k: np.ndarray  # int32; 0: every token
+    top_p: np.ndarray  # float32; 1: every token
+    seeds: np.ndarray  # uint64: the row's random stream
+    offsets: np.ndarray  # int32: the stream position of the row's first step
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How one row is decoded. Rows batch together when their `group` is equal."""
+
+    strategy: Literal["greedy", "beam", "sample"] = "greedy"
+    beam_width: int = 1
+    length_penalty: float = 0.0
+    temperature: float = 1.0  # sample; 0: argmax
+    top_k: int = 0  # sample; 0: every token
+    top_p: float = 1.0  # sample
+    seed: int = 0  # sample: the row's stream (sampling.row_seeds)
+    offset: int = 0  # sample: the stream position of the row's first step
+
+    @property
+    def group(self) -> tuple[str, int]:
+        """Beam rows share a graph call only with the same width (it shapes the call)."""
+        return self.strategy, self.beam_width if self.strategy == "beam" else 0
+
+
+GREEDY = Decoding()
 
 
 class Compute(Protocol):
@@ -38,14 +87,43 @@ class Compute(Protocol):
         ...
 
     def generate(
-        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
     ) -> Decoded:
-        """Greedy: feed `tokens`, then each row's argmax, for up to limits[i] steps; a row
-        also stops after emitting the end token (included in its output)."""
+        """Greedy (or sampled): feed `tokens`, then each row's chosen token, for up to
+        limits[i] steps; a row also stops after emitting the end token (included)."""
         ...
 
-    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
+    def decode(
+        self,
+        sources: np.ndarray,
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
+    ) -> Decoded:
         """Encode same-length sources, then `generate` from the start token."""
+        ...
+
+    def beam(
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        width: int,
+        alpha: np.ndarray,
+    ) -> Beams:
+        """Beam search from `tokens` and `states`, up to limits[i] steps per row, ranking
+        hypotheses by log-probability / ((5 + length) / 6) ** alpha[i]."""
+        ...
+
+    def beam_decode(
+        self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
+    ) -> Beams:
+        """Encode same-length sources, then `beam` from the start token."""
         ...
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:

@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 
 from service.errors import NotReady
-from service.inference.base import LoadedModel, States
+from service.inference.base import GREEDY, Decoding, LoadedModel, States
 from service.inference.batcher import Batcher
-from service.inference.decoding import StepRun, generate, greedy_decode, run_steps
+from service.inference.decoding import RowDecoded, decode, generate_rows, run_rows
 from service.metrics import Metrics
 
 log = logging.getLogger("service")
-Outputs = tuple[list[list[int]], list[list[list[float]]] | None]
 
 
 @dataclass(frozen=True)
@@ -28,24 +27,12 @@ class BatchSettings:
     max_queue_rows: int = 4096
 
 
-@dataclass
-class RowResult:
-    """One row of a step run: outputs, optional probabilities, final per-sample states."""
-
-    outputs: list[int]
-    probabilities: list[list[float]] | None
-    states: tuple[np.ndarray, ...]
-
-
-def _split(run: StepRun) -> list[RowResult]:
-    return [
-        RowResult(
-            run.outputs[i],
-            run.probabilities[i] if run.probabilities is not None else None,
-            tuple(s[i].copy() for s in run.states),
-        )
-        for i in range(len(run.outputs))
-    ]
+@dataclass(frozen=True)
+class PredictJob:
+    sequences: list[list[int]]
+    max_steps: int
+    decoding: list[Decoding]  # one per sequence, all in one group
+    wanted: list[int] | None = None  # beam: hypotheses per sequence
 
 
 def _probs(key: Hashable) -> bool:
@@ -104,30 +91,40 @@ class ModelEngine:
 
     # ---- async API --------------------------------------------------------------
 
-    async def predict(self, sequences: list[list[int]], max_steps: int, probs: bool) -> Outputs:
-        """seq2seq: greedy decode each source; step model: run each from a zero state."""
-        result: Outputs = await self._predict.submit(probs, len(sequences), (sequences, max_steps))
+    async def predict(self, job: PredictJob, probs: bool) -> list[RowDecoded]:
+        """seq2seq: decode each source by its strategy; step model: run each from a
+        zero state (greedy only)."""
+        key = (probs, job.decoding[0].group)
+        result: list[RowDecoded] = await self._predict.submit(key, len(job.sequences), job)
         return result
 
-    def _key(self, states: tuple[np.ndarray, ...], probs: bool) -> Hashable:
-        """Rows batch together when their probabilities flag and memory length agree
-        (an attention memory's time dimension is the source's length)."""
+    def _key(self, states: tuple[np.ndarray, ...], probs: bool, decoding: Decoding) -> Hashable:
+        """Rows batch together when their probabilities flag, decoding group and memory
+        length agree (an attention memory's time dimension is the source's length)."""
         if self.model.spec.memory_shape is None:
-            return probs
-        return probs, states[-1].shape
+            return probs, decoding.group
+        return probs, decoding.group, states[-1].shape
 
     async def run(
         self, states: tuple[np.ndarray, ...], tokens: list[int], probs: bool
-    ) -> RowResult:
+    ) -> RowDecoded:
         """Feed `tokens` from one session's states (and memory, last)."""
-        result: RowResult = await self._run.submit(self._key(states, probs), 1, (states, tokens))
+        key = self._key(states, probs, GREEDY)
+        result: RowDecoded = await self._run.submit(key, 1, (states, tokens))
         return result
 
     async def generate(
-        self, states: tuple[np.ndarray, ...], token: int, max_steps: int, probs: bool
-    ) -> RowResult:
-        key = self._key(states, probs)
-        result: RowResult = await self._generate.submit(key, 1, (states, token, max_steps))
+        self,
+        states: tuple[np.ndarray, ...],
+        token: int,
+        max_steps: int,
+        probs: bool,
+        decoding: Decoding = GREEDY,
+        wanted: int = 1,
+    ) -> RowDecoded:
+        key = self._key(states, probs, decoding)
+        payload = (states, token, max_steps, decoding, wanted)
+        result: RowDecoded = await self._generate.submit(key, 1, payload)
         return result
 
     async def encode(self, source: list[int]) -> tuple[np.ndarray, ...]:
@@ -136,54 +133,53 @@ class ModelEngine:
 
     # ---- compute thread ---------------------------------------------------------
 
-    def _count_steps(self, outputs: list[list[int]]) -> None:
-        """Decoder steps run: one per output token of each row."""
+    def _count_steps(self, rows: list[RowDecoded], width: int = 1) -> None:
+        """Decoder steps run: one per output token of each row (x width for beams)."""
         if self._steps is not None:
-            self._steps.inc(sum(len(row) for row in outputs))
+            self._steps.inc(width * sum(len(row.outputs) for row in rows))
 
-    def _process_predict(
-        self, probs: Hashable, jobs: Sequence[tuple[list[list[int]], int]]
-    ) -> list[Outputs]:
-        sequences = [s for seqs, _ in jobs for s in seqs]
+    def _process_predict(self, key: Hashable, jobs: Sequence[PredictJob]) -> list[list[RowDecoded]]:
+        sequences = [s for job in jobs for s in job.sequences]
         compute = self.model.compute
+        probs = _probs(key)
         if self.model.spec.manifest.kind == "seq2seq":
-            limits = [steps for seqs, steps in jobs for _ in seqs]
-            outputs, probabilities = greedy_decode(compute, sequences, limits, bool(probs))
+            limits = [job.max_steps for job in jobs for _ in job.sequences]
+            decoding = [d for job in jobs for d in job.decoding]
+            wanted = [n for job in jobs for n in (job.wanted or [1] * len(job.sequences))]
+            rows = decode(compute, sequences, limits, probs, decoding, wanted)
         else:
-            zeros = self.model.spec.zero_states(len(sequences))
-            run = run_steps(compute, zeros, sequences, bool(probs))
-            outputs, probabilities = run.outputs, run.probabilities
-        self._count_steps(outputs)
-        results: list[Outputs] = []
+            rows = run_rows(compute, self.model.spec.zero_states(len(sequences)), sequences, probs)
+        self._count_steps(rows, jobs[0].decoding[0].beam_width)
+        results: list[list[RowDecoded]] = []
         start = 0
-        for seqs, _ in jobs:
-            end = start + len(seqs)
-            results.append(
-                (
-                    outputs[start:end],
-                    probabilities[start:end] if probabilities is not None else None,
-                )
-            )
-            start = end
+        for job in jobs:
+            results.append(rows[start : start + len(job.sequences)])
+            start += len(job.sequences)
         return results
 
     def _process_run(
         self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
-    ) -> list[RowResult]:
+    ) -> list[RowDecoded]:
         states = _stack([s for s, _ in jobs])
-        run = run_steps(self.model.compute, states, [t for _, t in jobs], _probs(key))
-        self._count_steps(run.outputs)
-        return _split(run)
+        rows = run_rows(self.model.compute, states, [t for _, t in jobs], _probs(key))
+        self._count_steps(rows)
+        return rows
 
     def _process_generate(
-        self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int]]
-    ) -> list[RowResult]:
-        states = _stack([s for s, _, _ in jobs])
-        tokens = np.asarray([t for _, t, _ in jobs], dtype=np.int32)
-        limits = [m for _, _, m in jobs]
-        run = generate(self.model.compute, tokens, states, limits, _probs(key))
-        self._count_steps(run.outputs)
-        return _split(run)
+        self,
+        key: Hashable,
+        jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int, Decoding, int]],
+    ) -> list[RowDecoded]:
+        states = _stack([job[0] for job in jobs])
+        tokens = np.asarray([job[1] for job in jobs], dtype=np.int32)
+        limits = [job[2] for job in jobs]
+        decoding = [job[3] for job in jobs]
+        wanted = [job[4] for job in jobs]
+        rows = generate_rows(
+            self.model.compute, tokens, states, limits, _probs(key), decoding, wanted
+        )
+        self._count_steps(rows, decoding[0].beam_width)
+        return rows
 
     def _process_encode(
         self, _length: Hashable, sources: Sequence[list[int]]

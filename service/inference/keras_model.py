@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from service.inference.base import Decoded, ModelSpec, States
+from service.inference.base import Beams, Decoded, ModelSpec, Sampling, States
 from service.inference.formats.base import Graph
+from service.inference.graphs import beam, loops, sample
 from service.inference.layout import Layout
 from service.inference.loop import LoopCompute
 from service.inference.manifest import Side
@@ -26,14 +27,24 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         pass
 
 
+def _bound(fn: Any, **options: Any) -> Any:
+    """`fn` with Python-level options fixed: they stay out of the traced signature."""
+
+    def graph(*tensors: Any) -> Any:
+        return fn(*tensors, **options)
+
+    return graph
+
+
 class KerasCompute(LoopCompute):
     """Encoder/decoder (or step) models in traced `tf.function`s.
 
-    Each operation is one graph call per batch: the whole greedy decode (encoder and
-    every decoder step in a `tf.while_loop`, stopping early once every row is done),
-    the whole teacher-forced run, or one step. Input signatures leave batch and length
-    open, so varying requests never retrace; `probs` (whether probabilities are
-    returned) is the only Python-level switch, so each function traces at most twice.
+    Each operation is one graph call per batch: the whole decode (encoder and every
+    decoder step in a `tf.while_loop`, stopping early once every row is done) greedy,
+    sampled or by beam search, the whole teacher-forced run, or one step. Input
+    signatures leave batch, length and beam width open, so varying requests never
+    retrace; `probs` (whether probabilities are returned) is the only Python-level
+    switch, so each function traces at most twice.
     """
 
     def __init__(self, spec: ModelSpec, layout: Layout, encoder: Graph | None, decoder: Graph):
@@ -47,45 +58,64 @@ class KerasCompute(LoopCompute):
         self._out_card = manifest.output_cardinality
         self._end = manifest.end_id
         self._start = manifest.start_id
+        self._functions: list[Any] = []
+        self._compile_all(spec, encoder is not None)
+
+    def _compile_all(self, spec: ModelSpec, seq2seq: bool) -> None:
+        # closures keep `probs` out of the traced signatures: one graph per value
         tokens = tf.TensorSpec([None], tf.int32)
         matrix = tf.TensorSpec([None, None], tf.int32)
+        floats = tf.TensorSpec([None], tf.float32)
+        width = tf.TensorSpec([], tf.int32)
         states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
         if spec.memory_shape is not None:
             states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
-        self._functions: list[Any] = []
+        # temperature, top_k, top_p, seeds, offsets
+        params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
+        both = (False, True)
         self._step_fn = self._compile(self._step_graph, [tokens, states])
-        self._generate_fns = {
-            probs: self._compile(self._generate_for(probs), [tokens, states, tokens])
-            for probs in (False, True)
-        }
-        self._run_fns = {
-            probs: self._compile(self._run_for(probs), [matrix, states]) for probs in (False, True)
-        }
-        if encoder is not None:
+        if seq2seq:
             self._encode_fn = self._compile(self._encode_graph, [matrix])
+        self._generate_fns = {
+            probs: self._compile(
+                _bound(self._generate_graph, probs=probs),
+                [tokens, states, tokens],
+            )
+            for probs in both
+        }
+        self._sample_fns = {
+            probs: self._compile(
+                _bound(self._sample_graph, probs=probs),
+                [tokens, states, tokens, params],
+            )
+            for probs in both
+        }
+        self._beam_fn = self._compile(
+            _bound(self._beam_graph, keep_states=True),
+            [tokens, states, tokens, width, floats],
+        )
+        self._run_fns = {
+            probs: self._compile(_bound(self._run_graph, probs=probs), [matrix, states])
+            for probs in both
+        }
+        if seq2seq:
             self._decode_fns = {
-                probs: self._compile(self._decode_for(probs), [matrix, tokens])
-                for probs in (False, True)
+                probs: self._compile(
+                    _bound(self._decode_graph, probs=probs),
+                    [matrix, tokens],
+                )
+                for probs in both
             }
-
-    # one graph per value of `probs`: closures keep it out of the traced signature
-    def _generate_for(self, probs: bool) -> Any:
-        def graph(tokens: tf.Tensor, states: list[tf.Tensor], limits: tf.Tensor) -> Any:
-            return self._generate_graph(tokens, states, limits, probs)
-
-        return graph
-
-    def _decode_for(self, probs: bool) -> Any:
-        def graph(sources: tf.Tensor, limits: tf.Tensor) -> Any:
-            return self._decode_graph(sources, limits, probs)
-
-        return graph
-
-    def _run_for(self, probs: bool) -> Any:
-        def graph(tokens: tf.Tensor, states: list[tf.Tensor]) -> Any:
-            return self._run_graph(tokens, states, probs)
-
-        return graph
+            self._sample_decode_fns = {
+                probs: self._compile(
+                    _bound(self._decode_graph, probs=probs),
+                    [matrix, tokens, params],
+                )
+                for probs in both
+            }
+            self._beam_decode_fn = self._compile(
+                self._beam_decode_graph, [matrix, tokens, width, floats]
+            )
 
     def _compile(self, fn: Any, signature: list[Any]) -> Any:
         """Trace now (a warm-up at load time) and return the concrete function: calling
@@ -103,20 +133,42 @@ class KerasCompute(LoopCompute):
             tokens = np.zeros(batch, np.int32)
             limits = np.ones(batch, np.int32)
             sources = np.zeros((batch, length), np.int32)
+            sampling = Sampling(
+                np.ones(batch, np.float32),
+                np.zeros(batch, np.int32),
+                np.ones(batch, np.float32),
+                np.zeros(batch, np.uint64),
+                np.zeros(batch, np.int32),
+            )
+            alpha = np.zeros(batch, np.float32)
             if self._encoder is not None:
                 states = self.encode(sources)
             else:
                 states = self.spec.zero_states(batch)
             self.step(tokens, states)
+            self.beam(tokens, states, limits, 2, alpha)
             for probs in (False, True):
                 self.generate(tokens, states, limits, probs)
+                self.generate(tokens, states, limits, probs, sampling)
                 self.run(tokens[:, None], states, probs)
                 if self._encoder is not None:
                     self.decode(sources, limits, probs)
+                    self.decode(sources, limits, probs, sampling)
+            if self._encoder is not None:
+                self.beam_decode(sources, limits, 2, alpha)
 
     def trace_count(self) -> int:
         """Total traces so far: must not grow with new batch sizes or lengths."""
         return sum(int(f.experimental_get_tracing_count()) for f in self._functions)
+
+    # The loops call the step and the encoder as the functions traced above (a call op
+    # each) instead of tracing the Keras models again in every loop: tracing a Keras
+    # model is most of a model's load time, and grappler inlines the calls anyway.
+    def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
+        return list(self._step_fn(tokens, states))
+
+    def _encode_call(self, sources: tf.Tensor) -> list[tf.Tensor]:
+        return list(self._encode_fn(sources))
 
     # ---- graph pieces -------------------------------------------------------------
 
@@ -161,127 +213,77 @@ class KerasCompute(LoopCompute):
             new.append(carried[-1])
         return [probs, *new]
 
-    def _rows(self, mask: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
-        return tf.reshape(mask, [-1] + [1] * (state.shape.rank - 1))
-
-    def _batch_major(
-        self,
-        chosen_ta: tf.TensorArray,
-        probs_ta: tf.TensorArray | None,
-        steps: tf.Tensor,
-        batch: tf.Tensor,
-    ) -> dict[str, Any]:
-        """Step-major TensorArrays -> {"tokens": (batch, steps), "probs": (batch, steps, V)}."""
-        result = {"tokens": tf.transpose(tf.reshape(chosen_ta.stack(), [steps, batch]))}
-        if probs_ta is not None:
-            result["probs"] = tf.transpose(
-                tf.reshape(probs_ta.stack(), [steps, batch, self._out_card]), [1, 0, 2]
-            )
-        return result
-
-    def _probs_array(self) -> tf.TensorArray:
-        return tf.TensorArray(
-            tf.float32,
-            size=0,
-            dynamic_size=True,
-            element_shape=tf.TensorShape([None, self._out_card]),
-        )
-
     def _generate_graph(
-        self, tokens: tf.Tensor, states: list[tf.Tensor], limits: tf.Tensor, probs: bool
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        probs: bool,
+        choose: loops.Choose = loops.argmax,
     ) -> dict[str, Any]:
-        batch = tf.shape(tokens)[0]
-        steps = tf.reduce_max(limits)
-        chosen_ta = tf.TensorArray(
-            tf.int32, size=0, dynamic_size=True, element_shape=tf.TensorShape([None])
+        return loops.generate(
+            self._step_call, tokens, states, limits, probs, self._out_card, self._end, choose
         )
-        probs_ta = self._probs_array()
 
-        def cond(
-            t: tf.Tensor,
-            _tok: tf.Tensor,
-            _s: list[tf.Tensor],
-            _f: list[tf.Tensor],
-            done: tf.Tensor,
-            *_: Any,
-        ) -> tf.Tensor:
-            return tf.logical_and(t < steps, tf.logical_not(tf.reduce_all(done)))
+    def _sample_graph(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        params: list[tf.Tensor],
+        probs: bool,
+    ) -> dict[str, Any]:
+        temperature, top_k, top_p, seeds, offsets = params
 
-        def body(
-            t: tf.Tensor,
-            tok: tf.Tensor,
-            current: list[tf.Tensor],
-            final: list[tf.Tensor],
-            done: tf.Tensor,
-            lengths: tf.Tensor,
-            chosen_ta: tf.TensorArray,
-            probs_ta: tf.TensorArray,
-        ) -> tuple[Any, ...]:
-            result = self._step_graph(tok, current)
-            p, new = result[0], result[1:]
-            chosen = tf.argmax(p, axis=-1, output_type=tf.int32)
-            active = tf.logical_not(done)
-            final = [tf.where(self._rows(active, n), n, f) for n, f in zip(new, final, strict=True)]
-            lengths += tf.cast(active, tf.int32)
-            chosen_ta = chosen_ta.write(t, chosen)
-            if probs:
-                probs_ta = probs_ta.write(t, p)
-            t += 1
-            done = tf.logical_or(done, t >= limits)
-            if self._end is not None:
-                done = tf.logical_or(done, tf.equal(chosen, self._end))
-            return t, chosen, new, final, done, lengths, chosen_ta, probs_ta
+        def choose(p: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+            u = sample.uniform(seeds, offsets + t)
+            return sample.choose(p, temperature, top_k, top_p, u)
 
-        loop = tf.while_loop(
-            cond,
-            body,
-            [
-                tf.constant(0),
-                tokens,
-                list(states),
-                list(states),
-                tf.zeros([batch], tf.bool),
-                tf.zeros([batch], tf.int32),
-                chosen_ta,
-                probs_ta,
-            ],
-        )
-        t, final, lengths, chosen_ta, probs_ta = loop[0], loop[3], loop[5], loop[6], loop[7]
-        result = self._batch_major(chosen_ta, probs_ta if probs else None, t, batch)
-        result.update(lengths=lengths, states=final)
-        return result
+        return self._generate_graph(tokens, states, limits, probs, choose)
 
-    def _decode_graph(self, sources: tf.Tensor, limits: tf.Tensor, probs: bool) -> dict[str, Any]:
+    def _start_tokens(self, sources: tf.Tensor) -> tf.Tensor:
         assert self._start is not None
-        states = self._encode_graph(sources)
-        tokens = tf.fill([tf.shape(sources)[0]], tf.constant(self._start, tf.int32))
-        result = self._generate_graph(tokens, states, limits, probs)
+        return tf.fill([tf.shape(sources)[0]], tf.constant(self._start, tf.int32))
+
+    def _decode_graph(
+        self,
+        sources: tf.Tensor,
+        limits: tf.Tensor,
+        params: list[tf.Tensor] | None = None,
+        *,
+        probs: bool,
+    ) -> dict[str, Any]:
+        states = self._encode_call(sources)
+        tokens = self._start_tokens(sources)
+        if params is None:
+            result = self._generate_graph(tokens, states, limits, probs)
+        else:
+            result = self._sample_graph(tokens, states, limits, params, probs=probs)
         del result["states"]  # predict does not need them: fewer outputs to copy out
         return result
 
-    def _run_graph(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> dict[str, Any]:
-        batch, steps = tf.shape(tokens)[0], tf.shape(tokens)[1]
-        chosen_ta = tf.TensorArray(tf.int32, size=steps, element_shape=tf.TensorShape([None]))
-        probs_ta = self._probs_array()
-
-        def body(
-            t: tf.Tensor,
-            current: list[tf.Tensor],
-            chosen_ta: tf.TensorArray,
-            probs_ta: tf.TensorArray,
-        ) -> tuple[Any, ...]:
-            result = self._step_graph(tokens[:, t], current)
-            chosen_ta = chosen_ta.write(t, tf.argmax(result[0], axis=-1, output_type=tf.int32))
-            if probs:
-                probs_ta = probs_ta.write(t, result[0])
-            return t + 1, result[1:], chosen_ta, probs_ta
-
-        _, final, chosen_ta, probs_ta = tf.while_loop(
-            lambda t, *_: t < steps, body, [tf.constant(0), list(states), chosen_ta, probs_ta]
+    def _beam_graph(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        width: tf.Tensor,
+        alpha: tf.Tensor,
+        keep_states: bool,
+    ) -> dict[str, Any]:
+        return beam.beam_search(
+            self._step_call, tokens, states, limits, width, alpha, self._end, keep_states
         )
-        result = self._batch_major(chosen_ta, probs_ta if probs else None, steps, batch)
-        result["states"] = final
-        return result
+
+    def _beam_decode_graph(
+        self, sources: tf.Tensor, limits: tf.Tensor, width: tf.Tensor, alpha: tf.Tensor
+    ) -> dict[str, Any]:
+        states = self._encode_call(sources)
+        tokens = self._start_tokens(sources)
+        return self._beam_graph(tokens, states, limits, width, alpha, keep_states=False)
+
+    def _run_graph(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> dict[str, Any]:
+        return loops.run(self._step_call, tokens, states, probs, self._out_card)
 
     # ---- numpy API (Compute) -------------------------------------------------------
 
@@ -292,11 +294,34 @@ class KerasCompute(LoopCompute):
             result["lengths"].numpy() if "lengths" in result else np.full(batch, steps, np.int32)
         )
         probs = result["probs"].numpy() if "probs" in result else None
-        return Decoded(tokens, lengths, probs, [s.numpy() for s in result.get("states", ())])
+        states = [s.numpy() for s in result.get("states", ())]
+        return Decoded(tokens, lengths, probs, states, result["scores"].numpy())
+
+    @staticmethod
+    def _beams(result: dict[str, Any]) -> Beams:
+        return Beams(
+            tokens=result["tokens"].numpy(),
+            lengths=result["lengths"].numpy(),
+            scores=result["scores"].numpy(),
+            ranking=result["ranking"].numpy(),
+            step_scores=result["step_scores"].numpy(),
+            states=[s.numpy() for s in result.get("states", ())],
+            steps_run=int(result["steps_run"]),
+        )
 
     @staticmethod
     def _states(states: Sequence[np.ndarray]) -> list[tf.Tensor]:
         return [tf.constant(s, tf.float32) for s in states]
+
+    @staticmethod
+    def _params(sampling: Sampling) -> list[tf.Tensor]:
+        return [
+            tf.constant(sampling.temperature, tf.float32),
+            tf.constant(sampling.top_k, tf.int32),
+            tf.constant(sampling.top_p, tf.float32),
+            tf.constant(sampling.seeds, tf.uint64),
+            tf.constant(sampling.offsets, tf.int32),
+        ]
 
     def encode(self, sources: np.ndarray) -> States:
         return [t.numpy() for t in self._encode_fn(tf.constant(sources, tf.int32))]
@@ -306,18 +331,61 @@ class KerasCompute(LoopCompute):
         return outputs[0].numpy(), [t.numpy() for t in outputs[1:]]
 
     def generate(
-        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
     ) -> Decoded:
-        result = self._generate_fns[probs](
-            tf.constant(tokens, tf.int32), self._states(states), tf.constant(limits, tf.int32)
-        )
+        args = [tf.constant(tokens, tf.int32), self._states(states), tf.constant(limits, tf.int32)]
+        if sampling is None:
+            result = self._generate_fns[probs](*args)
+        else:
+            result = self._sample_fns[probs](*args, self._params(sampling))
         return self._decoded(result, len(tokens))
 
-    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
-        result = self._decode_fns[probs](
-            tf.constant(sources, tf.int32), tf.constant(limits, tf.int32)
-        )
+    def decode(
+        self,
+        sources: np.ndarray,
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
+    ) -> Decoded:
+        args = [tf.constant(sources, tf.int32), tf.constant(limits, tf.int32)]
+        if sampling is None:
+            result = self._decode_fns[probs](*args)
+        else:
+            result = self._sample_decode_fns[probs](*args, self._params(sampling))
         return self._decoded(result, len(sources))
+
+    def beam(
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        width: int,
+        alpha: np.ndarray,
+    ) -> Beams:
+        result = self._beam_fn(
+            tf.constant(tokens, tf.int32),
+            self._states(states),
+            tf.constant(limits, tf.int32),
+            tf.constant(width, tf.int32),
+            tf.constant(alpha, tf.float32),
+        )
+        return self._beams(result)
+
+    def beam_decode(
+        self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
+    ) -> Beams:
+        result = self._beam_decode_fn(
+            tf.constant(sources, tf.int32),
+            tf.constant(limits, tf.int32),
+            tf.constant(width, tf.int32),
+            tf.constant(alpha, tf.float32),
+        )
+        return self._beams(result)
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         result = self._run_fns[probs](tf.constant(tokens, tf.int32), self._states(states))

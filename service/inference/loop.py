@@ -1,4 +1,5 @@
-"""`generate`, `decode` and `run` as plain Python loops over `encode` and `step`.
+"""`generate`, `decode`, `run` and beam search as plain Python loops over `encode` and
+`step`.
 
 The reference the compiled engine is checked against, and what numpy fakes use.
 """
@@ -9,7 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.inference.base import Decoded, ModelSpec, States
+from service.inference import sampling as rule
+from service.inference.base import Beams, Decoded, ModelSpec, Sampling, States
+from service.inference.beam_search import beam_search, log_probs
 
 
 class LoopCompute:
@@ -24,13 +27,19 @@ class LoopCompute:
         raise NotImplementedError
 
     def generate(
-        self, tokens: np.ndarray, states: Sequence[np.ndarray], limits: np.ndarray, probs: bool
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
     ) -> Decoded:
         end_token = self.spec.manifest.end_id
         batch = len(tokens)
         limits = np.asarray(limits, dtype=np.int32)
         steps = int(limits.max())
         out = np.zeros((batch, steps), np.int32)
+        scores = np.zeros((batch, steps), np.float32)
         all_probs: list[np.ndarray] = []
         lengths = np.zeros(batch, np.int32)
         done = np.zeros(batch, dtype=bool)
@@ -39,9 +48,14 @@ class LoopCompute:
         t = 0
         while t < steps and not done.all():
             p, current = self.step(tokens, current)
-            tokens = np.argmax(p, axis=-1).astype(np.int32)
+            if sampling is None:
+                tokens = np.argmax(p, axis=-1).astype(np.int32)
+            else:
+                u = rule.uniform(sampling.seeds, sampling.offsets + t)
+                tokens = rule.choose(p, sampling.temperature, sampling.top_k, sampling.top_p, u)
             active = ~done
             out[:, t] = tokens
+            scores[:, t] = log_probs(p)[np.arange(batch), tokens]
             all_probs.append(p)
             lengths += active
             for keep, new in zip(final, current, strict=True):
@@ -51,22 +65,51 @@ class LoopCompute:
             if end_token is not None:
                 done |= tokens == end_token
         probabilities = np.stack(all_probs, axis=1) if probs else None
-        return Decoded(out[:, :t], lengths, probabilities, final)
+        return Decoded(out[:, :t], lengths, probabilities, final, scores[:, :t])
 
-    def decode(self, sources: np.ndarray, limits: np.ndarray, probs: bool) -> Decoded:
+    def _start_ids(self, batch: int) -> np.ndarray:
         start = self.spec.manifest.start_id
         assert start is not None
-        tokens = np.full(len(sources), start, dtype=np.int32)
-        return self.generate(tokens, self.encode(sources), limits, probs)
+        return np.full(batch, start, dtype=np.int32)
+
+    def decode(
+        self,
+        sources: np.ndarray,
+        limits: np.ndarray,
+        probs: bool,
+        sampling: Sampling | None = None,
+    ) -> Decoded:
+        tokens = self._start_ids(len(sources))
+        return self.generate(tokens, self.encode(sources), limits, probs, sampling)
+
+    def beam(
+        self,
+        tokens: np.ndarray,
+        states: Sequence[np.ndarray],
+        limits: np.ndarray,
+        width: int,
+        alpha: np.ndarray,
+    ) -> Beams:
+        limits = np.asarray(limits, dtype=np.int32)
+        end = self.spec.manifest.end_id
+        return beam_search(self.step, tokens, states, limits, width, alpha, end)
+
+    def beam_decode(
+        self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
+    ) -> Beams:
+        tokens = self._start_ids(len(sources))
+        return self.beam(tokens, self.encode(sources), limits, width, alpha)
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         batch, steps = tokens.shape
         out = np.zeros((batch, steps), np.int32)
+        scores = np.zeros((batch, steps), np.float32)
         all_probs = []
         current: Sequence[np.ndarray] = states
         for t in range(steps):
             p, current = self.step(tokens[:, t], current)
             out[:, t] = np.argmax(p, axis=-1)
+            scores[:, t] = log_probs(p)[np.arange(batch), out[:, t]]
             all_probs.append(p)
         probabilities = np.stack(all_probs, axis=1) if probs else None
-        return Decoded(out, np.full(batch, steps, np.int32), probabilities, list(current))
+        return Decoded(out, np.full(batch, steps, np.int32), probabilities, list(current), scores)

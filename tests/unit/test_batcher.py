@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from service.errors import ComputeFailed, NotReady, Overloaded
+from service.inference.base import GREEDY
 from service.inference.batcher import Batcher
-from service.inference.engine import BatchSettings, ModelEngine
+from service.inference.engine import BatchSettings, ModelEngine, PredictJob
 from tests.fakes import model
 
 pytestmark = pytest.mark.unit
@@ -208,9 +209,12 @@ async def test_engine_batches_sessions_and_keeps_rows_apart(executor: Any) -> No
 async def test_engine_predict_merges_requests_with_their_own_limits(executor: Any) -> None:
     m = model()
     engine = ModelEngine(m, executor, BatchSettings())
+    first = PredictJob([[8], [1, 1]], 2, [GREEDY] * 2)
     out = await asyncio.gather(
-        engine.predict([[8], [1, 1]], 2, False), engine.predict([[8]], 4, True)
+        engine.predict(first, False), engine.predict(PredictJob([[8]], 4, [GREEDY]), True)
     )
-    assert out[0] == ([[1, 2], [3, 6]], None)
-    assert out[1][0] == [[1, 2, 3, 4]] and out[1][1] is not None and len(out[1][1][0]) == 4
+    assert [r.outputs for r in out[0]] == [[1, 2], [3, 6]]
+    assert [r.probabilities for r in out[0]] == [None, None]
+    assert out[1][0].outputs == [1, 2, 3, 4]
+    assert out[1][0].probabilities is not None and len(out[1][0].probabilities) == 4
     await engine.close()

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from service.inference.decoding import generate, greedy_decode, run_steps
+from service.inference.base import GREEDY
+from service.inference.decoding import generate_rows, greedy_decode, run_steps
 from tests.fakes import model
 
 pytestmark = pytest.mark.unit
@@ -53,9 +54,10 @@ def test_run_steps_rows_keep_their_own_states() -> None:
 
 def test_generate_keeps_state_of_the_end_step() -> None:
     m = model(end_token=2)
-    run = generate(m.compute, np.asarray([0, 0], np.int32), m.spec.zero_states(2), 6, False)
-    assert run.outputs == [[1, 2], [1, 2]]
-    assert run.states[1][0, 0, 0] == 2.0  # two steps, not six
+    start = np.asarray([0, 0], np.int32)
+    rows = generate_rows(m.compute, start, m.spec.zero_states(2), [6, 6], False, [GREEDY] * 2)
+    assert [r.outputs for r in rows] == [[1, 2], [1, 2]]
+    assert rows[0].states[1][0, 0] == 2.0  # two steps, not six
 
 
 def test_per_row_step_limits() -> None:

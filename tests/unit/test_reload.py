@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.errors import NotFound, NotReady
-from service.inference.base import LoadedModel, States
-from service.inference.engine import BatchSettings, Engines
+from service.inference.base import GREEDY, LoadedModel, States
+from service.inference.engine import BatchSettings, Engines, PredictJob
 from service.inference.manifest import ManifestError
 from service.inference.registry import Registry
 from service.inference.reload import Reloader
@@ -192,16 +192,18 @@ async def test_unload_waits_for_queued_and_running_batches(
     engines = Engines(registry.all(), executor, BatchSettings())
     reloader = Reloader(tmp_path, registry, engines, load=FakeLoader())
     engine = engines.get(old)
-    running = asyncio.create_task(engine.predict([[1]], 2, False))
+    running = asyncio.create_task(engine.predict(PredictJob([[1]], 2, [GREEDY]), False))
     await asyncio.to_thread(compute.started.wait, 5)
-    queued = asyncio.create_task(engine.predict([[2]], 2, False))  # waits for the first
+    queued = asyncio.create_task(
+        engine.predict(PredictJob([[2]], 2, [GREEDY]), False)
+    )  # waits for the first
     shutil.rmtree(tmp_path / "counter" / "1")
     reload = asyncio.create_task(reloader.reload())
     await asyncio.sleep(0.1)
     assert not reload.done()  # draining: v1 is gone from the registry, not yet closed
     assert registry.versions("counter") == [2]
     compute.release.set()
-    assert (await running)[0] == [[2, 4]] and (await queued)[0] == [[3, 6]]
+    assert (await running)[0].outputs == [2, 4] and (await queued)[0].outputs == [3, 6]
     assert (await reload).unloaded == [("counter", 1)]
 
 
