@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from service.api import sse
 from service.api.body import documented, parse
 from service.api.deps import predictor
 from service.api.json import json_response
 from service.api.responses import errors
+from service.dataplane.streams import stream_predict
 from service.errors import InvalidInput
 from service.schemas import ModelPredictRequest, PredictRequest, PredictResponse
 
@@ -13,7 +15,7 @@ router = APIRouter(tags=["predict"])
 ROUTE = {
     "response_model": PredictResponse,
     "response_model_exclude_none": True,
-    "responses": errors(404, 503),
+    "responses": {**errors(404, 503), **sse.documented("PredictResponse")},
 }
 
 
@@ -28,16 +30,26 @@ async def _body(request: Request, path_names_model: bool) -> PredictRequest:
     return body
 
 
+async def _answer(
+    request: Request, name: str | None, version: str | int | None, body: PredictRequest
+) -> Response:
+    if body.stream:
+        connection = sse.Connection()
+        events = stream_predict(predictor(request), name, version, body, connection.alive)
+        return await sse.start(events, connection)
+    return json_response(await predictor(request).predict(name, version, body))
+
+
 @router.post("/predict", openapi_extra=documented(PredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_default(request: Request) -> Response:
     body = await _body(request, path_names_model=False)
-    return json_response(await predictor(request).predict(body.model, body.version, body))
+    return await _answer(request, body.model, body.version, body)
 
 
 @router.post("/v1/models/{name}/predict", openapi_extra=documented(ModelPredictRequest), **ROUTE)  # type: ignore[arg-type]
 async def predict_model(name: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
-    return json_response(await predictor(request).predict(name, None, body))
+    return await _answer(request, name, None, body)
 
 
 @router.post(
@@ -47,4 +59,4 @@ async def predict_model(name: str, request: Request) -> Response:
 )
 async def predict_version(name: str, version: str, request: Request) -> Response:
     body = await _body(request, path_names_model=True)
-    return json_response(await predictor(request).predict(name, version, body))
+    return await _answer(request, name, version, body)

@@ -5,12 +5,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from service.api import sse
 from service.api.auth import owner_of
 from service.api.body import documented, parse
 from service.api.deps import session_ops
 from service.api.json import json_response
 from service.api.responses import errors
 from service.dataplane.idempotency import Answer, Idempotency, idempotency
+from service.dataplane.streams import stream_generate
+from service.errors import InvalidInput
 from service.schemas import (
     CreateSessionRequest,
     GenerateRequest,
@@ -117,13 +120,24 @@ async def step(session_id: str, request: Request) -> Response:
 @router.post(
     "/{session_id}/generate",
     openapi_extra=_keyed(GenerateRequest, required=False),  # an empty body: {}
-    responses=KEYED,
+    responses={**KEYED, 200: {**KEYED[200], **sse.documented("StepResponse")[200]}},
     operation_id=OPERATIONS["generate"],
     **STEP,  # type: ignore[arg-type]
 )
 async def generate(session_id: str, request: Request) -> Response:
     body = await parse(request, GenerateRequest, empty_ok=True)
     keyed = _idempotency(request, "generate", body)
+    if body.stream:
+        if keyed is not None:
+            raise InvalidInput(
+                'Idempotency-Key: not with "stream": true (a stream cannot be replayed); '
+                "omit the header, or the stream",
+                field="stream",
+            )
+        connection = sse.Connection()
+        ops = session_ops(request)
+        events = stream_generate(ops, session_id, body, owner_of(request), connection.alive)
+        return await sse.start(events, connection)
     answer = await session_ops(request).generate(session_id, body, owner_of(request), keyed)
     return _answer(answer)
 

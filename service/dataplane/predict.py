@@ -75,18 +75,25 @@ class Predictor:
         )
 
 
-async def decode(
+@dataclass(frozen=True)
+class Prepared:
+    """A batch checked against its model and the limits, ready to decode."""
+
+    job: PredictJob
+    plan: Plan
+
+
+def prepare(
     model: LoadedModel,
-    engines: Engines,
     inputs: Sequence[TokensIn],
     max_steps: int | None,
     probabilities: bool,
     settings: Settings,
     field: str = "inputs",
     options: DecodingOptions | None = None,
-) -> Predicted:
-    """Checks a batch against the model and the limits, then decodes it. `field` names
-    the inputs in error messages; `options`: how (default greedy)."""
+) -> Prepared:
+    """Checks a batch against the model and the limits. `field` names the inputs in
+    error messages; `options`: how to decode (default greedy)."""
     spec = model.spec
     note_model(spec.name)
     manifest = spec.manifest
@@ -117,8 +124,23 @@ async def decode(
         width=manifest.output_cardinality if probabilities else None,
     )
     job = PredictJob(sequences, steps, plan.rows(rows), [plan.returned] * rows)
-    decoded = await engines.get(model).predict(job, probabilities)
-    return Predicted(model, decoded, plan, probabilities)
+    return Prepared(job, plan)
+
+
+async def decode(
+    model: LoadedModel,
+    engines: Engines,
+    inputs: Sequence[TokensIn],
+    max_steps: int | None,
+    probabilities: bool,
+    settings: Settings,
+    field: str = "inputs",
+    options: DecodingOptions | None = None,
+) -> Predicted:
+    """`prepare`, then decode the batch."""
+    ready = prepare(model, inputs, max_steps, probabilities, settings, field, options)
+    decoded = await engines.get(model).predict(ready.job, probabilities)
+    return Predicted(model, decoded, ready.plan, probabilities)
 
 
 def answer_rows(

@@ -43,7 +43,7 @@ class SessionOps:
         self.store = store
         self.settings = settings
 
-    async def _open(self, session_id: str, owner: str | None) -> tuple[Session, LoadedModel]:
+    async def open(self, session_id: str, owner: str | None) -> tuple[Session, LoadedModel]:
         """The live session and its model; a record its model cannot use is refused
         here, before it could reach a batch shared with other sessions. Another key's
         session is "not found": its existence is not revealed."""
@@ -84,7 +84,7 @@ class SessionOps:
         already answered on this session gets that answer again and nothing is applied;
         otherwise the answer is stored in the same atomic save as the change."""
         async with self.store.lock(session_id):
-            session, model = await self._open(session_id, owner)
+            session, model = await self.open(session_id, owner)
             if idempotent is not None:
                 earlier = await self.store.replay(session_id, idempotent.key)
                 if earlier is not None:
@@ -164,7 +164,7 @@ class SessionOps:
     async def get(
         self, session_id: str, include_state: bool, owner: str | None = None
     ) -> SessionInfo:
-        session, _ = await self._open(session_id, owner)
+        session, _ = await self.open(session_id, owner)
         return info(session, include_state)
 
     async def step(
@@ -205,7 +205,7 @@ class SessionOps:
         idempotent: Idempotency | None = None,
     ) -> Answer:
         async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
-            steps, plan = self._generation(session, model, request)
+            steps, plan = self.generation(session, model, request)
             row = await self.engines.get(model).generate(
                 carried(session),
                 session.next_token or 0,
@@ -218,7 +218,7 @@ class SessionOps:
 
         return await self._change(session_id, owner, idempotent, apply)
 
-    def _generation(
+    def generation(
         self, session: Session, model: LoadedModel, request: GenerateRequest
     ) -> tuple[int, Plan]:
         """The checks before a session generates: steps and plan within the limits, a
