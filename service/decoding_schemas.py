@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from service.wire_types import Token, from_settings
 
 Strategy = Literal["greedy", "beam", "sample"]
-SEED_MAX = 2**63 - 1
+SEED_MAX = 2**53 - 1  # exact as a JSON number in every language (JavaScript included)
 
 
 class DecodingOptions(BaseModel):

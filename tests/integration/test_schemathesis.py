@@ -195,6 +195,8 @@ EXCLUDED = {
     r"the model was trained on sources of \d+: source.length": "a source longer than this "
     "model's source.length",
     r"max_steps: not used by": "max_steps on a step model",
+    r"is a step model, which /predict runs on the given inputs": "beam or sample on a step "
+    "model's predict",
     r"whose decoder attends over the encoded source": "an attention model's session "
     "created without a source",
     r"is a step model with no encoder": "a source for a step model's session",
@@ -205,6 +207,12 @@ EXCLUDED = {
     # two fields at once
     r"values, but shape \[[\d, ]*\] holds": "a V2 shape whose product is not the number "
     "of data values",
+    r"only with strategy '(beam|sample)'": "a decoding option of another strategy than the "
+    "one given (or the default greedy)",
+    r"at most beam_width": "num_return_sequences above beam_width",
+    r"return_probabilities: not with strategy 'beam'": "probabilities asked of a beam search",
+    r"a streamed request decodes one input": "a stream asked for several inputs",
+    r'Idempotency-Key: not with "stream": true': "an Idempotency-Key on a streamed generate",
     r"is asked for twice": "a V2 output named twice (uniqueItems cannot compare names)",
     r"\(SERVICE_MAX_STEPS_PER_REQUEST\)|\(SERVICE_MAX_PROBABILITIES_PER_REQUEST\)": "the "
     "work bound multiplies sequences by max_steps (and by the model's classes)",
