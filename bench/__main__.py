@@ -16,34 +16,40 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from rich.progress import Progress
 
 from bench import faults, inprocess, soak
 from bench.wrk import ROOT, LoadResult, post_script, rss_bytes, server, sessions_script, wrk
+from service.progress import Stages, bars
 
 SERVER_ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
 CONCURRENCY = (1, 8, 32, 64)
 SOURCE = [20, 36, 40, 10, 34, 28]
 
 
-def verify_predict(url: str, n: int = 2000) -> int:
+def verify_predict(url: str, progress: Progress, n: int = 2000) -> int:
     """Distinct sources sent 32 at a time must equal unbatched in-process decodes."""
     from service.inference.store import load_store
 
     engine = load_store(ROOT / "model_store").get("reverse").compute
     sources = np.random.default_rng(11).integers(1, 51, size=(n, 6)).astype(np.int32)
     one = np.full(1, 3, np.int32)
-    expected = [engine.decode(s[None], one, False).tokens[0].tolist() for s in sources]
+    expected = [
+        engine.decode(s[None], one, False).tokens[0].tolist()
+        for s in progress.track(sources, description="unbatched decodes")
+    ]
 
     def ask(source: list[int]) -> list[int]:
         r = httpx.post(f"{url}/v1/models/reverse/predict", json={"inputs": [source]}, timeout=30)
         return list(r.json()["outputs"][0])
 
     with ThreadPoolExecutor(32) as pool:
-        got = list(pool.map(ask, sources.tolist()))
+        answers = pool.map(ask, sources.tolist())
+        got = list(progress.track(answers, total=n, description="/predict, 32 at a time"))
     return sum(g != e for g, e in zip(got, expected, strict=True))
 
 
-def verify_sessions(url: str, sessions: int = 64, steps: int = 20) -> int:
+def verify_sessions(url: str, progress: Progress, sessions: int = 64, steps: int = 20) -> int:
     """64 sessions stepped concurrently must equal unbatched in-process replays."""
     from service.inference.store import load_store
 
@@ -66,7 +72,8 @@ def verify_sessions(url: str, sessions: int = 64, steps: int = 20) -> int:
             return outs, state
 
     with ThreadPoolExecutor(sessions) as pool:
-        results = list(pool.map(drive, range(sessions)))
+        driven = pool.map(drive, range(sessions))
+        results = list(progress.track(driven, total=sessions, description="sessions stepped"))
     bad = 0
     for k, (outs, state) in enumerate(results):
         replay = model.compute.run(
@@ -81,7 +88,7 @@ def verify_sessions(url: str, sessions: int = 64, steps: int = 20) -> int:
     return bad
 
 
-def session_rss(url: str, pid: int, count: int = 10_000) -> dict[str, float]:
+def session_rss(url: str, pid: int, progress: Progress, count: int = 10_000) -> dict[str, float]:
     with httpx.Client(base_url=url, timeout=30) as http:
         for _ in range(50):  # warm the create path before the first reading
             sid = http.post("/v1/sessions", json={"model": "reverse", "source": SOURCE})
@@ -96,7 +103,8 @@ def session_rss(url: str, pid: int, count: int = 10_000) -> dict[str, float]:
         assert r.status_code == 201, r.text
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(create, range(count)))
+        created = pool.map(create, range(count))
+        list(progress.track(created, total=count, description="sessions for the RSS"))
     time.sleep(0.5)
     after = rss_bytes(pid)
     raw = 2 * 128 * 4
@@ -109,13 +117,15 @@ def session_rss(url: str, pid: int, count: int = 10_000) -> dict[str, float]:
     }
 
 
-def http_runs(seconds: int) -> tuple[list[LoadResult], dict[str, object]]:
+def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[str, object]]:
     results: list[LoadResult] = []
     extra: dict[str, object] = {}
+    runs = Stages(progress, "wrk runs", 2 * len(CONCURRENCY) + 1)
     echo_body = json.dumps({"inputs": [SOURCE]})
     with server(["bench.echo"], SERVER_ENV) as (url, _):
         expected = json.dumps({"outputs": [SOURCE]}, separators=(",", ":"))
         for c in CONCURRENCY:
+            runs.start(f"echo, {c} connections")
             results.append(
                 wrk(f"{url}/echo", post_script("/echo", echo_body, expected), c, seconds, "echo")
             )
@@ -128,6 +138,7 @@ def http_runs(seconds: int) -> tuple[list[LoadResult], dict[str, object]]:
             headers={"content-type": "application/json"},
         ).text
         for c in CONCURRENCY:
+            runs.start(f"predict, {c} connections")
             script = post_script("/v1/models/reverse/predict", body, answer)
             results.append(wrk(url, script, c, seconds, "predict"))
             print(results[-1], flush=True)
@@ -136,11 +147,13 @@ def http_runs(seconds: int) -> tuple[list[LoadResult], dict[str, object]]:
                 http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
                 for _ in range(64)
             ]
+        runs.start("session step, 64 connections")
         results.append(wrk(url, sessions_script(ids), 64, seconds, "session step"))
         print(results[-1], flush=True)
-        extra["predict_mismatches"] = verify_predict(url)
-        extra["session_mismatches"] = verify_sessions(url)
-        extra["memory"] = session_rss(url, pid)
+        runs.done()
+        extra["predict_mismatches"] = verify_predict(url, progress)
+        extra["session_mismatches"] = verify_sessions(url, progress)
+        extra["memory"] = session_rss(url, pid, progress)
     return results, extra
 
 
@@ -164,10 +177,13 @@ def main() -> None:
         raise SystemExit(faults.run(args))
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
-    timings, same = inprocess.measure()
+    # timings of this very process: bars drawn only between them, by no thread of their own
+    with bars(auto_refresh=False) as progress:
+        timings, same = inprocess.measure(progress)
     for t in timings:
         print(t, flush=True)
-    loads, extra = http_runs(args.seconds)
+    with bars() as progress:
+        loads, extra = http_runs(args.seconds, progress)
 
     from bench.report import write
 

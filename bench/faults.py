@@ -69,6 +69,7 @@ from bench.load import (
     sources,
 )
 from bench.wrk import ROOT, free_port, wait_ready
+from service.progress import Stages, bars
 
 SESSION_OPS = ("create", "step", "generate", "delete", "delete-again", "get")
 KILLED = 1  # the replica killed in the last phase; replica 0 survives
@@ -318,6 +319,8 @@ class Timeline:
     end: float = 0.0
 
 
+# the bar's stages: start-up, warm-up, outage, recovery, steady, kill, drain, check
+FAULT_STAGES = 8
 PHASES = ("warm-up", "outage", "transition", "recovery", "steady", "kill", "drain")
 ALLOWED = {
     "warm-up": "2xx",
@@ -552,7 +555,9 @@ async def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-async def drive(redis: RedisProcess, replicas: list[Replica], args: argparse.Namespace) -> int:
+async def drive(
+    redis: RedisProcess, replicas: list[Replica], args: argparse.Namespace, stages: Stages
+) -> int:
     recorder = Recorder(keep_all=True)
     servers = Servers([r.url for r in replicas], recorder)
     first = Worker(servers, seed=0)
@@ -576,8 +581,10 @@ async def drive(redis: RedisProcess, replicas: list[Replica], args: argparse.Nam
         f"load: {args.connections} connections over 2 replicas (pids "
         f"{', '.join(str(r.process.pid) for r in replicas)}), redis on port {redis.port}"
     )
+    stages.start("warm-up")
     await asyncio.sleep(args.warmup)
 
+    stages.start("Redis outage")
     tl.stopping = time.monotonic()
     if args.outage == "shutdown":
         await asyncio.to_thread(redis.shutdown)
@@ -596,6 +603,7 @@ async def drive(redis: RedisProcess, replicas: list[Replica], args: argparse.Nam
         redis.resume()
     tl.up = time.monotonic()
     say(f"redis back ({tl.up - tl.down:.2f} s after it went away)")
+    stages.start("recovery")
 
     found = [float("inf")] * len(replicas)
     seen = 0
@@ -620,17 +628,21 @@ async def drive(redis: RedisProcess, replicas: list[Replica], args: argparse.Nam
     say(f"/readyz after recovery: {', '.join(probes)}")
     if not all(r.alive() for r in replicas):
         failures.append("a replica exited during the Redis outage")
+    stages.start("steady")
     await asyncio.sleep(args.steady)
 
     tl.kill = time.monotonic()
     os.kill(replicas[KILLED].process.pid, signal.SIGKILL)
     say(f"replica {KILLED} killed (SIGKILL, pid {replicas[KILLED].process.pid})")
+    stages.start(f"replica {KILLED} killed")
     await asyncio.sleep(args.after_kill)
     tl.end = time.monotonic()
     say("load stopped; draining changes still being retried")
+    stages.start("drain")
     stop.set()
     await asyncio.gather(*tasks)
     say("drained; checking every tracked session on replica 0")
+    stages.start("checking every tracked session")
     if not replicas[0].alive():
         print("FAIL: replica 0 (the survivor) exited; nothing left to check on", flush=True)
         return 1
@@ -638,6 +650,7 @@ async def drive(redis: RedisProcess, replicas: list[Replica], args: argparse.Nam
     if run.churn_left:
         notes.append(f"{len(run.churn_left)} reverse sessions left undeleted")
     say("checked")
+    stages.done()
 
     events = recorder.all
     rows, bad = phase_table([e for e in events if e.op != "check"], tl)
@@ -718,8 +731,11 @@ def run(args: argparse.Namespace) -> int:
     replicas: list[Replica] = []
     result = 1
     try:
-        start_replicas(env, logs, replicas)
-        result = uvloop.run(drive(redis, replicas, args))
+        with bars() as progress:
+            stages = Stages(progress, f"faults ({args.outage})", FAULT_STAGES)
+            stages.start("starting 2 replicas")
+            start_replicas(env, logs, replicas)
+            result = uvloop.run(drive(redis, replicas, args, stages))
     finally:
         stop_replicas(replicas)
         if (redis.dir / "redis.log").exists():

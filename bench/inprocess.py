@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
 
 from bench.wrk import ROOT
+from service.progress import Stages
 
 
 @dataclass
@@ -28,8 +30,10 @@ def _time(fn: Callable[[], object], seconds: float, min_calls: int = 3) -> float
     return (time.perf_counter() - start) / calls * 1000
 
 
-def measure(seconds: float = 4.0) -> tuple[list[Timing], bool]:
+def measure(progress: Progress, seconds: float = 4.0) -> tuple[list[Timing], bool]:
     """Returns timings and whether the engine's outputs equal the tutorial loop's."""
+    stages = Stages(progress, "in-process", 6)
+    stages.start("loading the reverse model")
     import keras
 
     from service.inference.store import load_store
@@ -55,6 +59,7 @@ def measure(seconds: float = 4.0) -> tuple[list[Timing], bool]:
     one = rng.integers(1, 51, size=(1, 6)).astype(np.int32)
     many = rng.integers(1, 51, size=(64, 6)).astype(np.int32)
     limits1, limits64 = np.full(1, 3, np.int32), np.full(64, 3, np.int32)
+    stages.start("engine vs tutorial loop outputs")
     same = bool(
         np.array_equal(tutorial(many), engine.decode(many, limits64, False).tokens)
         and all(
@@ -64,16 +69,15 @@ def measure(seconds: float = 4.0) -> tuple[list[Timing], bool]:
             for i in range(8)
         )
     )
-    timings = [
-        Timing("tutorial loop, predict() per step", 1, _time(lambda: tutorial(one), seconds)),
-        Timing(
-            "engine, one graph call", 1, _time(lambda: engine.decode(one, limits1, False), seconds)
-        ),
-        Timing("tutorial loop, predict() per step", 64, _time(lambda: tutorial(many), seconds)),
-        Timing(
-            "engine, one graph call",
-            64,
-            _time(lambda: engine.decode(many, limits64, False), seconds),
-        ),
+    runs: list[tuple[str, np.ndarray, Callable[[], object]]] = [
+        ("tutorial loop, predict() per step", one, lambda: tutorial(one)),
+        ("engine, one graph call", one, lambda: engine.decode(one, limits1, False)),
+        ("tutorial loop, predict() per step", many, lambda: tutorial(many)),
+        ("engine, one graph call", many, lambda: engine.decode(many, limits64, False)),
     ]
+    timings = []
+    for name, sources, call in runs:
+        stages.start(f"{name}, batch {len(sources)}")
+        timings.append(Timing(name, len(sources), _time(call, seconds)))
+    stages.done()
     return timings, same

@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn.logging
 from fastapi import FastAPI
+from rich.progress import Progress
 from starlette.routing import Route
 
 from service import logs
@@ -34,6 +35,7 @@ from service.api.observe import RequestObserver
 from service.app import create_app
 from service.config import Settings
 from service.inference.registry import Registry
+from service.progress import bars
 from service.runtime import Runtime
 from service.sessions.memory import MemorySessionStore
 
@@ -89,7 +91,7 @@ def _table(title: str, times: dict[str, list[float]], base: str | None) -> None:
         print(f"{name:<34} {per * 1e6:>8.1f} {1 / per:>11,.0f} {added:>9}")
 
 
-async def observer_alone(n: int, rounds: int) -> None:
+async def observer_alone(n: int, rounds: int, progress: Progress) -> None:
     route = Route("/thing/{id}", lambda request: None)
 
     async def trivial(scope: Message, receive: Any, send: Any) -> None:
@@ -100,13 +102,13 @@ async def observer_alone(n: int, rounds: int) -> None:
     runtime = Runtime(settings=Settings(access_log=False), store=MemorySessionStore(60, 10))
     observed = RequestObserver(trivial, runtime, [route])
     times: dict[str, list[float]] = {"trivial app": [], "+ observer": []}
-    for _ in range(rounds):
+    for _ in progress.track(range(rounds), description="1. the observer alone: rounds"):
         times["trivial app"].append(await _per_request(trivial, "/thing/1", n * 5))
         times["+ observer"].append(await _per_request(observed, "/thing/1", n * 5))
     _table("1. the observer alone (a request id made, metrics recorded)", times, "trivial app")
 
 
-def access_lines(n: int, rounds: int) -> None:
+def access_lines(n: int, rounds: int, progress: Progress) -> None:
     scope = _scope("/v1/sessions/abcdef/step")
     ours = logging.getLogger("service.access")
     theirs = logging.getLogger("uvicorn.access")
@@ -136,7 +138,7 @@ def access_lines(n: int, rounds: int) -> None:
     variants = {"uvicorn's (before)": uvicorn_line}
     variants |= {"text": ours_as("text"), "json": ours_as("json")}
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
+    for _ in progress.track(range(rounds), description="2. one access log line: rounds"):
         for name, write in variants.items():
             started = time.process_time()
             for _ in range(n):
@@ -172,7 +174,7 @@ async def _lifespan(app: FastAPI) -> Callable[[], Awaitable[None]]:
     return leave
 
 
-async def whole_app(n: int, rounds: int) -> None:
+async def whole_app(n: int, rounds: int, progress: Progress) -> None:
     access = logging.getLogger("service.access")
     variants = {
         "no observer": (_app(False, False), None),
@@ -186,7 +188,8 @@ async def whole_app(n: int, rounds: int) -> None:
         times: dict[str, list[float]] = {name: [] for name in variants}
         for app, _ in variants.values():
             await _per_request(app, path, 500)  # warm up
-        for _ in range(rounds):
+        described = f"{number}. the whole app, GET {path}: rounds"
+        for _ in progress.track(range(rounds), description=described):
             for name, (app, handler) in variants.items():
                 access.handlers = [handler] if handler is not None else []
                 times[name].append(await _per_request(app, path, n))
@@ -200,9 +203,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    asyncio.run(observer_alone(args.requests, args.rounds))
-    access_lines(args.requests, args.rounds)
-    asyncio.run(whole_app(args.requests, args.rounds))
+    # timed in this process's CPU time: no drawing thread, the bars move between rounds only
+    with bars(auto_refresh=False) as progress:
+        asyncio.run(observer_alone(args.requests, args.rounds, progress))
+        access_lines(args.requests, args.rounds, progress)
+        asyncio.run(whole_app(args.requests, args.rounds, progress))
 
 
 if __name__ == "__main__":

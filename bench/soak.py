@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from rich.progress import Progress
+
 from bench.load import (
     Checked,
     Event,
@@ -36,6 +38,7 @@ from bench.load import (
     sources,
 )
 from bench.wrk import rss_bytes, server
+from service.progress import bars
 
 PREDICT_SHARE = 0.4
 RSS_LIMIT_PCT = 10.0
@@ -134,7 +137,7 @@ def line(elapsed: float, seconds: float, events: list[Event], rss_mb: float, liv
     )
 
 
-async def drive(url: str, pid: int, args: argparse.Namespace) -> int:
+async def drive(url: str, pid: int, args: argparse.Namespace, progress: Progress) -> int:
     recorder = Recorder()
     servers = Servers([url], recorder)
     first = Worker(servers, seed=0)
@@ -160,11 +163,14 @@ async def drive(url: str, pid: int, args: argparse.Namespace) -> int:
         f" backend {args.backend}, server pid {pid}; warm-up {warm_up:g} s",
         flush=True,
     )
+    clock = progress.add_task(f"soak, {args.connections} connections (seconds)", total=total)
     tick = 0
     while True:
         tick += 1
         target = min(tick * args.interval, total)
-        await asyncio.sleep(max(0.0, start + target - time.monotonic()))
+        while (left := start + target - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 1.0))  # the bar moves every second, not per interval
+            progress.update(clock, completed=min(time.monotonic() - start, total))
         now = time.monotonic()
         events = recorder.take()
         rss = rss_bytes(pid) / 2**20
@@ -229,8 +235,8 @@ def run(args: argparse.Namespace) -> int:
         redis.start()
         env |= {"SERVICE_SESSION_BACKEND": "redis", "SERVICE_REDIS_URL": redis.url}
     try:
-        with server(["service", "serve"], env) as (url, pid):
-            return uvloop.run(drive(url, pid, args))
+        with server(["service", "serve"], env) as (url, pid), bars() as progress:
+            return uvloop.run(drive(url, pid, args, progress))
     finally:
         if redis is not None:
             redis.close()

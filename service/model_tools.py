@@ -11,6 +11,9 @@ from typing import Any
 import numpy as np
 
 from service.inference.manifest import Manifest, ManifestError, Side
+from service.progress import Stages, bars
+
+IMPORT_STAGES = 5  # load, split, check the split, save, check the version as served
 
 
 def _side(name: str, side: Side) -> str:
@@ -164,10 +167,20 @@ def _side_for(
 
 def import_model(args: Any) -> int:
     """Split a training model, check the split, write a version directory."""
+    path, out = Path(args.training_model), Path(args.out)
+    with bars() as progress:
+        stages = Stages(progress, "import", IMPORT_STAGES)
+        result = _import(args, path, out, stages)
+        if result == 0:
+            stages.done()
+    return result
+
+
+def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
+    stages.start(f"loading {path.name}")  # TensorFlow's own import is most of this stage
     from service.inference.formats.keras_file import load_h5, load_keras
     from service.inference.split import SplitError, split_training_model, teacher_forced_difference
 
-    path, out = Path(args.training_model), Path(args.out)
     try:
         source_vocab = read_vocabulary(Path(args.source_vocab)) if args.source_vocab else None
         target_vocab = read_vocabulary(Path(args.target_vocab)) if args.target_vocab else None
@@ -175,6 +188,7 @@ def import_model(args: Any) -> int:
             training = (load_h5 if path.suffix == ".h5" else load_keras)(path).model
         except Exception as exc:  # Keras raises many types for files it cannot read
             raise ValueError(f"cannot load it: {exc}") from None
+        stages.start("splitting into encoder and decoder")
         encoder, decoder = split_training_model(training)
         source = _side_for(encoder.inputs[0], source_vocab, args.tokenizer)
         if args.pad is not None or args.length is not None:
@@ -195,6 +209,7 @@ def import_model(args: Any) -> int:
     except (OSError, ValueError, SplitError) as exc:
         print(f"cannot import {path}: {exc}", file=sys.stderr)
         return 2
+    stages.start("checking the split against the training model")
     difference = _check_split(training, encoder, decoder, manifest, teacher_forced_difference)
     print(f"split check: max |training - step-by-step| = {difference:.3g} (limit 1e-5)")
     if not difference <= 1e-5:
@@ -203,11 +218,13 @@ def import_model(args: Any) -> int:
             file=sys.stderr,
         )
         return 1
+    stages.start(f"saving {out}")
     out.mkdir(parents=True, exist_ok=True)
     encoder.save(out / "encoder.keras")
     decoder.save(out / "decoder.keras")
     manifest.write(out)
     print(f"wrote {out}/encoder.keras, decoder.keras, model.json")
+    stages.start(f"checking {out} as the server loads it")
     return check(out)
 
 

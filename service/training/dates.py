@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.progress import Progress
 
+from service.progress import bars, task
 from service.training.common import environment, save_models, seed_everything
 from service.training.date_text import (
     END,
@@ -37,6 +39,7 @@ DESCRIPTION = (
 )
 EVAL_SEED_OFFSET = 1_000
 TARGET_ON = 0.999  # stop training once this exact-match accuracy is reached
+DECODE_BATCH = 2_000
 Decoder = Callable[[Sequence[str]], list[str]]
 
 
@@ -79,7 +82,7 @@ def build(units: int = 32) -> tuple[Any, Any, Any]:
     return training, encoder, decoder
 
 
-def greedy_decoder(encoder: Any, decoder: Any, batch_size: int = 2_000) -> Decoder:
+def greedy_decoder(encoder: Any, decoder: Any, batch_size: int = DECODE_BATCH) -> Decoder:
     """Texts -> ISO texts: encode once, then TARGET_STEPS decoder steps on the whole batch.
 
     The step loop runs in one `tf.function` calling the inference models directly.
@@ -112,9 +115,25 @@ def greedy_decoder(encoder: Any, decoder: Any, batch_size: int = 2_000) -> Decod
     return decode
 
 
-def exact_match(decode: Decoder, pairs: Sequence[tuple[str, str]]) -> float:
-    predicted = decode([text for text, _ in pairs])
+def exact_match(
+    decode: Decoder, pairs: Sequence[tuple[str, str]], advance: Callable[[int], None] | None = None
+) -> float:
+    """Decoded in the decoder's own batches (the same results), `advance` after each."""
+    texts = [text for text, _ in pairs]
+    predicted: list[str] = []
+    for first in range(0, len(texts), DECODE_BATCH):
+        predicted.extend(decode(texts[first : first + DECODE_BATCH]))
+        if advance is not None:
+            advance(len(predicted) - first)
     return float(np.mean([guess == iso for guess, (_, iso) in zip(predicted, pairs, strict=True)]))
+
+
+def evaluate(
+    progress: Progress, decode: Decoder, pairs: Sequence[tuple[str, str]], description: str
+) -> float:
+    """`exact_match` with a bar over the pairs while it runs."""
+    with task(progress, description, len(pairs)) as evaluating:
+        return exact_match(decode, pairs, lambda n: progress.advance(evaluating, n))
 
 
 def fresh_pairs(count: int, seed: int, seen: set[str]) -> list[tuple[str, str]]:
@@ -165,6 +184,8 @@ def train(
     """Train, keep the best epoch by exact match on fresh dates, save it to `out`; the metrics."""
     import keras
 
+    from service.training.progress import EpochBars, fit_verbose
+
     seed_everything(seed)  # Python random, numpy and TensorFlow (keras.utils.set_random_seed)
     pairs = sample_dates(examples, seed)
     eval_seed = seed + EVAL_SEED_OFFSET
@@ -180,23 +201,34 @@ def train(
     history: list[float] = []
     best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
     started = time.monotonic()
-    for epoch in range(1, epochs + 1):
-        training.fit(x, targets, batch_size=batch_size, epochs=1, shuffle=True, verbose=2)
-        accuracy = exact_match(decode, eval_pairs)
-        history.append(accuracy)
-        print(
-            f"epoch {epoch}/{epochs}: exact match on {len(eval_pairs)} fresh dates = "
-            f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)",
-            flush=True,
-        )
-        if accuracy > best_accuracy:
-            best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
-        if accuracy >= TARGET_ON:
-            break
-    seconds = round(time.monotonic() - started, 1)
-    training.set_weights(best_weights)
+    with bars() as progress:
+        epoch_bars = EpochBars(progress, epochs)
+        for epoch in range(1, epochs + 1):
+            training.fit(
+                x,
+                targets,
+                batch_size=batch_size,
+                epochs=1,
+                shuffle=True,
+                verbose=fit_verbose(progress),
+                callbacks=[epoch_bars],
+            )
+            accuracy = evaluate(progress, decode, eval_pairs, "evaluating on fresh dates")
+            history.append(accuracy)
+            print(
+                f"epoch {epoch}/{epochs}: exact match on {len(eval_pairs)} fresh dates = "
+                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)",
+                flush=True,
+            )
+            if accuracy > best_accuracy:
+                best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
+            if accuracy >= TARGET_ON:
+                break
+        seconds = round(time.monotonic() - started, 1)
+        training.set_weights(best_weights)
+        final = evaluate(progress, decode, eval_pairs, f"evaluating the kept epoch {best_epoch}")
     metrics = {
-        "exact_match_accuracy": exact_match(decode, eval_pairs),
+        "exact_match_accuracy": final,
         "eval_dates": len(eval_pairs),
         "eval_seed": eval_seed,
         "eval_note": "fresh dates from another seed, no text seen in training",
@@ -219,6 +251,5 @@ def train(
     save_models(out, {"encoder.keras": encoder, "decoder.keras": decoder})
     text = json.dumps(manifest(metrics, run), indent=2)
     (out / "model.json").write_text(text + "\n", encoding="utf-8")
-    final = metrics["exact_match_accuracy"]
     print(f"kept epoch {best_epoch}: exact match {final:.4%}; wrote {out}")
     return metrics

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.inference.manifest import Manifest, Side
+from service.progress import bars
 from service.training.common import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 5
@@ -67,6 +68,8 @@ def predictions(step: Any, manifest: Manifest) -> tuple[list[list[int]], float]:
 def train(
     out: Path, seed: int = 1, max_epochs: int = 3000, check_every: int = 50, units: int = 20
 ) -> Manifest:
+    from service.training.progress import EpochBars
+
     seed_everything(seed)
     training, step = build(units)
     training.compile(optimizer="adam", loss="binary_crossentropy")
@@ -85,19 +88,30 @@ def train(
     epochs = 0
     got: list[list[int]] = []
     confidence = 0.0
-    while epochs < max_epochs:
-        training.fit(x, y, batch_size=1, epochs=check_every, shuffle=True, verbose=0)
-        epochs += check_every
-        got, confidence = predictions(step, manifest)
-        loss = float(training.evaluate(x, y, verbose=0))
-        print(
-            f"epoch {epochs}: loss {loss:.4f}, predictions {got}, "
-            f"lowest chosen probability {confidence:.3f}",
-            flush=True,
-        )
-        # exact, and every chosen sigmoid output clearly on (not a near tie)
-        if got == expected and confidence >= MIN_CONFIDENCE:
-            break
+    with bars() as progress:
+        # a batch is one of two sequences, an epoch a few milliseconds: epochs only
+        epoch_bars = EpochBars(progress, max_epochs, batches=False)
+        while epochs < max_epochs:
+            training.fit(
+                x,
+                y,
+                batch_size=1,
+                epochs=check_every,
+                shuffle=True,
+                verbose=0,
+                callbacks=[epoch_bars],
+            )
+            epochs += check_every
+            got, confidence = predictions(step, manifest)
+            loss = float(training.evaluate(x, y, verbose=0))
+            print(
+                f"epoch {epochs}: loss {loss:.4f}, predictions {got}, "
+                f"lowest chosen probability {confidence:.3f}",
+                flush=True,
+            )
+            # exact, and every chosen sigmoid output clearly on (not a near tie)
+            if got == expected and confidence >= MIN_CONFIDENCE:
+                break
     exact = sum(g == e for g, e in zip(got, expected, strict=True))
     if exact != len(expected) or confidence < MIN_CONFIDENCE:
         raise RuntimeError(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.inference.manifest import Manifest, Side
+from service.progress import bars, task
 from service.training.common import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 51  # token 0 is the start/padding symbol
@@ -72,6 +73,8 @@ def train(
     eval_size: int = 10_000,
     units: int = 128,
 ) -> Manifest:
+    from service.training.progress import EpochBars, fit_verbose
+
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     sources = make_sources(rng, examples)
@@ -98,21 +101,35 @@ def train(
     history: list[float] = []
     best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
     started = time.monotonic()
-    for epoch in range(1, epochs + 1):
-        training.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=2)
-        accuracy = exact_accuracy(encoder, decoder, manifest, eval_sources)
-        history.append(accuracy)
-        print(
-            f"epoch {epoch}/{epochs}: exact-sequence accuracy on {len(eval_sources)} "
-            f"fresh sources = {accuracy:.4%}",
-            flush=True,
-        )
-        if accuracy > best_accuracy:
-            best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
-        if accuracy == 1.0:
-            break
-    training.set_weights(best_weights)
-    final = exact_accuracy(encoder, decoder, manifest, eval_sources)
+    with bars() as progress:
+        epoch_bars = EpochBars(progress, epochs)
+        for epoch in range(1, epochs + 1):
+            training.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                epochs=1,
+                shuffle=True,
+                verbose=fit_verbose(progress),
+                callbacks=[epoch_bars],
+            )
+            # one graph call decodes every source (most of the time goes to building it):
+            # nothing to count, so the bar only pulses while it runs
+            with task(progress, f"evaluating on {len(eval_sources)} fresh sources", None):
+                accuracy = exact_accuracy(encoder, decoder, manifest, eval_sources)
+            history.append(accuracy)
+            print(
+                f"epoch {epoch}/{epochs}: exact-sequence accuracy on {len(eval_sources)} "
+                f"fresh sources = {accuracy:.4%}",
+                flush=True,
+            )
+            if accuracy > best_accuracy:
+                best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
+            if accuracy == 1.0:
+                break
+        training.set_weights(best_weights)
+        with task(progress, f"evaluating the kept epoch {best_epoch}", None):
+            final = exact_accuracy(encoder, decoder, manifest, eval_sources)
     manifest.metrics = {
         "exact_sequence_accuracy": final,
         "eval_sources": len(eval_sources),
