@@ -1,4 +1,4 @@
-"""Command line: `python -m service serve|train|check|import`."""
+"""Command line: `python -m service serve|train|check|import|predict|session|models`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+from service.cli import register as register_client_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--max-steps", type=int, default=50, help="default decode steps")
     importer.add_argument("--description", help="shown in /v1/models")
     importer.set_defaults(run=_import)
+
+    register_client_commands(commands)  # predict, session, models: service/cli
 
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ start-up chatter out
