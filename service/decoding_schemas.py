@@ -25,7 +25,8 @@ class DecodingOptions(BaseModel):
     beam_width: Annotated[
         int | None,
         Field(
-            description="beam: hypotheses kept per input (default 4)",
+            description="beam: hypotheses kept per input (default 4, or "
+            "num_return_sequences if more)",
             json_schema_extra={"minimum": 1, **from_settings(maximum="max_beam_width")},
         ),
     ] = None

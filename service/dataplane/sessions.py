@@ -211,7 +211,8 @@ class SessionOps:
                 session.next_token or 0,
                 steps,
                 request.return_probabilities,
-                plan.rows(1)[0],
+                # a sampled session continues one stream across generate calls
+                replace(plan.rows(1)[0], offset=session.steps),
                 plan.returned,
             )
             return advanced(session, model, row, plan)

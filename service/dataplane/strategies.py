@@ -88,9 +88,9 @@ def plan(
 
 def _beam(options: DecodingOptions, settings: Settings, probabilities: bool) -> Plan:
     limit = settings.max_beam_width
-    width = DEFAULT_BEAM_WIDTH if options.beam_width is None else options.beam_width
-    if options.beam_width is None:
-        width = min(width, limit)
+    width = options.beam_width
+    if width is None:  # wide enough for the n asked, within the limit
+        width = min(max(DEFAULT_BEAM_WIDTH, options.num_return_sequences or 1), limit)
     if not 1 <= width <= limit:
         raise InvalidInput(
             f"beam_width: {width} is out of range; allowed: 1..{limit} (SERVICE_MAX_BEAM_WIDTH)",

@@ -162,7 +162,7 @@ async def stream_generate(
         steps, plan = ops.generation(session, model, request)
         engine = ops.engines.get(model)
         probs = request.return_probabilities
-        decoding = plan.rows(1)[0]
+        decoding = replace(plan.rows(1)[0], offset=session.steps)  # as unstreamed
         token = session.next_token or 0
         if plan.decoding.strategy == "beam":
             row = await engine.generate(
@@ -179,7 +179,8 @@ async def stream_generate(
             for t in range(steps):
                 if not alive():
                     break
-                row = await _step(engine, carried(applied), token, probs, decoding, t)
+                offset = decoding.offset + t
+                row = await _step(engine, carried(applied), token, probs, decoding, offset)
                 candidate, _ = advanced(applied, model, row)
                 yield streamed.add(row)
                 applied, token = candidate, row.outputs[0]

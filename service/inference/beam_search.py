@@ -2,14 +2,15 @@
 (graphs/beam.py) follows step for step.
 
 Each row keeps `width` live hypotheses and a pool of the `width` best finished ones.
-At every step the live ones are extended by every token; of the best 2 x width
-extensions, those ending with the end token join the pool, ranked by log-probability /
-((5 + length) / 6) ** alpha (GNMT's length penalty; alpha 0: plain log-probability), and
-the best `width` others stay live. A row's live hypotheses join the pool, ranked the
-same way, when they reach its step limit. So finished and unfinished hypotheses are only
-ever compared by the same normalised score. A row stops early once no live hypothesis
-could still enter its pool: log-probabilities only fall as a hypothesis grows, so the
-best live one can at most reach its score / penalty(limit).
+At every step the live ones are extended by every token. Of the best `width`
+extensions, those ending with the end token join the pool (so width 1 is greedy),
+ranked by log-probability / ((5 + length) / 6) ** alpha (GNMT's length penalty;
+alpha 0: plain log-probability); the best `width` extensions that did not end (of the
+best 2 x width) stay live. A row's live hypotheses join the pool, ranked the same way,
+when they reach its step limit. So finished and unfinished hypotheses are only ever
+compared by the same normalised score. A row stops early once no live hypothesis could
+still enter its pool: log-probabilities only fall as a hypothesis grows, so the best
+live one can at most reach its score / penalty(limit).
 """
 
 from __future__ import annotations
@@ -56,12 +57,17 @@ def beam_search(
     width: int,
     alpha: np.ndarray,
     end: int | None,
+    constant: int = 0,
 ) -> Beams:
+    """`constant`: the last states never change (an attention memory): carried as they
+    are, never regathered."""
     batch = len(tokens)
+    varying = len(states) - constant
+    fixed = [np.repeat(s, width, axis=0) for s in states[varying:]]
     steps = int(np.max(limits))
     alpha = alpha.astype(np.float32)
     live_tok = np.repeat(tokens.astype(np.int32), width)
-    live_states = [np.repeat(s, width, axis=0) for s in states]
+    live_states = [np.repeat(s, width, axis=0) for s in states[:varying]]
     live_score = np.full((batch, width), NEG_INF)
     live_score[:, 0] = 0
     live_seq = np.zeros((batch, width, steps), np.int32)
@@ -71,11 +77,12 @@ def beam_search(
     pool_score = np.full((batch, width), NEG_INF)
     pool_rank = np.full((batch, width), NEG_INF)
     pool_len = np.zeros((batch, width), np.int32)
-    pool_states = [np.zeros((batch, width, *s.shape[1:]), np.float32) for s in states]
+    pool_states = [np.zeros((batch, width, *s.shape[1:]), np.float32) for s in states[:varying]]
     done = np.zeros(batch, bool)
     t = 0
     while t < steps and not done.all():
-        probs, new_states = step(live_tok, live_states)
+        probs, stepped = step(live_tok, [*live_states, *fixed])
+        new_states = stepped[:varying]
         vocab = probs.shape[1]
         logp = log_probs(probs).reshape(batch, width * vocab)
         extended = (live_score[:, :, None] + logp.reshape(batch, width, vocab)).reshape(batch, -1)
@@ -91,7 +98,9 @@ def beam_search(
         is_end = token == end if end is not None else np.zeros_like(token, bool)
         length = t + 1
         rank = score / penalty(length, alpha)[:, None]
-        ended_rank = np.where(is_end & ~done[:, None], rank, NEG_INF)
+        # an ending counts only among the best `width` extensions (so width 1 is greedy)
+        counted = is_end & ~done[:, None] & (np.arange(k) < width)[None, :]
+        ended_rank = np.where(counted, rank, NEG_INF)
         # the best `width` extensions that did not end stay live
         keep = _top(np.where(is_end, NEG_INF, score), width)
         live_score = np.take_along_axis(np.where(is_end, NEG_INF, score), keep, axis=1)
@@ -99,7 +108,9 @@ def beam_search(
         kept = [_take(g, keep) for g in grown]
         at_limit = length >= limits
         limit_rank = np.where(
-            (at_limit & ~done)[:, None], np.take_along_axis(rank, keep, axis=1), NEG_INF
+            (at_limit & ~done)[:, None],
+            np.take_along_axis(np.where(is_end, NEG_INF, rank), keep, axis=1),
+            NEG_INF,
         )
         # the pool: the best `width` of the pool, the ended, and (at a limit) the live
         all_rank = np.concatenate([pool_rank, ended_rank, limit_rank], axis=1)
@@ -126,6 +137,6 @@ def beam_search(
         scores=np.where(pool_rank > NEG_INF, pool_score, NEG_INF).astype(np.float32),
         ranking=pool_rank.astype(np.float32),
         step_scores=pool_steps[:, :, :t],
-        states=[s[:, 0] for s in pool_states],
+        states=[s[:, 0] for s in pool_states] + list(states[varying:]),
         steps_run=t,
     )

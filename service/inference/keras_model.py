@@ -271,8 +271,9 @@ class KerasCompute(LoopCompute):
         alpha: tf.Tensor,
         keep_states: bool,
     ) -> dict[str, Any]:
+        constant = 0 if self.spec.memory_shape is None else 1
         return beam.beam_search(
-            self._step_call, tokens, states, limits, width, alpha, self._end, keep_states
+            self._step_call, tokens, states, limits, width, alpha, self._end, keep_states, constant
         )
 
     def _beam_decode_graph(

@@ -92,7 +92,8 @@ class LoopCompute:
     ) -> Beams:
         limits = np.asarray(limits, dtype=np.int32)
         end = self.spec.manifest.end_id
-        return beam_search(self.step, tokens, states, limits, width, alpha, end)
+        constant = 0 if self.spec.memory_shape is None else 1  # the attention memory
+        return beam_search(self.step, tokens, states, limits, width, alpha, end, constant)
 
     def beam_decode(
         self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray

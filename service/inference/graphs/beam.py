@@ -43,20 +43,27 @@ def beam_search(
     alpha: tf.Tensor,
     end: int | None,
     keep_states: bool,
+    constant: int = 0,
 ) -> dict[str, Any]:
+    """`constant`: the last states never change (an attention memory): they are tiled
+    once, never regathered, and a row's value is the same for every hypothesis."""
     batch = tf.shape(tokens)[0]
+    varying = len(states) - constant
+    fixed = [tf.repeat(s, width, axis=0) for s in states[varying:]]
     steps = tf.reduce_max(limits)
     neg = tf.constant(NEG_INF, tf.float32)
     grid = tf.stack([batch, width, steps])
     first = tf.range(width)[None, :] == 0
     live_score = tf.where(first, 0.0, neg) + tf.zeros(tf.stack([batch, width]))
-    pool_states = [tf.zeros_like(_split(tf.repeat(s, width, axis=0), batch, width)) for s in states]
+    pool_states = [
+        tf.zeros_like(_split(tf.repeat(s, width, axis=0), batch, width)) for s in states[:varying]
+    ]
     if not keep_states:
         pool_states = []
     initial = (
         tf.constant(0),
         tf.repeat(tokens, width),
-        [tf.repeat(s, width, axis=0) for s in states],
+        [tf.repeat(s, width, axis=0) for s in states[:varying]],
         live_score,
         tf.zeros(grid, tf.int32),  # live sequences
         tf.zeros(grid, tf.float32),  # live step scores
@@ -87,8 +94,8 @@ def beam_search(
         pool_states: list[tf.Tensor],
         done: tf.Tensor,
     ) -> tuple[Any, ...]:
-        result = step(live_tok, live_states)
-        probs, new_states = result[0], result[1:]
+        result = step(live_tok, [*live_states, *fixed])
+        probs, new_states = result[0], result[1 : 1 + varying]
         vocab = tf.shape(probs)[1]
         logp = tf.reshape(tf.math.log(probs), [batch, width * vocab])
         extended = tf.reshape(
@@ -106,14 +113,17 @@ def beam_search(
         length = t + 1
         rank = score / penalty(length, alpha)[:, None]
         active = tf.logical_not(done)[:, None]
-        ended_rank = tf.where(tf.logical_and(is_end, active), rank, neg)
+        among_best = (tf.range(k) < width)[None, :]  # see beam_search.py
+        counted = tf.logical_and(tf.logical_and(is_end, active), among_best)
+        ended_rank = tf.where(counted, rank, neg)
         unended = tf.where(is_end, neg, score)
         keep = _top(unended, width)
         live_score = _take(unended, keep)
         live_seq, live_steps = _take(seq, keep), _take(step_scores, keep)
         kept = [_take(g, keep) for g in grown]
         at_limit = length >= limits
-        limit_rank = tf.where(tf.logical_and(at_limit[:, None], active), _take(rank, keep), neg)
+        unended_rank = _take(tf.where(is_end, neg, rank), keep)
+        limit_rank = tf.where(tf.logical_and(at_limit[:, None], active), unended_rank, neg)
         all_rank = tf.concat([pool_rank, ended_rank, limit_rank], axis=1)
         best = _top(all_rank, width)
         pool_rank = _take(all_rank, best)
@@ -170,5 +180,5 @@ def beam_search(
         "steps_run": t,
     }
     if keep_states:
-        result["states"] = [s[:, 0] for s in pool_states]
+        result["states"] = [s[:, 0] for s in pool_states] + list(states[varying:])
     return result
