@@ -39,7 +39,17 @@ def documented(result: str) -> dict[int | str, dict[str, Any]]:
         f"then `event: result` / `data: {result}` (the unstreamed answer); an error after "
         "the stream started: `event: error` / `data: ErrorBody`"
     )
-    schema = {"type": "string", "description": description}
+    # one event, as OpenAPI 3.2 describes text/event-stream (what each event's data holds
+    # is in the description: JSON Schema's content keywords are annotations only)
+    schema = {
+        "type": "object",
+        "description": description,
+        "required": ["event", "data"],
+        "properties": {
+            "event": {"enum": ["token", "result", "error"]},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+        },
+    }
     return {200: {"content": {MEDIA_TYPE: {"schema": schema}}}}
 
 
