@@ -106,8 +106,7 @@ def prepare(
     rows, fed = len(sequences), sum(len(s) for s in sequences)
     if seq2seq:
         steps = check_max_steps(max_steps, manifest.max_steps, settings)
-        beams = f" x beam_width {plan.width}" if plan.width > 1 else ""
-        what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps{beams}"
+        what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps{plan.width_note}"
         emitted = rows * steps
     elif max_steps is not None:
         raise max_steps_unused(spec.name)

@@ -227,11 +227,10 @@ class SessionOps:
         manifest = model.spec.manifest
         steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
         plan = strategies.plan(request, model, self.settings, request.return_probabilities)
-        beams = f" x beam_width {plan.width}" if plan.width > 1 else ""
         check_work(
             self.settings,
             steps=steps * plan.width,
-            what=f"max_steps {steps}{beams}",
+            what=f"max_steps {steps}{plan.width_note}",
             field="max_steps",
             outputs=steps,
             width=manifest.output_cardinality if request.return_probabilities else None,

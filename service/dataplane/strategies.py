@@ -35,6 +35,11 @@ class Plan:
         """Rows the decoder steps per input: the work bound counts them all."""
         return self.decoding.beam_width
 
+    @property
+    def width_note(self) -> str:
+        """How the width enters a work bound's message ("" when it is 1)."""
+        return f" x beam_width {self.width}" if self.width > 1 else ""
+
     def rows(self, count: int) -> list[Decoding]:
         if self.seed is None:
             return [self.decoding] * count

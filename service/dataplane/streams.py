@@ -25,7 +25,7 @@ from service.dataplane.predict import Predicted, Predictor, prepare, response
 from service.dataplane.session_info import advanced, carried
 from service.dataplane.sessions import SessionOps
 from service.dataplane.strategies import Plan
-from service.dataplane.tokens import to_tokens
+from service.dataplane.tokens import to_text, to_tokens
 from service.decoding_schemas import TokenEvent
 from service.errors import InvalidInput
 from service.inference.base import Decoding, LoadedModel
@@ -52,6 +52,7 @@ class _Tokens:
         self.ids: list[int] = []
         self.scores: list[float] = []
         self.probabilities: list[list[float]] = []
+        self.text = ""  # of the tokens so far, with a tokenizer
 
     def add(self, row: RowDecoded) -> Event:
         """Take one decoded step; its event."""
@@ -61,13 +62,10 @@ class _Tokens:
         if row.probabilities is not None:
             self.probabilities.extend(row.probabilities)
         manifest = self.model.spec.manifest
-        piece = None
+        text = to_text(manifest, self.ids)  # the pieces add up to the answer's text
+        piece = None if text is None else text[len(self.text) :]
+        self.text = text or ""
         side = manifest.target
-        if side.tokenizer is not None and side.vocabulary is not None:
-            dropped = {manifest.start_id, manifest.end_id}
-            piece = "" if token in dropped else side.vocabulary[token]
-            if piece and side.tokenizer == "whitespace" and len(self.ids) > 1:
-                piece = " " + piece
         event = TokenEvent(
             index=len(self.ids) - 1,
             token=to_tokens(side, [token])[0],
