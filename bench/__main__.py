@@ -3,6 +3,7 @@
 python -m bench [--seconds 6] [--out bench/results]
 python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (bench/soak.py)
 python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
+python -m bench isolation [--seconds 6]                                     (bench/isolation.py)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from bench import faults, inprocess, soak
+from bench import faults, inprocess, isolation, soak
 from bench.wrk import ROOT, LoadResult, post_script, rss_bytes, server, sessions_script, wrk
 from service.progress import Stages, bars
 
@@ -161,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    commands = parser.add_subparsers(dest="command", metavar="{soak,faults}")
+    commands = parser.add_subparsers(dest="command", metavar="{soak,faults,isolation}")
     soak.add_arguments(
         commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
     )
@@ -170,7 +171,12 @@ def main() -> None:
             "faults", help="Redis stopped and restarted, then a replica killed, under load"
         )
     )
+    isolation.add_arguments(
+        commands.add_parser("isolation", help="a heavy client next to small requests")
+    )
     args = parser.parse_args()
+    if args.command == "isolation":
+        raise SystemExit(isolation.run(args))
     if args.command == "soak":
         raise SystemExit(soak.run(args))
     if args.command == "faults":

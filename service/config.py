@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     batch_max_delay_ms: float = Field(
         default=0.0, ge=0, description="extra wait for a batch to fill (0: none)"
     )
+    batch_slice_ms: float = Field(
+        default=2.0,
+        ge=0,
+        description="compute per decoding slice while other work waits (10x when none "
+        "does); other models' and requests' work runs between slices. 0: decodes run whole",
+    )
     max_queue_rows: int = Field(
         default=4096, ge=1, description="queued rows per model and operation; 503 beyond"
     )

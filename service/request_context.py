@@ -16,6 +16,7 @@ from dataclasses import dataclass
 class RequestContext:
     id: str
     model: str = ""  # a served model's name, once resolved
+    owner: str = ""  # the name of the API key that sent it ("" with keys off)
 
 
 current: ContextVar[RequestContext | None] = ContextVar("request", default=None)
@@ -32,3 +33,15 @@ def note_model(name: str) -> None:
 def request_id() -> str | None:
     context = current.get()
     return None if context is None else context.id
+
+
+def note_owner(name: str) -> None:
+    context = current.get()
+    if context is not None:
+        context.owner = name
+
+
+def current_owner() -> str:
+    """Who sent the request being served (for fair scheduling); "" outside a request."""
+    context = current.get()
+    return "" if context is None else context.owner

@@ -13,6 +13,7 @@ from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
 from service.errors import Conflict, NotReady, ServiceError
 from service.inference.engine import BatchSettings, Engines
+from service.inference.executor import ComputeExecutor
 from service.inference.registry import Registry, version_number
 from service.inference.reload import Reloader, ReloadReport
 from service.metrics import Metrics, ModelState
@@ -38,11 +39,12 @@ class Runtime:
         """Serve `registry`; with `model_store`, follow that store (POST /v1/admin/reload,
         and a poll every SERVICE_MODEL_POLL_SECONDS; call this on the event loop)."""
         settings = self.settings
-        self.executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+        self.executor = ComputeExecutor(settings.compute_threads)
         batching = BatchSettings(
             max_rows=settings.batch_max_rows,
             max_delay=settings.batch_max_delay_ms / 1000,
             max_queue_rows=settings.max_queue_rows,
+            slice_seconds=settings.batch_slice_ms / 1000,
         )
         self.engines = Engines(registry.all(), self.executor, batching, self.metrics)
         self.registry = registry

@@ -1,15 +1,23 @@
-"""Dynamic batching: concurrent jobs for one model merge into one compute call.
+"""Iteration-level batching: concurrent jobs for one model and operation share compute
+calls, and a long job runs in slices that let everything else through between them.
 
-Jobs queue on the event loop. One worker per batcher takes every queued job (up to
-`max_rows` rows) as soon as the compute thread is free, optionally waiting up to
-`max_delay` for more, groups them by key (jobs that can share a graph call: same
-operation, same sequence length, same options) and runs all groups in one trip to the
-compute thread. Under load, batches form by themselves while the previous one
-computes; at low load a job starts at once.
+Jobs queue on the event loop. One worker per batcher runs iterations: each takes the
+jobs still running from the last iteration plus newly queued ones (up to `max_rows`
+rows in all; queued jobs are taken round-robin by owner, the API key that sent them,
+so one key's flood cannot push the others back), groups them by key (jobs that can
+share a graph call) and runs every group in one trip to the compute thread. A group's
+`process` answers each job with its result, or with `Continue` when the job has more
+to do (a decode runs a bounded slice of steps per iteration): the job then stays in
+the running set and joins the next iteration, together with whatever arrived
+meanwhile ("continuous batching", as Orca and vLLM schedule autoregressive decoders).
+Finished jobs leave at once. Every batcher of every model takes its turn on the
+compute thread between two slices of another's, so a long decode delays others by a
+slice, not by its whole length.
 
-A failing batch fails only its own jobs, whatever it raises. Should the worker itself
-ever end other than by `close()`, the batcher is marked failed: queued and later jobs
-are refused at once (503) and `failure` says why, so readiness can report it.
+Isolation: a failing group is retried job by job, so only the jobs that fail alone
+get an error, whatever they raise. Should the worker itself ever end other than by
+`close()`, the batcher is marked failed: queued and later jobs are refused at once
+(503) and `failure` says why, so readiness can report it.
 """
 
 from __future__ import annotations
@@ -25,11 +33,22 @@ from typing import Any
 
 from service.errors import ComputeFailed, NotReady, Overloaded
 from service.metrics import BatchObserver
+from service.request_context import current_owner
 
 log = logging.getLogger("service")
 
-# Runs on the compute thread: one group of payloads sharing a key -> one result each.
+# Runs on the compute thread: one group of payloads sharing a key -> one result each
+# (a value, an exception to raise in its caller, or Continue).
 Process = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Continue:
+    """A job's answer when it has more to do: run `payload` (now `rows` rows) again in
+    the next iteration."""
+
+    payload: Any
+    rows: int
 
 
 @dataclass
@@ -39,11 +58,12 @@ class Job:
     payload: Any
     future: asyncio.Future[Any] = field(repr=False)
     queued_at: float = 0.0  # time.perf_counter() at submit
+    owner: str = ""
 
 
 @dataclass
 class BatchStats:
-    batches: int = 0
+    batches: int = 0  # compute trips (iterations)
     jobs: int = 0
     rows: int = 0
     largest: int = 0
@@ -67,10 +87,11 @@ class Batcher:
         self.max_rows = max_rows
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
-        self._queue: deque[Job] = deque()
+        self._queues: dict[str, deque[Job]] = {}  # by owner, served round-robin
         self._queued_rows = 0
-        self._taken: list[Job] = []  # the batch the worker is running
-        self._running = False  # a batch is out on the compute thread
+        self._active: list[Job] = []  # jobs that continue in the next iteration
+        self._taken: list[Job] = []  # the iteration the worker is running
+        self._running = False  # an iteration is out on the compute thread
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
@@ -83,8 +104,8 @@ class Batcher:
 
     @property
     def idle(self) -> bool:
-        """Nothing queued and no batch computing."""
-        return not self._queue and not self._running
+        """Nothing queued, nothing running and nothing to continue."""
+        return not self._queues and not self._running and not self._active
 
     async def drain(self, timeout: float) -> bool:
         """Wait until queued jobs and the running batch are done (new jobs may still be
@@ -109,8 +130,9 @@ class Batcher:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
             self._worker.add_done_callback(self._worker_ended)
         future = asyncio.get_running_loop().create_future()
-        job = Job(key, rows, payload, future, time.perf_counter())
-        self._queue.append(job)
+        owner = current_owner()
+        job = Job(key, rows, payload, future, time.perf_counter(), owner)
+        self._queues.setdefault(owner, deque()).append(job)
         self._queued_rows += rows
         self._wake.set()
         return await job.future
@@ -138,42 +160,59 @@ class Batcher:
         self._fail_queued(self._failed())
 
     def _fail_queued(self, error: Exception) -> None:
-        for job in [*self._taken, *self._queue]:
+        queued = [job for queue in self._queues.values() for job in queue]
+        for job in [*self._taken, *self._active, *queued]:
             if not job.future.done():
                 job.future.set_exception(error)
         self._taken = []
-        self._queue.clear()
+        self._active = []
+        self._queues.clear()
         self._queued_rows = 0
 
-    def _take(self) -> list[Job]:
+    def _take(self, room: int) -> list[Job]:
+        """Queued jobs for `room` more rows, one owner's oldest job at a time in turn;
+        at least one job when nothing else runs (a job larger than max_rows runs alone)."""
         jobs: list[Job] = []
         rows = 0
-        while self._queue and (not jobs or rows + self._queue[0].rows <= self.max_rows):
-            job = self._queue.popleft()
+        while self._queues:
+            owner, queue = next(iter(self._queues.items()))
+            job = queue[0]
+            if rows + job.rows > room and (jobs or self._active):
+                break
+            queue.popleft()
+            del self._queues[owner]
+            if queue:  # the owner's next job waits behind every other owner's
+                self._queues[owner] = queue
             rows += job.rows
             jobs.append(job)
         self._queued_rows -= rows
-        self._taken = jobs
         return jobs
 
     async def _run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            if self.max_delay > 0 and self._queued_rows < self.max_rows:
-                deadline = time.monotonic() + self.max_delay
-                while self._queued_rows < self.max_rows and time.monotonic() < deadline:
-                    await asyncio.sleep(min(0.0005, deadline - time.monotonic()))
-            jobs = self._take()
-            if not self._queue:
+            if not self._active:
+                await self._wake.wait()
+                if self.max_delay > 0 and self._queued_rows < self.max_rows:
+                    deadline = time.monotonic() + self.max_delay
+                    while self._queued_rows < self.max_rows and time.monotonic() < deadline:
+                        await asyncio.sleep(min(0.0005, deadline - time.monotonic()))
+            running = [j for j in self._active if not j.future.done()]  # gone: leave
+            self._active = running
+            new = self._take(self.max_rows - sum(j.rows for j in running))
+            if not self._queues:
                 self._wake.clear()
-            jobs = [j for j in jobs if not j.future.done()]  # cancelled meanwhile
+            new = [j for j in new if not j.future.done()]  # cancelled meanwhile
+            jobs = running + new
+            self._active = []
             if not jobs:
                 continue
+            self._taken = jobs
+            self.stats.jobs += len(new)
             self._count(jobs)
             if self._observer is not None:
                 started = time.perf_counter()
-                for job in jobs:
+                for job in new:
                     self._observer.waited.observe(started - job.queued_at)
             self._running = True
             try:
@@ -192,15 +231,18 @@ class Batcher:
             for job, result in zip(jobs, results, strict=True):
                 if job.future.done():
                     continue
-                if isinstance(result, BaseException):
+                if isinstance(result, Continue):
+                    job.payload, job.rows = result.payload, result.rows
+                    self._active.append(job)
+                elif isinstance(result, BaseException):
                     job.future.set_exception(result)
                 else:
                     job.future.set_result(result)
             self._taken = []
 
     def _run_groups(self, jobs: list[Job]) -> list[Any]:
-        """On the compute thread: one process() call per key. Whatever one group
-        raises becomes the result of its own jobs only."""
+        """On the compute thread: one process() call per key. A group that raises is run
+        again job by job, so whatever a job raises becomes its own result only."""
         groups: dict[Hashable, list[int]] = {}
         for index, job in enumerate(jobs):
             groups.setdefault(job.key, []).append(index)
@@ -209,15 +251,32 @@ class Batcher:
             if self._observer is not None:
                 self._observer.rows.observe(sum(jobs[i].rows for i in indices))
             try:
-                outputs = list(self._process(key, [jobs[i].payload for i in indices]))
-                if len(outputs) != len(indices):
-                    raise RuntimeError(f"{len(outputs)} results for {len(indices)} jobs")
+                outputs = self._call(key, [jobs[i] for i in indices])
             except BaseException as exc:  # see _as_exception
-                log.exception("%s: group %r failed", self.name, key)
-                outputs = [self._as_exception(exc, f"group {key!r}")] * len(indices)
+                if len(indices) == 1:
+                    log.exception("%s: group %r failed", self.name, key)
+                    outputs = [self._as_exception(exc, f"group {key!r}")]
+                else:
+                    log.warning(
+                        "%s: group %r failed (%r); retrying job by job", self.name, key, exc
+                    )
+                    outputs = [self._alone(key, jobs[i]) for i in indices]
             for i, output in zip(indices, outputs, strict=True):
                 results[i] = output
         return results
+
+    def _call(self, key: Hashable, jobs: list[Job]) -> list[Any]:
+        outputs = list(self._process(key, [job.payload for job in jobs]))
+        if len(outputs) != len(jobs):
+            raise RuntimeError(f"{len(outputs)} results for {len(jobs)} jobs")
+        return outputs
+
+    def _alone(self, key: Hashable, job: Job) -> Any:
+        try:
+            return self._call(key, [job])[0]
+        except BaseException as exc:
+            log.exception("%s: a job of group %r failed alone", self.name, key)
+            return self._as_exception(exc, f"group {key!r}")
 
     def _as_exception(self, exc: BaseException, where: str) -> Exception:
         """Ordinary exceptions reach the caller as they are; anything else (a
@@ -233,6 +292,5 @@ class Batcher:
     def _count(self, jobs: list[Job]) -> None:
         rows = sum(j.rows for j in jobs)
         self.stats.batches += 1
-        self.stats.jobs += len(jobs)
         self.stats.rows += rows
         self.stats.largest = max(self.stats.largest, rows)

@@ -13,8 +13,9 @@ import numpy as np
 
 from service.errors import NotReady
 from service.inference.base import GREEDY, Decoding, LoadedModel, States
-from service.inference.batcher import Batcher
+from service.inference.batcher import Batcher, Continue
 from service.inference.decoding import RowDecoded, decode, generate_rows, run_rows
+from service.inference.slices import Progress, SliceClock, advance, start, start_decode
 from service.metrics import Metrics
 
 log = logging.getLogger("service")
@@ -25,6 +26,7 @@ class BatchSettings:
     max_rows: int = 256
     max_delay: float = 0.0
     max_queue_rows: int = 4096
+    slice_seconds: float = 0.002  # compute per decoding slice; 0: a decode runs whole
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,15 @@ class PredictJob:
 
 def _probs(key: Hashable) -> bool:
     return bool(key[0] if isinstance(key, tuple) else key)
+
+
+def _sliced(key: Hashable) -> bool:
+    """Greedy and sampled decodes run in slices; beam search runs whole."""
+    return isinstance(key, tuple) and key[1][0] != "beam"
+
+
+def _only_row(progress: Progress) -> RowDecoded:
+    return progress.results()[0]
 
 
 def _stack(states: Sequence[tuple[np.ndarray, ...]]) -> States:
@@ -54,6 +65,8 @@ class ModelEngine:
         self.model = model
         name = f"{model.spec.name}/{model.spec.version}"
         self._steps = metrics.decoder(model.spec.name) if metrics is not None else None
+        self._clock = SliceClock(settings.slice_seconds)
+        self._executor = executor
 
         def batcher(kind: str, process: Any) -> Batcher:
             return Batcher(
@@ -71,6 +84,11 @@ class ModelEngine:
         self._generate = batcher("generate", self._process_generate)
         self._encode = batcher("encode", self._process_encode)
         self.batchers = (self._predict, self._run, self._generate, self._encode)
+
+    def _contended(self) -> bool:
+        """Other work waits for the compute thread (read there, between slices)."""
+        waiting = getattr(self._executor, "waiting", 0)
+        return waiting > 0 or any(b.queued_rows for b in self.batchers)
 
     async def drain(self, timeout: float) -> bool:
         """Let queued and running batches finish; False if `timeout` passes first."""
@@ -138,7 +156,9 @@ class ModelEngine:
         if self._steps is not None:
             self._steps.inc(width * sum(len(row.outputs) for row in rows))
 
-    def _process_predict(self, key: Hashable, jobs: Sequence[PredictJob]) -> list[list[RowDecoded]]:
+    def _process_predict(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
+        if self.model.spec.manifest.kind == "seq2seq" and _sliced(key):
+            return self._slice(jobs, _probs(key), self._start_predict, Progress.results)
         sequences = [s for job in jobs for s in job.sequences]
         compute = self.model.compute
         probs = _probs(key)
@@ -150,12 +170,37 @@ class ModelEngine:
         else:
             rows = run_rows(compute, self.model.spec.zero_states(len(sequences)), sequences, probs)
         self._count_steps(rows, jobs[0].decoding[0].beam_width)
-        results: list[list[RowDecoded]] = []
-        start = 0
+        results: list[Any] = []
+        begin = 0
         for job in jobs:
-            results.append(rows[start : start + len(job.sequences)])
-            start += len(job.sequences)
+            results.append(rows[begin : begin + len(job.sequences)])
+            begin += len(job.sequences)
         return results
+
+    def _slice(self, payloads: Sequence[Any], probs: bool, begin: Any, answer: Any) -> list[Any]:
+        """One slice of every job's decode (new jobs start theirs); a job whose rows all
+        ended answers its rows, the others continue in the next iteration."""
+        progresses = [p if isinstance(p, Progress) else begin(p, probs) for p in payloads]
+        spec = self.model.spec
+        end = spec.manifest.end_id
+        ran = advance(self.model.compute, progresses, probs, self._clock, end, self._contended)
+        if self._steps is not None:
+            self._steps.inc(ran)
+        return [Continue(p, p.running) if p.lanes else answer(p) for p in progresses]
+
+    def _start_predict(self, job: PredictJob, probs: bool) -> Progress:
+        manifest = self.model.spec.manifest
+        limits = [job.max_steps] * len(job.sequences)
+        width, start_id = manifest.output_cardinality, manifest.start_id or 0
+        return start_decode(
+            self.model.compute, job.sequences, limits, probs, width, job.decoding, start_id
+        )
+
+    def _start_generate(self, job: tuple[Any, ...], probs: bool) -> Progress:
+        states, token, max_steps, decoding, _wanted = job
+        tokens = np.asarray([token], np.int32)
+        width = self.model.spec.manifest.output_cardinality
+        return start(tokens, _stack([states]), [max_steps], probs, width, [decoding])
 
     def _process_run(
         self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
@@ -165,11 +210,9 @@ class ModelEngine:
         self._count_steps(rows)
         return rows
 
-    def _process_generate(
-        self,
-        key: Hashable,
-        jobs: Sequence[tuple[tuple[np.ndarray, ...], int, int, Decoding, int]],
-    ) -> list[RowDecoded]:
+    def _process_generate(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
+        if _sliced(key):
+            return self._slice(jobs, _probs(key), self._start_generate, _only_row)
         states = _stack([job[0] for job in jobs])
         tokens = np.asarray([job[1] for job in jobs], dtype=np.int32)
         limits = [job[2] for job in jobs]
@@ -179,7 +222,7 @@ class ModelEngine:
             self.model.compute, tokens, states, limits, _probs(key), decoding, wanted
         )
         self._count_steps(rows, decoding[0].beam_width)
-        return rows
+        return list(rows)
 
     def _process_encode(
         self, _length: Hashable, sources: Sequence[list[int]]

@@ -62,7 +62,10 @@ def choose(
     ranked = np.take_along_axis(q, order, axis=1)
     before = np.cumsum(ranked, axis=1) - ranked  # probability of the better tokens
     k = np.where(top_k > 0, top_k, vocab)
+    # the most probable token always stays: a top_p too small for float32 (1e-40 is 0
+    # once denormals flush) must not empty the nucleus
     keep = (np.arange(vocab)[None, :] < k[:, None]) & (before < top_p[:, None])
+    keep[:, 0] = True
     weights = np.where(keep, ranked, np.float32(0))
     target = u * weights.sum(axis=1)
     position = (np.cumsum(weights, axis=1) <= target[:, None]).sum(axis=1)

@@ -42,7 +42,9 @@ def choose(
     ranked, order = tf.math.top_k(q, k=vocab, sorted=True)  # ties: lower index first
     before = tf.cumsum(ranked, axis=1) - ranked
     k = tf.where(top_k > 0, top_k, tf.fill(tf.shape(top_k), vocab))
-    keep = tf.logical_and(tf.range(vocab)[None, :] < k[:, None], before < top_p[:, None])
+    rank = tf.range(vocab)[None, :]
+    # the most probable token always stays (see sampling.py)
+    keep = tf.logical_or(rank == 0, tf.logical_and(rank < k[:, None], before < top_p[:, None]))
     weights = tf.where(keep, ranked, tf.zeros_like(ranked))
     target = u * tf.reduce_sum(weights, axis=1)
     position = tf.reduce_sum(
