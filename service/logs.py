@@ -2,7 +2,9 @@
 (the service's, uvicorn's, TensorFlow's, Python warnings), in one of two formats:
 
 - text (default): uvicorn's `INFO:     message`, plus ` [request id]` on the lines
-  written while a request is served;
+  written while a request is served; a message's control and other non-printing
+  characters (line breaks included) written as Python escapes (`\\n`, `\\x1b`), so a
+  record is one line and a client's value (a path, a header) cannot forge another;
 - json (SERVICE_LOG_FORMAT=json): one JSON object per line with `time` (UTC, ISO
   8601), `level`, `logger`, `message`, `request_id` within a request, the access
   line's fields (service/api/access_log.py), and `exc_info` with a traceback.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from copy import copy
 from typing import Literal, TextIO
 
 import uvicorn.logging
@@ -40,9 +43,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def printable(text: str) -> str:
+    """`text` with every non-printing character (control characters, line and paragraph
+    separators, format characters such as bidirectional overrides) as a Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class TextFormatter(logging.Formatter):
     """uvicorn's layout (`INFO:     message`, coloured on a terminal) and the request
-    id; without uvicorn's copy of every record where there are no colours to add."""
+    id; without uvicorn's copy of every record where there are no colours to add.
+
+    The message is escaped (`printable`); a traceback, which follows on lines of its
+    own, is left as Python wrote it."""
 
     def __init__(self, colours: bool = False) -> None:
         super().__init__("%(message)s")
@@ -50,6 +64,13 @@ class TextFormatter(logging.Formatter):
         self._coloured = uvicorn.logging.DefaultFormatter(fmt, use_colors=True) if colours else None
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        message = printable(record.message)
+        if message != record.message:
+            # a copy: other handlers see the record as it was; and no coloured variant,
+            # which uvicorn would format again from the unescaped arguments
+            record = copy(record)
+            record.message = message
+            record.__dict__.pop("color_message", None)
         if self._coloured is not None:
             line = self._coloured.formatMessage(record)
         else:

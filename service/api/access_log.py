@@ -5,12 +5,18 @@ Session ids are bearer secrets: the path shows the same `~hash` the service's ow
 lines use instead, so a session can still be followed through the log without the log
 granting access. The line's fields are also attributes of the record, so the JSON
 format (SERVICE_LOG_FORMAT=json) has them as keys.
+
+The path is written percent-encoded as a URL carries it (the server decoded it): a
+space, a quote, a control character or a line break sent as `%20`, `%22`, `%1B`, `%0A`
+stays that, so a client cannot forge a field of the line or a line of its own (the
+text format also escapes whatever else a message holds: service/logs.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import quote, quote_from_bytes
 
 from starlette.types import Scope
 
@@ -18,6 +24,9 @@ from service.sessions.base import log_id
 
 log = logging.getLogger("service.access")
 SESSION_PATH = re.compile(r"^(/v1/sessions/)([^/?#]+)")
+# what RFC 3986 lets a path and a query hold as they are (letters, digits and -._~ too)
+PATH_SAFE = "/:@!$&'()*+,;="
+QUERY_SAFE = PATH_SAFE + "?%"  # a query is logged as sent: its escapes stay as they are
 
 
 def redact(path: str) -> str:
@@ -32,9 +41,9 @@ def _client(scope: Scope) -> str:
 def write(scope: Scope, route: str, model: str, status: int, seconds: float, rid: str) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
-    path = redact(scope["path"])
+    path = quote(redact(scope["path"]), safe=PATH_SAFE)
     query = scope.get("query_string", b"")
-    target = f"{path}?{query.decode('latin-1')}" if query else path
+    target = f"{path}?{quote_from_bytes(query, safe=QUERY_SAFE)}" if query else path
     method, client, ms = scope["method"], _client(scope), round(seconds * 1000, 3)
     shown = f" model={model}" if model else ""
     args = (client, method, target, scope.get("http_version", "1.1"), status, ms, shown)

@@ -14,6 +14,7 @@ from anyio import to_thread
 from fastapi.testclient import TestClient
 
 from service import logs
+from service.api import access_log
 from service.app import create_app
 from service.config import Settings
 from service.sessions.base import log_id
@@ -214,3 +215,53 @@ def test_configure_sends_every_logger_through_one_handler() -> None:
             logger.handlers, logger.propagate = handlers, propagate
             logger.setLevel(level)
         logging.captureWarnings(False)
+
+
+# %0A and %0D (a forged second line), ESC (a terminal's colours), NUL, DEL, C1's NEL
+# and the Unicode line separator (line breaks to some readers), a bidirectional override,
+# and a quote and spaces (a forged field of the line)
+FORGED = (
+    "/v1/models/x%0AINFO:%20%20%20%20%20127.0.0.1:1%20-%20%22POST%20/v1/admin/reload"
+    "%20HTTP/1.1%22%20200%200.1%20ms%0D%1B[31m%00%7F%C2%85%E2%80%A8%E2%80%AE"
+)
+
+
+def test_a_client_cannot_forge_a_line_of_the_text_log() -> None:
+    out = Output()
+    handler = logs.handler("text", out.stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        with serve() as client:
+            query = "q=%0AINFO:%20x%0D%1B"
+            r = client.get(f"{FORGED}?{query}", headers={"X-Request-ID": "f1"})
+            assert r.status_code == 404
+            logging.getLogger("service").warning("a client's value: %s", "a\nINFO: b\r\x1b\u2028")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = out.lines()
+    assert all(re.match(r"(INFO|WARNING):\s", line) for line in lines), lines
+    (access,) = [line for line in lines if line.endswith("[f1]")]
+    sent = FORGED.replace("[", "%5B")  # the path as a URL carries it
+    assert f'"GET {sent}?{query} HTTP/1.1" 404 ' in access
+    assert "WARNING:  a client's value: a\\nINFO: b\\r\\x1b\\u2028" in lines
+
+
+def test_the_access_line_escapes_raw_bytes_and_json_keeps_the_values(output: Output) -> None:
+    text = Output()
+    handler = logs.handler("text", text.stream)
+    logging.getLogger().addHandler(handler)
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": '/v1/models/a b"\n\r\x1b\u2028',
+        "query_string": b"x=\n\r\x1b\x85&y=%0A",
+        "client": ("127.0.0.1", 1),
+    }
+    try:
+        access_log.write(scope, "unmatched", "", 404, 0.001, "r1")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    target = "/v1/models/a%20b%22%0A%0D%1B%E2%80%A8?x=%0A%0D%1B%85&y=%0A"
+    assert text.lines() == [f'INFO:     127.0.0.1:1 - "GET {target} HTTP/1.1" 404 1.0 ms [r1]']
+    (record,) = output.records()
+    assert record["path"] == target and "\n" not in output.stream.getvalue().rstrip("\n")
