@@ -8,6 +8,14 @@ id is the client's `X-Request-ID` when it is 1-128 printable ASCII characters
 without spaces, else a new uuid4 hex; every log line written while the request is
 served carries it (service/logs.py).
 
+An unexpected error (a bug) is answered 500 by ServerErrorMiddleware, which logs it
+through the app's handler (service/errors.py) and then raises it again for the server
+to see. Once that 500 is complete, the observer keeps the exception from the server:
+uvicorn would log it a second time and close the keep-alive connection without saying
+`Connection: close`, so a client's next request on it would fail. An exception raised
+before the answer started, or in the middle of it, still reaches the server, which
+answers its own 500 with `Connection: close`, or cuts the incomplete answer short.
+
 Metric labels: the route template (`/v1/sessions/{session_id}/step`; one fixed value
 for paths no route matches) and the model the request used, as the dataplane noted it
 or as a path parameter names a served model; never a raw path or an id.
@@ -65,20 +73,29 @@ class RequestObserver:
         token: Token[RequestContext | None] | None = current.set(context)
         header = (HEADER, context.id.encode("ascii"))
         status = 500  # if the app raises before answering, the server answers 500
+        complete = False
 
         async def observed(message: Message) -> None:
-            nonlocal status
+            nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
                 # a new list: a response object's own headers stay untouched
                 message = {**message, "headers": [*message.get("headers", ()), header]}
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
             await send(message)
 
         try:
             await self.app(scope, receive, observed)
+        except Exception:
+            if not complete:
+                # the id stays set: the server's own log line about the error carries
+                # it (each request runs in a task of its own)
+                token = None
+                raise
+            # answered (the 500 of ServerErrorMiddleware, whose handler logged the
+            # error): the connection stays usable for the client's next request
         except BaseException:
-            # the id stays set: the server's own log line about the error carries it
-            # (each request runs in a task of its own)
             token = None
             raise
         finally:
