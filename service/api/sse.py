@@ -93,18 +93,19 @@ class EventStream(Response):
         self.first = first
         self.events = events
         self.connection = connection
+        self.failed = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = 0
         async with anyio.create_task_group() as watcher:
             watcher.start_soon(self.connection.watch, receive)
             try:
                 await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
                 await self._send(send, encode(self.first))
-                try:
-                    async for event in self.events:
-                        await self._send(send, encode(event))
-                except Exception as exc:  # after the 200: the client learns it in-band
-                    await self._send(send, _error(exc))
+                sent = 1
+                while (chunk := await self._next()) is not None:
+                    await self._send(send, chunk)
+                    sent += 1
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:  # the client went away mid-send
                 self.connection.gone = True
@@ -112,6 +113,23 @@ class EventStream(Response):
                 with anyio.CancelScope(shield=True):
                     await _close(self.events)
                 watcher.cancel_scope.cancel()
+        if self.connection.gone:  # an ordinary end, not an error
+            log.info("stream ended: the client went away after %d event(s)", sent)
+
+    async def _next(self) -> bytes | None:
+        """The next event, encoded; an error raised by the events as an `error` event
+        (after the 200, the client learns it in-band); None once the events end (also
+        after an error event)."""
+        if self.failed:
+            return None
+        try:
+            event = await anext(self.events)
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            self.failed = True
+            return _error(exc)
+        return encode(event)
 
     async def _send(self, send: Send, chunk: bytes) -> None:
         if self.connection.gone:

@@ -1,10 +1,12 @@
 """What a connection sees over real HTTP (uvicorn in a thread, numpy fakes): a 500
-leaves the keep-alive connection usable."""
+leaves the keep-alive connection usable, and a client leaving a stream is an ordinary
+end, logged as one INFO line without a traceback."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -21,6 +23,7 @@ from service.config import Settings
 from service.inference.base import LoadedModel, States
 from service.inference.registry import Registry
 from tests.fakes import CounterCompute, model
+from tests.unit.test_streaming_fakes import PermittedCompute
 
 pytestmark = pytest.mark.unit
 WAIT = 10.0  # seconds: only ever reached if the server is broken
@@ -90,3 +93,39 @@ def test_a_500_leaves_the_keep_alive_connection_usable() -> None:
                 compute.armed = True
         finally:
             connection.close()
+
+
+def test_a_client_leaving_a_stream_is_one_info_line_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, compute = served(PermittedCompute)
+    assert isinstance(compute, PermittedCompute)
+    with running(app) as (port, server), caplog.at_level(logging.INFO):
+        compute.armed = True
+        compute.allow(1)
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        body = json.dumps({"inputs": [[1, 2]], "max_steps": 8, "stream": True}).encode()
+        head = f"POST /v1/models/counter/predict HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}"
+        client.sendall(head.encode() + b"\r\n\r\n" + body)
+        received = b""
+        while b"event: token" not in received:
+            chunk = client.recv(4096)
+            assert chunk, received
+            received += chunk
+        assert compute.started.acquire(timeout=WAIT)  # the second step waits for a permit
+        assert compute.started.acquire(timeout=WAIT)
+        client.close()
+        deadline = time.monotonic() + WAIT
+        while server.server_state.connections:  # the server has seen the client leave
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        compute.allow(10)  # the second token is decoded for a client that is gone
+        while not [r for r in caplog.records if r.getMessage().startswith("stream")]:
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            time.sleep(0.01)
+    assert compute.steps <= 3  # decoding stopped
+    serious = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not serious, [(r.levelname, r.getMessage()) for r in serious]
+    (left,) = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert left.levelno == logging.INFO and left.name == "service"
+    assert left.getMessage() == "stream ended: the client went away after 1 event(s)"
