@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         default=None, description="one key per line, optional 'name:' prefix; '#' comments"
     )
+    admin_keys: str = Field(
+        default="",
+        description="comma-separated names of the API keys allowed on /v1/admin/*; with keys "
+        "on and none named, every key gets 403 there",
+    )
     max_sessions_per_key: int = Field(
         default=0, ge=0, description="live sessions per key; 0: no limit"
     )

@@ -1,13 +1,15 @@
-"""Operator routes: protected by an API key when keys are configured."""
+"""Operator routes: with API keys on, only the keys named in SERVICE_ADMIN_KEYS may
+use them (others get 403 `forbidden`; none named: no key may)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from service.api.auth import require_admin
 from service.api.deps import RuntimeDep
 from service.schemas import ErrorBody, ModelVersionRef, RefusedEntry, ReloadResponse
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     409: {"model": ErrorBody, "description": "the app was given its models, not a model store"},

@@ -5,6 +5,11 @@ health and docs (the pages, their assets and /openapi.json), when keys are confi
 A key's name (the `name:` prefix, or `key-` and a hash of the key) is who owns the
 sessions it creates. Keys are compared in constant time and never logged; a plain
 ASGI middleware, so an unauthenticated request costs no routing or body parsing.
+
+Only the keys SERVICE_ADMIN_KEYS names may use the operator routes (/v1/admin/*):
+the middleware notes whether the key is one of them and the admin router refuses the
+others (403 `forbidden`), on the route itself, so no spelling of the path escapes the
+check.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.docs import ASSETS_URL, DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL
+from service.api.origins import split_list
 from service.config import Settings
 from service.errors import ServiceError, error_response
 
 OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
+ADMIN = "service.admin"  # scope key: whether that key is named in SERVICE_ADMIN_KEYS
 OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL})
 OPEN_PATHS |= {"/openapi.json"}
 OPEN_PREFIXES = (ASSETS_URL + "/",)  # files only: StaticFiles serves nothing outside its folder
@@ -34,9 +41,15 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    status = 403
+    code = "forbidden"
+
+
 @dataclass(frozen=True)
 class ApiKeys:
     keys: tuple[tuple[bytes, str], ...]  # (key, name)
+    admins: frozenset[str] = frozenset()  # names of the keys allowed on /v1/admin/*
 
     def owner(self, presented: str) -> str | None:
         """The name of the matching key. Every key is compared, each in constant time,
@@ -86,7 +99,15 @@ def load_keys(settings: Settings) -> ApiKeys | None:
     duplicate = {n for n in names if names.count(n) > 1}
     if duplicate:
         raise ValueError(f"API keys: names used twice: {', '.join(sorted(duplicate))}")
-    return ApiKeys(tuple(entries)) if entries else None
+    admins = frozenset(split_list(settings.admin_keys))
+    unknown = admins - set(names)
+    if unknown:
+        where = "no API keys are configured" if not names else "no API key has that name"
+        raise ValueError(
+            f"SERVICE_ADMIN_KEYS names {', '.join(sorted(unknown))}, but {where} (a key's "
+            "name is its 'name:' prefix in SERVICE_API_KEYS or SERVICE_API_KEYS_FILE)"
+        )
+    return ApiKeys(tuple(entries), admins) if entries else None
 
 
 def _presented(scope: Scope) -> str | None:
@@ -129,6 +150,7 @@ class ApiKeyAuth:
             await error_response(refusal, scope["path"])(scope, receive, send)
             return
         scope[OWNER] = owner
+        scope[ADMIN] = owner in self.keys.admins
         await self.app(scope, receive, send)
 
 
@@ -136,3 +158,13 @@ def owner_of(request: Request) -> str | None:
     """The key name the request was authenticated with (None: keys are off)."""
     owner: str | None = request.scope.get(OWNER)
     return owner
+
+
+def require_admin(request: Request) -> None:
+    """A dependency of the admin routes: with keys on, only SERVICE_ADMIN_KEYS' keys."""
+    if OWNER in request.scope and not request.scope.get(ADMIN, False):
+        raise Forbidden(
+            "this API key may not use the admin routes (/v1/admin/*): only the keys "
+            "named in SERVICE_ADMIN_KEYS may",
+            field="Authorization",
+        )

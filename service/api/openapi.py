@@ -3,7 +3,8 @@ test_schemathesis.py checks it with every schemathesis check). FastAPI builds it
 the routes; `install` completes it once per app, from the app's settings:
 
 - the answers no route declares because the middleware or the framework gives them:
-  403 (Origin), 400 (Host, when SERVICE_ALLOWED_HOSTS is set), 401 (when API keys are
+  403 (Origin; on the admin routes with API keys on, also a key SERVICE_ADMIN_KEYS
+  does not name), 400 (Host, when SERVICE_ALLOWED_HOSTS is set), 401 (when API keys are
   on), 413 (body size) on operations with a body, invalid input (422; 400 on the
   paths of the Open Inference Protocol and TF Serving) on operations with a body, a
   query or a header (in place of FastAPI's HTTPValidationError, never sent here), 404
@@ -24,7 +25,7 @@ from fastapi import FastAPI
 
 from service.api.auth import OPEN_PATHS, STATS_PATHS
 from service.api.origins import UNCHECKED_HOST_PATHS, split_list
-from service.api.responses import HEADERS, example, meaning
+from service.api.responses import ADMIN_PREFIX, HEADERS, example, meaning
 from service.config import Settings
 from service.errors import plain_errors
 from service.schemas import SETTINGS_KEY
@@ -73,9 +74,10 @@ def complete(schema: dict[str, Any], settings: Settings, keys_on: bool) -> dict[
             responses = operation.setdefault("responses", {})
             for status in statuses:
                 responses.setdefault(str(status), {})
+            admin = guarded and path.startswith(ADMIN_PREFIX)
             for status, response in responses.items():
                 if int(status) >= 400:
-                    _document_error(int(status), path, response, settings)
+                    _document_error(int(status), path, response, settings, admin)
                 response["headers"] = {**response.get("headers", {}), **REQUEST_ID}
             operation["responses"] = dict(sorted(responses.items()))
             _hoist_definitions(operation, definitions)
@@ -109,16 +111,18 @@ def _shared_statuses(
     return statuses
 
 
-def _document_error(status: int, path: str, response: dict[str, Any], settings: Settings) -> None:
+def _document_error(
+    status: int, path: str, response: dict[str, Any], settings: Settings, admin: bool
+) -> None:
     """The error body (unless the route documents its own, e.g. the probes' Health), an
     example and the headers that always come with it."""
-    response.setdefault("description", meaning(status, path))
+    response.setdefault("description", meaning(status, path, admin))
     media = response.setdefault("content", {}).setdefault("application/json", {})
     ref = media.get("schema", {}).get("$ref")
     if ref is None or ref in ERROR_SCHEMAS:
         body = "PlainError" if plain_errors(path) else "ErrorBody"
         media["schema"] = {"$ref": REF + body}
-        media["example"] = example(status, path, settings)
+        media["example"] = example(status, path, settings, admin)
     if status in HEADERS:
         response["headers"] = {**HEADERS[status], **response.get("headers", {})}
 

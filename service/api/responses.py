@@ -25,6 +25,12 @@ _MEANING = {
     500: "internal_error or compute_failed: a bug, logged; the next request is served as usual",
     503: "models loading, queue full, session store down or batch worker stopped; Retry-After",
 }
+# the admin routes with API keys on (service/api/auth.py): a key not named there
+ADMIN_PREFIX = "/v1/admin/"
+_ADMIN_MEANING = {
+    403: "forbidden: the API key is not one of SERVICE_ADMIN_KEYS (none named: every key); "
+    + _MEANING[403],
+}
 # the Open Inference Protocol's and TF Serving's paths: invalid input is a 400 there
 _PLAIN_MEANING = {
     **_MEANING,
@@ -59,12 +65,16 @@ def plain(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": PlainError, "description": _PLAIN_MEANING[s]} for s in statuses}
 
 
-def meaning(status: int, path: str) -> str:
+def meaning(status: int, path: str, admin: bool = False) -> str:
+    """`admin`: a route of ADMIN_PREFIX with API keys on."""
+    if admin and status in _ADMIN_MEANING:
+        return _ADMIN_MEANING[status]
     return (_PLAIN_MEANING if plain_errors(path) else _MEANING)[status]
 
 
 _SESSION = "'xB9gBcbm4Uo3Yqk0jZ1Xq0y7bKp2Jt5E'"
-# realistic answers: (code, message, field); "session" ones on the session routes
+# realistic answers: (code, message, field); "session" ones on the session routes,
+# "admin" ones on the admin routes with API keys on
 _EXAMPLES: dict[int | tuple[int, str], tuple[str, str, str | None]] = {
     400: ("invalid_host", "Host 'evil.example' is not served here (SERVICE_ALLOWED_HOSTS)", "Host"),
     401: (
@@ -111,6 +121,12 @@ _EXAMPLES: dict[int | tuple[int, str], tuple[str, str, str | None]] = {
         "inputs[1]: token 99 is out of range; allowed: integers 0..4",
         "inputs[1]",
     ),
+    (403, "admin"): (
+        "forbidden",
+        "this API key may not use the admin routes (/v1/admin/*): only the keys named in "
+        "SERVICE_ADMIN_KEYS may",
+        "Authorization",
+    ),
     429: (
         "capacity_exceeded",
         "session capacity reached ({sessions} live sessions); delete unused sessions or retry "
@@ -127,10 +143,12 @@ _PLAIN_INVALID = {
 }
 
 
-def example(status: int, path: str, settings: Settings) -> dict[str, Any]:
-    """An error body as the server sends it for `status` on `path`."""
-    key = (status, "session")
-    code, message, field = _EXAMPLES[key if "{session_id}" in path and key in _EXAMPLES else status]
+def example(status: int, path: str, settings: Settings, admin: bool = False) -> dict[str, Any]:
+    """An error body as the server sends it for `status` on `path` (`admin`: a route of
+    ADMIN_PREFIX with API keys on)."""
+    variant = "admin" if admin else "session" if "{session_id}" in path else ""
+    key = (status, variant)
+    code, message, field = _EXAMPLES[key if key in _EXAMPLES else status]
     message = message.format(
         over=settings.max_body_bytes + 1,
         limit=settings.max_body_bytes,

@@ -1,6 +1,7 @@
 """API keys, session ownership, Origin and Host checks, Idempotency-Key: through HTTP
 (in-process ASGI) on numpy fakes."""
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,11 @@ def test_keys_file_with_names_and_comments(tmp_path: Path) -> None:
         ({"api_keys": "short"}, "at least 16"),
         ({"api_keys": f"a:{ALICE},a:{BOB}"}, "names used twice: a"),
         ({"api_keys_file": Path("/no/such/keys")}, "SERVICE_API_KEYS_FILE /no/such/keys"),
+        (
+            {"api_keys": f"a:{ALICE},{BOB}", "admin_keys": "a, b"},
+            "SERVICE_ADMIN_KEYS names b, but no API key has that name",
+        ),
+        ({"admin_keys": "ops"}, "SERVICE_ADMIN_KEYS names ops, but no API keys are configured"),
     ],
 )
 def test_unusable_key_configurations_are_refused_at_start(
@@ -305,3 +311,47 @@ def test_the_openapi_schema_documents_the_answers_given_before_routing() -> None
     with client:
         paths = client.get("/openapi.json").json()["paths"]
     assert "401" not in paths["/v1/models"]["get"]["responses"]
+
+
+def test_only_the_keys_named_in_admin_keys_may_use_the_admin_routes() -> None:
+    client, _ = serve(api_keys=f"alice:{ALICE},bob:{BOB}", admin_keys="alice")
+    with client:
+        error(client.post("/v1/admin/reload"), 401, "Authorization")
+        r = client.post("/v1/admin/reload", headers=bearer(BOB))
+        assert "SERVICE_ADMIN_KEYS" in error(r, 403, "Authorization")
+        assert r.json()["error"]["code"] == "forbidden" and BOB not in r.text
+        # the same route by another spelling of its path: the same check
+        r = client.post("/v1/admin/reload/", headers=bearer(BOB), follow_redirects=True)
+        error(r, 403, "Authorization")
+        # alice passes (the fakes have no model store: the route itself answers 409)
+        assert "not a model store" in error(
+            client.post("/v1/admin/reload", headers=bearer(ALICE)), 409
+        )
+        assert client.get("/v1/models", headers=bearer(BOB)).status_code == 200
+    unnamed = "key-" + hashlib.sha256(BOB.encode()).hexdigest()[:8]
+    client, _ = serve(api_keys=f"alice:{ALICE},{BOB}", admin_keys=unnamed)
+    with client:
+        error(client.post("/v1/admin/reload", headers=bearer(ALICE)), 403)
+        error(client.post("/v1/admin/reload", headers=bearer(BOB)), 409)
+
+
+def test_with_no_admin_keys_named_no_key_may_and_without_keys_anyone_may(
+    keyed: TestClient,
+) -> None:
+    for key in (ALICE, BOB):
+        error(keyed.post("/v1/admin/reload", headers=bearer(key)), 403, "Authorization")
+    client, _ = serve()
+    with client:
+        error(client.post("/v1/admin/reload"), 409)  # unchanged: the route answers
+
+
+def test_the_openapi_document_says_who_may_use_the_admin_routes() -> None:
+    keyed = create_app(Settings(api_keys=f"alice:{ALICE}", admin_keys="alice")).openapi()
+    forbidden = keyed["paths"]["/v1/admin/reload"]["post"]["responses"]["403"]
+    assert forbidden["description"].startswith("forbidden: ")
+    assert "SERVICE_ADMIN_KEYS" in forbidden["description"]
+    assert forbidden["content"]["application/json"]["example"]["error"]["code"] == "forbidden"
+    models = keyed["paths"]["/v1/models"]["get"]["responses"]["403"]
+    assert models["content"]["application/json"]["example"]["error"]["code"] == "origin_not_allowed"
+    open_ = create_app(Settings()).openapi()["paths"]["/v1/admin/reload"]["post"]["responses"]
+    assert open_["403"]["description"].startswith("origin_not_allowed")
