@@ -9,7 +9,8 @@ ASGI middleware, so an unauthenticated request costs no routing or body parsing.
 Only the keys SERVICE_ADMIN_KEYS names may use the operator routes (/v1/admin/*):
 the middleware notes whether the key is one of them and the admin router refuses the
 others (403 `forbidden`), on the route itself, so no spelling of the path escapes the
-check.
+check. The probes stay open, but answer their details (models, sessions) only to a
+request that carries a valid key (`authenticated`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from service.errors import ServiceError, error_response
 
 OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
 ADMIN = "service.admin"  # scope key: whether that key is named in SERVICE_ADMIN_KEYS
-OPEN_PATHS = frozenset({"/healthz", "/readyz", DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL})
+ANONYMOUS = "service.anonymous"  # scope key: keys are on and a probe came without a valid one
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+OPEN_PATHS = PROBE_PATHS | {DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL}
 OPEN_PATHS |= {"/openapi.json"}
 OPEN_PREFIXES = (ASSETS_URL + "/",)  # files only: StaticFiles serves nothing outside its folder
 STATS_PATHS = frozenset({"/metrics", "/v1/stats"})
@@ -130,6 +133,13 @@ class ApiKeyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if scope["type"] == "http" and path in PROBE_PATHS:
+            presented = _presented(scope)
+            owner = None if presented is None else self.keys.owner(presented)
+            if owner is None:
+                scope[ANONYMOUS] = True
+            else:
+                scope[OWNER] = owner
         if scope["type"] != "http" or path in self.open_paths or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
@@ -158,6 +168,12 @@ def owner_of(request: Request) -> str | None:
     """The key name the request was authenticated with (None: keys are off)."""
     owner: str | None = request.scope.get(OWNER)
     return owner
+
+
+def authenticated(request: Request) -> bool:
+    """False only for a request without a valid key while keys are on (the probes
+    are the routes such a request reaches)."""
+    return not request.scope.get(ANONYMOUS, False)
 
 
 def require_admin(request: Request) -> None:

@@ -1,10 +1,16 @@
+"""The probes and the batching counters. With API keys on, the probes answer anyone
+(probes carry no key) but say only their status, unless the request carries a valid
+key: the models, their versions, the session count and a stopped worker's name are
+for the service's own clients."""
+
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from service.api.auth import authenticated
 from service.api.deps import RuntimeDep
 from service.runtime import Runtime
 from service.schemas import Health
@@ -14,6 +20,14 @@ router = APIRouter(tags=["health"])
 
 def _unavailable(body: Health) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+
+
+def _answer(request: Request, body: Health, available: bool) -> Health | JSONResponse:
+    """200 or 503 (`available`); the status alone for a request without a valid key
+    while keys are on."""
+    if not authenticated(request):
+        body = Health(status=body.status)
+    return body if available else _unavailable(body)
 
 
 def _failed(runtime: Runtime) -> Health | None:
@@ -40,11 +54,12 @@ STOPPED = {"failed": {"reverse/1 predict": "batch worker stopped (details in the
         Health(status="failed", detail=STOPPED),
     ),
 )
-async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
+async def healthz(runtime: RuntimeDep, request: Request) -> Health | JSONResponse:
     """Liveness: the process answers; 503 (status "failed") if a model's batch worker
-    has stopped, which only a restart cures."""
+    has stopped, which only a restart cures. With API keys on, `detail` only for a
+    request with a valid key."""
     failed = _failed(runtime)
-    return _unavailable(failed) if failed else Health(status="ok")
+    return _answer(request, failed, False) if failed else Health(status="ok")
 
 
 @router.get(
@@ -55,19 +70,19 @@ async def healthz(runtime: RuntimeDep) -> Health | JSONResponse:
         Health(status="loading", detail={"models": "loading"}),
     ),
 )
-async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
+async def readyz(runtime: RuntimeDep, request: Request) -> Health | JSONResponse:
     """Readiness: 503 until every model is loaded, once shutdown has begun (status
     "draining") and if a batch worker has failed; otherwise 200, with status "degraded"
-    while the session store is unreachable."""
+    while the session store is unreachable. With API keys on, `detail` (models,
+    session store, sessions) only for a request with a valid key."""
     if runtime.draining:
-        return _unavailable(
-            Health(status="draining", detail={"shutdown": "finishing in-flight work"})
-        )
+        draining = Health(status="draining", detail={"shutdown": "finishing in-flight work"})
+        return _answer(request, draining, False)
     if runtime.registry is None:
-        return _unavailable(Health(status="loading", detail={"models": "loading"}))
+        return _answer(request, Health(status="loading", detail={"models": "loading"}), False)
     failed = _failed(runtime)
     if failed:
-        return _unavailable(failed)
+        return _answer(request, failed, False)
     models = {
         name: [str(v) for v in runtime.registry.versions(name)] for name in runtime.registry.names()
     }
@@ -75,7 +90,10 @@ async def readyz(runtime: RuntimeDep) -> Health | JSONResponse:
     if problem is not None:
         # /predict still works, so the replica stays in rotation: taking it out would
         # turn a session-store outage into a total one. Session calls answer 503.
-        return Health(status="degraded", detail={"models": models, "session_store": problem})
+        degraded = Health(status="degraded", detail={"models": models, "session_store": problem})
+        return _answer(request, degraded, True)
+    if not authenticated(request):
+        return Health(status="ready")  # without counting the sessions
     return Health(
         status="ready",
         detail={"models": models, "session_store": "ok", "sessions": await runtime.store.count()},

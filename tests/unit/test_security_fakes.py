@@ -345,6 +345,41 @@ def test_with_no_admin_keys_named_no_key_may_and_without_keys_anyone_may(
         error(client.post("/v1/admin/reload"), 409)  # unchanged: the route answers
 
 
+def test_probes_tell_their_details_only_to_a_valid_key(
+    keyed: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = bearer("wrong-key-0123456789abcdef")
+    for headers in ({}, wrong, {"X-API-Key": "short"}):
+        r = keyed.get("/readyz", headers=headers)
+        assert r.status_code == 200 and r.json() == {"status": "ready", "detail": {}}, r.text
+        r = keyed.get("/healthz", headers=headers)
+        assert r.status_code == 200 and r.json() == {"status": "ok", "detail": {}}, r.text
+    for headers in (bearer(ALICE), {"X-API-Key": BOB}):
+        detail = keyed.get("/readyz", headers=headers).json()["detail"]
+        assert detail["models"]["counter"] == ["1", "2"] and detail["sessions"] == 0
+    runtime = keyed.app.state.runtime  # type: ignore[attr-defined]
+    failures = {"counter/1 predict": "RuntimeError"}
+    monkeypatch.setattr(runtime.engines, "failures", lambda: failures)
+    for path in ("/healthz", "/readyz"):
+        r = keyed.get(path)
+        assert r.status_code == 503 and r.json() == {"status": "failed", "detail": {}}
+        assert r.headers["retry-after"] == "1"
+        r = keyed.get(path, headers=bearer(ALICE))
+        assert r.status_code == 503 and "counter/1 predict" in r.json()["detail"]["failed"]
+    monkeypatch.undo()
+    runtime.start_draining()
+    r = keyed.get("/readyz")
+    assert r.status_code == 503 and r.json() == {"status": "draining", "detail": {}}
+    assert keyed.get("/readyz", headers=bearer(ALICE)).json()["detail"]["shutdown"]
+
+
+def test_without_keys_the_probes_tell_their_details_as_before() -> None:
+    client, _ = serve()
+    with client:
+        detail = client.get("/readyz").json()["detail"]
+        assert set(detail) == {"models", "session_store", "sessions"}
+
+
 def test_the_openapi_document_says_who_may_use_the_admin_routes() -> None:
     keyed = create_app(Settings(api_keys=f"alice:{ALICE}", admin_keys="alice")).openapi()
     forbidden = keyed["paths"]["/v1/admin/reload"]["post"]["responses"]["403"]
