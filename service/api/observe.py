@@ -16,6 +16,10 @@ uvicorn would log it a second time and close the keep-alive connection without s
 before the answer started, or in the middle of it, still reaches the server, which
 answers its own 500 with `Connection: close`, or cuts the incomplete answer short.
 
+A redirect (Starlette's to the path with or without a trailing slash) carries a
+relative `Location`: Starlette writes an absolute URL made from the request's `Host`
+header, which a client chooses (`Host: evil.example` -> `http://evil.example/...`).
+
 Metric labels: the route template (`/v1/sessions/{session_id}/step`; one fixed value
 for paths no route matches) and the model the request used, as the dataplane noted it
 or as a path parameter names a served model; never a raw path or an id.
@@ -29,6 +33,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from contextvars import Token
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match
@@ -51,6 +56,20 @@ def request_id(scope: Scope) -> str:
                 return str(value.decode("ascii"))
             break
     return uuid.uuid4().hex
+
+
+def relative(location: bytes) -> bytes:
+    """`http://host/path?query` -> `/path?query`; a relative `Location` as it is."""
+    parts = urlsplit(location.decode("latin-1"))
+    if not (parts.scheme or parts.netloc):
+        return location
+    # "//x" would name a host of its own: one leading slash
+    path = "/" + parts.path.lstrip("/")
+    return urlunsplit(("", "", path, parts.query, parts.fragment)).encode("latin-1")
+
+
+def _relative_locations(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return [(n, relative(v) if n.lower() == b"location" else v) for n, v in headers]
 
 
 def _template(route: BaseRoute) -> str:
@@ -79,8 +98,11 @@ class RequestObserver:
             nonlocal status, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = message.get("headers", ())
+                if 300 <= status < 400:
+                    headers = _relative_locations(headers)
                 # a new list: a response object's own headers stay untouched
-                message = {**message, "headers": [*message.get("headers", ()), header]}
+                message = {**message, "headers": [*headers, header]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 complete = True
             await send(message)

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.api.access_log import redact
+from service.api.observe import relative
 from service.app import create_app
 from service.config import Settings
 from service.sessions.base import log_id
@@ -378,6 +379,23 @@ def test_without_keys_the_probes_tell_their_details_as_before() -> None:
     with client:
         detail = client.get("/readyz").json()["detail"]
         assert set(detail) == {"models", "session_store", "sessions"}
+
+
+def test_a_redirect_never_names_the_host_the_client_sent() -> None:
+    client, _ = serve()
+    with client:
+        for path, location in (
+            ("/v1/models/", "/v1/models"),
+            ("/v1/models/counter/?a=1&b=%0A", "/v1/models/counter?a=1&b=%0A"),
+            ("/healthz/", "/healthz"),
+        ):
+            r = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+            assert r.status_code == 307 and r.headers["location"] == location, path
+            assert "evil.example" not in str(r.headers)
+        r = client.get("/v1/models/", headers={"Host": "evil.example"}, follow_redirects=True)
+        assert r.status_code == 200 and r.json()["models"]
+    assert relative(b"http://evil.example//other.example/x?y#z") == b"/other.example/x?y#z"
+    assert relative(b"https://h") == b"/" and relative(b"/v1/models?a") == b"/v1/models?a"
 
 
 def test_the_openapi_document_says_who_may_use_the_admin_routes() -> None:
