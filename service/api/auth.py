@@ -27,6 +27,7 @@ from service.api.docs import ASSETS_URL, DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_UR
 from service.api.origins import split_list
 from service.config import Settings
 from service.errors import ServiceError, error_response
+from service.request_context import note_owner
 
 OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
 ADMIN = "service.admin"  # scope key: whether that key is named in SERVICE_ADMIN_KEYS
@@ -161,6 +162,7 @@ class ApiKeyAuth:
             return
         scope[OWNER] = owner
         scope[ADMIN] = owner in self.keys.admins
+        note_owner(owner)  # the batchers take each key's queued work in turn
         await self.app(scope, receive, send)
 
 

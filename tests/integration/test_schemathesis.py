@@ -74,7 +74,8 @@ LIMITS = {
     "max_steps_per_request": 256,
     "max_probabilities_per_request": 4096,
 }
-SETTINGS = {**LIMITS, "api_keys": KEY, "default_model": "reverse"}
+# the key may use the admin routes too, so the fuzzing reaches a successful reload
+SETTINGS = {**LIMITS, "api_keys": KEY, "admin_keys": "fuzz", "default_model": "reverse"}
 ERROR_KEYS = {"code", "message", "field"}
 
 # The document as the app builds it with the server's settings (no models needed, no
