@@ -48,6 +48,13 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class AnswerNotKept(Conflict):
+    """A retry of a change that was applied but whose answer was not kept (over the
+    session's byte budget for remembered answers): refused, never applied again."""
+
+    code = "idempotency_answer_too_large"
+
+
 class CapacityExceeded(ServiceError):
     status = 429
     code = "capacity_exceeded"

@@ -3,7 +3,9 @@
 A request's fingerprint is a hash of the operation and its body, so the same key
 reused for a different request is recognised (422) instead of silently answered with
 another request's result. Answers are kept by the session store together with the
-change itself (sessions/base.py `SessionStore.save`).
+change itself (sessions/base.py `SessionStore.save`), within a byte budget per session:
+an answer that did not fit is kept as a marker (its key and fingerprint), so that its
+retry is refused with 409 rather than applied a second time.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from service.errors import InvalidInput, shown
+from service.errors import AnswerNotKept, InvalidInput, shown
 
 MAX_KEY_LENGTH = 255
 
@@ -49,5 +51,15 @@ def reused(key: str) -> InvalidInput:
     return InvalidInput(
         f"Idempotency-Key {shown(key)} was already used on this session for a different "
         "request; send a new key with a new request",
+        field="Idempotency-Key",
+    )
+
+
+def not_kept(key: str, budget: int) -> AnswerNotKept:
+    return AnswerNotKept(
+        f"Idempotency-Key {shown(key)}: the change was applied (once; not again now), but "
+        "its answer is too large to replay: the answers kept per session are limited to "
+        f"{budget:,} bytes (SERVICE_IDEMPOTENCY_MAX_BYTES_PER_SESSION) and this one did not "
+        "fit; GET the session to see where it stands",
         field="Idempotency-Key",
     )

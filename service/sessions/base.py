@@ -72,20 +72,47 @@ class Session:
     owner: str | None = None  # the API key's name that created it (None: keys off)
 
 
+FINGERPRINT_BYTES = 32
+
+
 @dataclass(frozen=True)
 class Replay:
-    """A change's answer kept under its Idempotency-Key, to answer a retry with."""
+    """A change's answer kept under its Idempotency-Key, to answer a retry with; or, when
+    the answer did not fit the session's byte budget, a marker: the key and fingerprint
+    only, so that a retry is still recognised (and refused) rather than applied again.
+
+    Stored as the fingerprint, the status (u16, little-endian) and the body; a marker
+    is the fingerprint alone (32 bytes: shorter than any answer, which has a status).
+    """
 
     fingerprint: bytes  # sha256 of what was asked (operation and body), 32 bytes
-    status: int
-    body: bytes
+    status: int = 200
+    body: bytes = b""
+    kept: bool = True  # False: a marker; the change was applied, its answer not kept
+
+    @property
+    def size(self) -> int:
+        """What it counts against the session's budget: the answer's body."""
+        return len(self.body) if self.kept else 0
+
+    def marker(self) -> Replay:
+        return Replay(self.fingerprint, kept=False)
+
+    def within(self, budget: int) -> Replay:
+        """Itself, or its marker if its answer alone is over the budget."""
+        return self if self.size <= budget else self.marker()
 
     def encode(self) -> bytes:
+        if not self.kept:
+            return self.fingerprint
         return self.fingerprint + self.status.to_bytes(2, "little") + self.body
 
     @classmethod
     def decode(cls, data: bytes) -> Replay:
-        return cls(data[:32], int.from_bytes(data[32:34], "little"), data[34:])
+        n = FINGERPRINT_BYTES
+        if len(data) == n:
+            return cls(data, kept=False)
+        return cls(data[:n], int.from_bytes(data[n : n + 2], "little"), data[n + 2 :])
 
 
 class SessionStore(ABC):
@@ -108,11 +135,14 @@ class SessionStore(ABC):
     async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
         """Replace a live session (revision + 1, TTL refreshed). `remember`: an
         Idempotency-Key and its answer, stored in the same atomic write as the change
-        (the last `keys_per_session` per session are kept, deleted with the session)."""
+        (the last `keys_per_session` per session are kept, deleted with the session).
+        The answers' bodies kept per session stay within `answer_bytes_per_session`:
+        an answer over it alone is kept as its marker, and when newer answers need the
+        room, the oldest answers become markers first."""
 
     @abstractmethod
     async def replay(self, session_id: str, key: str) -> Replay | None:
-        """The answer remembered under `key` for this session, if any."""
+        """The answer remembered under `key` for this session (or its marker), if any."""
 
     @abstractmethod
     async def delete(self, session_id: str, owner: str | None = None) -> bool:

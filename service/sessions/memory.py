@@ -41,11 +41,13 @@ class MemorySessionStore(SessionStore):
         max_per_owner: int = 0,
         keys_per_session: int = 32,
         lock_wait: float = 10.0,
+        answer_bytes_per_session: int = 1 << 20,
     ):
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
         self.max_per_owner = max_per_owner
         self.keys_per_session = keys_per_session
+        self.answer_bytes_per_session = answer_bytes_per_session
         self._clock = clock
         self._sessions: dict[str, Session] = {}
         self._expiry: list[tuple[float, str]] = []
@@ -146,12 +148,25 @@ class MemorySessionStore(SessionStore):
             session, revision=session.revision + 1, expires_at=self._clock() + self.ttl
         )
         if remember is not None:
-            key, answer = remember
-            replays = self._replays.setdefault(session.id, OrderedDict())
-            replays[key] = answer
-            while len(replays) > self.keys_per_session:
-                replays.popitem(last=False)
+            self._remember(session.id, *remember)
         return self._put(stored)
+
+    def _remember(self, session_id: str, key: str, answer: Replay) -> None:
+        """The newest answer last; beyond `keys_per_session` the oldest keys are forgotten,
+        and beyond `answer_bytes_per_session` the oldest answers become markers."""
+        budget = self.answer_bytes_per_session
+        replays = self._replays.setdefault(session_id, OrderedDict())
+        replays.pop(key, None)
+        replays[key] = answer.within(budget)
+        while len(replays) > self.keys_per_session:
+            replays.popitem(last=False)
+        over = sum(r.size for r in replays.values()) - budget
+        for old_key, old in list(replays.items()):  # oldest first; the newest fits
+            if over <= 0:
+                break
+            if old.size:
+                replays[old_key] = old.marker()
+                over -= old.size
 
     async def replay(self, session_id: str, key: str) -> Replay | None:
         if self._live(session_id) is None:

@@ -6,7 +6,9 @@ Keys (prefix `s2s:` by default):
 - `{prefix}lock:{id}`: the per-session lock (random token, expires after `lock_ttl`,
   renewed while held);
 - `{prefix}r:{id}` and `{prefix}rk:{id}`: Idempotency-Key answers (hash) and their
-  order (list, the last `keys_per_session` kept), expiring with the session;
+  order (list, the last `keys_per_session` kept), expiring with the session; within
+  `answer_bytes_per_session` of answers' bodies, the oldest answers reduced to their
+  markers (the 32-byte fingerprint) first;
 - `{prefix}o:{owner}`: the ids of one API key's sessions, for its quota (only when
   SERVICE_MAX_SESSIONS_PER_KEY is set).
 
@@ -72,12 +74,14 @@ class RedisSessionStore(SessionStore):
         clock: Callable[[], float] = time.time,
         max_per_owner: int = 0,
         keys_per_session: int = 32,
+        answer_bytes_per_session: int = 1 << 20,
     ):
         self.url = url
         self.ttl = ttl_seconds
         self.max_sessions = max_sessions
         self.max_per_owner = max_per_owner
         self.keys_per_session = keys_per_session
+        self.answer_bytes_per_session = answer_bytes_per_session
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
@@ -194,6 +198,8 @@ class RedisSessionStore(SessionStore):
     async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
         saved = replace(session, revision=session.revision + 1, expires_at=self.expiry())
         key, answer = remember if remember is not None else ("", None)
+        if answer is not None:  # an answer over the budget never travels to Redis
+            answer = answer.within(self.answer_bytes_per_session)
         ok = await self._call(
             self._save,
             keys=[self._index, self._key(session.id), *self._replay_keys(session.id)],
@@ -206,6 +212,7 @@ class RedisSessionStore(SessionStore):
                 key,
                 answer.encode() if answer is not None else b"",
                 self.keys_per_session,
+                self.answer_bytes_per_session,
             ],
         )
         if not int(ok):

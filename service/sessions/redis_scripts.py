@@ -62,8 +62,13 @@ return data
 # The compare-and-set: the record is replaced only if its revision is still the one
 # loaded; the Idempotency-Key's answer (if any) is written in the same script, so a
 # change and the answer that a retry will get are stored together or not at all.
+# Answers are stored as base.py's Replay encodes them: fingerprint (32 bytes), status
+# (2 bytes), body; a marker is the fingerprint alone. Beyond the byte budget (bodies
+# counted), the oldest answers are replaced by their markers; the newest fits (a
+# marker if its answer alone is over: redis.py sends only the marker then).
 # KEYS: index, session, replays hash, replays order
-# ARGV: id, revision (8 bytes), record, ttl_ms, revision offset, key ('' none), answer, kept
+# ARGV: id, revision (8 bytes), record, ttl_ms, revision offset, key ('' none), answer,
+# keys kept, answer bytes kept
 SAVE = (
     NOW
     + """
@@ -73,10 +78,27 @@ end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[1])
 if ARGV[6] ~= '' then
+  if redis.call('HEXISTS', KEYS[3], ARGV[6]) == 1 then
+    redis.call('LREM', KEYS[4], 0, ARGV[6])
+  end
   redis.call('HSET', KEYS[3], ARGV[6], ARGV[7])
   redis.call('RPUSH', KEYS[4], ARGV[6])
   while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[8]) do
     redis.call('HDEL', KEYS[3], redis.call('LPOP', KEYS[4]))
+  end
+  local order, sizes = redis.call('LRANGE', KEYS[4], 0, -1), {}
+  local over = -tonumber(ARGV[9])
+  for i, key in ipairs(order) do
+    sizes[i] = math.max(0, redis.call('HSTRLEN', KEYS[3], key) - 34)
+    over = over + sizes[i]
+  end
+  for i, key in ipairs(order) do
+    if over <= 0 then break end
+    if sizes[i] > 0 then
+      local fingerprint = string.sub(redis.call('HGET', KEYS[3], key), 1, 32)
+      redis.call('HSET', KEYS[3], key, fingerprint)
+      over = over - sizes[i]
+    end
   end
 end
 redis.call('PEXPIRE', KEYS[3], ARGV[4])

@@ -1,6 +1,7 @@
 """One contract, both stores: the in-process store and a real redis-server."""
 
 import asyncio
+import hashlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -338,3 +339,140 @@ async def test_redis_expiry_uses_redis_clock_not_the_replicas(redis_server: Redi
     assert await ahead.count() == 2
     await normal.close()
     await ahead.close()
+
+
+# the byte budget for remembered answers (README "Retries apply once"): an answer that
+# does not fit is kept as its marker (key and fingerprint), so a retry is recognised
+def keyed(key: str, size: int) -> tuple[str, Replay]:
+    return key, Replay(hashlib.sha256(key.encode()).digest(), 200, b"a" * size)
+
+
+def marker(key: str) -> Replay:
+    return Replay(hashlib.sha256(key.encode()).digest(), kept=False)
+
+
+async def test_answers_over_the_byte_budget_become_markers_oldest_first(make: Factory) -> None:
+    store = make(keys_per_session=8, answer_bytes_per_session=100)
+    current = await store.create(session())
+
+    async def change(key: str, size: int) -> None:
+        nonlocal current
+        current = await store.save(replace(current, steps=current.steps + 1), keyed(key, size))
+
+    async def kept(*keys: str) -> list[Replay | None]:
+        return [await store.replay(current.id, k) for k in keys]
+
+    await change("k1", 40)
+    await change("k2", 40)
+    assert await kept("k1", "k2") == [keyed("k1", 40)[1], keyed("k2", 40)[1]]
+    await change("k3", 40)  # 120 bytes: the oldest answer goes, its key stays
+    assert await kept("k1", "k2", "k3") == [marker("k1"), keyed("k2", 40)[1], keyed("k3", 40)[1]]
+    await change("k4", 90)  # both older answers go to make room
+    assert await kept("k2", "k3", "k4") == [marker("k2"), marker("k3"), keyed("k4", 90)[1]]
+    await change("k5", 10)  # exactly the budget: nothing else goes
+    assert await kept("k4", "k5") == [keyed("k4", 90)[1], keyed("k5", 10)[1]]
+    got = await store.get(current.id)
+    assert got is not None and got.steps == 5 + 5  # every change applied, once
+
+
+async def test_an_answer_over_the_budget_alone_is_kept_as_its_marker(make: Factory) -> None:
+    store = make(keys_per_session=2, answer_bytes_per_session=100)
+    s = await store.create(session())
+    s = await store.save(replace(s, steps=6), keyed("small", 60))
+    s = await store.save(replace(s, steps=7), keyed("big", 101))
+    assert await store.replay(s.id, "big") == marker("big")
+    assert await store.replay(s.id, "small") == keyed("small", 60)[1]  # a marker takes no room
+    got = await store.get(s.id)
+    assert got is not None and got.steps == 7
+    s = await store.save(replace(s, steps=8), keyed("bigger", 5000))
+    # markers count among the keys kept: the oldest key is forgotten
+    assert [await store.replay(s.id, k) for k in ("small", "big", "bigger")] == [
+        None,
+        marker("big"),
+        marker("bigger"),
+    ]
+    assert await store.delete(s.id)
+    assert await store.replay(s.id, "bigger") is None
+
+
+async def test_a_zero_budget_keeps_markers_only(make: Factory) -> None:
+    store = make(answer_bytes_per_session=0)
+    s = await store.create(session())
+    await store.save(s, keyed("k", 1))
+    assert await store.replay(s.id, "k") == marker("k")
+
+
+def test_the_answer_format_is_unchanged_and_a_marker_is_the_fingerprint_alone() -> None:
+    """Answers remembered before the budget existed stay readable: same bytes."""
+    fingerprint = b"f" * 32
+    assert Replay(fingerprint, 200, b"{}").encode() == fingerprint + b"\xc8\x00{}"
+    assert Replay.decode(fingerprint + b"\xc8\x00{}") == Replay(fingerprint, 200, b"{}")
+    assert Replay.decode(fingerprint + b"\xc8\x00") == Replay(fingerprint, 200, b"")
+    assert Replay(fingerprint, 200, b"{}").marker().encode() == fingerprint
+    assert Replay.decode(fingerprint) == Replay(fingerprint, kept=False)
+
+
+async def test_redis_answers_stored_before_the_budget_are_read_and_counted(
+    redis_server: RedisServer,
+) -> None:
+    """Answers an earlier release wrote (no budget) replay as before, and the first
+    keyed save under a budget brings the session within it, oldest answers first."""
+    import redis.asyncio as redis
+
+    prefix = f"t{secrets.token_hex(4)}:"
+    store = RedisSessionStore(redis_server.url, 30, 10, prefix=prefix, answer_bytes_per_session=100)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        s = await store.create(session())
+        for key in ("old1", "old2"):  # as the previous release's SAVE script wrote them
+            await client.hset(f"{prefix}r:{s.id}", key, keyed(key, 80)[1].encode())
+            await client.rpush(f"{prefix}rk:{s.id}", key)
+        assert await store.replay(s.id, "old1") == keyed("old1", 80)[1]
+        await store.save(s, keyed("new", 20))
+        assert [await store.replay(s.id, k) for k in ("old1", "old2", "new")] == [
+            marker("old1"),
+            keyed("old2", 80)[1],
+            keyed("new", 20)[1],
+        ]
+    finally:
+        await client.aclose()
+        await store.close()
+
+
+async def test_redis_bytes_for_answers_are_bounded_by_the_budget(redis_server: RedisServer) -> None:
+    """The issue's attack on Redis (4 sessions x 32 keyed changes with large answers):
+    ~32 MB of answers stored before the budget; at most 4 x 1 MiB (the default) with it,
+    plus the keys' markers."""
+    import redis.asyncio as redis
+
+    sessions, keys, size, budget = 4, 32, 250_000, 1024 * 1024  # budget: the default
+    prefix = f"t{secrets.token_hex(4)}:"
+    store = RedisSessionStore(redis_server.url, 30, 100, prefix=prefix)
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        used_before = (await client.info("memory"))["used_memory"]
+        ids = []
+        for _ in range(sessions):
+            s = await store.create(session())
+            ids.append(s.id)
+            for k in range(keys):
+                s = await store.save(s, keyed(f"k{k}", size))
+        stored = 0
+        for sid in ids:
+            for name in (f"{prefix}r:{sid}", f"{prefix}rk:{sid}"):
+                stored += await client.memory_usage(name, samples=0)
+        used = (await client.info("memory"))["used_memory"] - used_before
+        print(
+            f"\nredis: {sessions} sessions x {keys} answers of {size:,} bytes "
+            f"({sessions * keys * size / 1e6:.0f} MB sent): answers stored {stored / 1e6:.2f} MB, "
+            f"used_memory +{used / 1e6:.2f} MB (bound {sessions} x {budget:,})"
+        )
+        assert stored <= sessions * (budget + 64 * 1024)
+        assert [await store.replay(ids[0], f"k{k}") for k in (27, 28, 31)] == [
+            marker("k27"),
+            keyed("k28", size)[1],
+            keyed("k31", size)[1],
+        ]
+    finally:
+        await client.aclose()
+        await store.close()
