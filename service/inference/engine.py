@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +14,10 @@ import numpy as np
 from service.errors import NotReady
 from service.inference.base import GREEDY, Decoding, LoadedModel, States
 from service.inference.batcher import Batcher, Continue
-from service.inference.decoding import RowDecoded, decode, generate_rows, run_rows
-from service.inference.slices import Progress, SliceClock, advance, start, start_decode
+from service.inference.decoding import RowDecoded, decode, generate_rows
+from service.inference.slicing.clock import SliceClock
+from service.inference.slicing.decode import Progress, advance, start, start_decode
+from service.inference.slicing.run import RunProgress, advance_runs, start_run
 from service.metrics import Metrics
 
 log = logging.getLogger("service")
@@ -46,7 +48,7 @@ def _sliced(key: Hashable) -> bool:
     return isinstance(key, tuple) and key[1][0] != "beam"
 
 
-def _only_row(progress: Progress) -> RowDecoded:
+def _only_row(progress: Progress | RunProgress) -> RowDecoded:
     return progress.results()[0]
 
 
@@ -65,7 +67,8 @@ class ModelEngine:
         self.model = model
         name = f"{model.spec.name}/{model.spec.version}"
         self._steps = metrics.decoder(model.spec.name) if metrics is not None else None
-        self._clock = SliceClock(settings.slice_seconds)
+        self._decode_clock = SliceClock(settings.slice_seconds)
+        self._run_clock = SliceClock(settings.slice_seconds)
         self._executor = executor
 
         def batcher(kind: str, process: Any) -> Batcher:
@@ -157,18 +160,16 @@ class ModelEngine:
             self._steps.inc(width * sum(len(row.outputs) for row in rows))
 
     def _process_predict(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
-        if self.model.spec.manifest.kind == "seq2seq" and _sliced(key):
-            return self._slice(jobs, _probs(key), self._start_predict, Progress.results)
-        sequences = [s for job in jobs for s in job.sequences]
-        compute = self.model.compute
         probs = _probs(key)
-        if self.model.spec.manifest.kind == "seq2seq":
-            limits = [job.max_steps for job in jobs for _ in job.sequences]
-            decoding = [d for job in jobs for d in job.decoding]
-            wanted = [n for job in jobs for n in (job.wanted or [1] * len(job.sequences))]
-            rows = decode(compute, sequences, limits, probs, decoding, wanted)
-        else:
-            rows = run_rows(compute, self.model.spec.zero_states(len(sequences)), sequences, probs)
+        if self.model.spec.manifest.kind == "step":  # greedy only
+            return self._slices(jobs, probs, self._start_step_predict, Progress.results)
+        if _sliced(key):
+            return self._slices(jobs, probs, self._start_predict, Progress.results)
+        sequences = [s for job in jobs for s in job.sequences]
+        limits = [job.max_steps for job in jobs for _ in job.sequences]
+        decoding = [d for job in jobs for d in job.decoding]
+        wanted = [n for job in jobs for n in (job.wanted or [1] * len(job.sequences))]
+        rows = decode(self.model.compute, sequences, limits, probs, decoding, wanted)
         self._count_steps(rows, jobs[0].decoding[0].beam_width)
         results: list[Any] = []
         begin = 0
@@ -177,16 +178,30 @@ class ModelEngine:
             begin += len(job.sequences)
         return results
 
-    def _slice(self, payloads: Sequence[Any], probs: bool, begin: Any, answer: Any) -> list[Any]:
-        """One slice of every job's decode (new jobs start theirs); a job whose rows all
-        ended answers its rows, the others continue in the next iteration."""
-        progresses = [p if isinstance(p, Progress) else begin(p, probs) for p in payloads]
-        spec = self.model.spec
-        end = spec.manifest.end_id
-        ran = advance(self.model.compute, progresses, probs, self._clock, end, self._contended)
+    def _slices(
+        self,
+        payloads: Sequence[Any],
+        probs: bool,
+        begin: Callable[[Any, bool], Progress | RunProgress],
+        answer: Callable[[Any], Any],
+    ) -> list[Any]:
+        """One slice of every job (new jobs start theirs); a job whose rows are all done
+        answers, the others continue in the next iteration."""
+        started = [
+            p if isinstance(p, Progress | RunProgress) else begin(p, probs) for p in payloads
+        ]
+        compute, contended = self.model.compute, self._contended
+        decodes = [p for p in started if isinstance(p, Progress)]
+        runs = [p for p in started if isinstance(p, RunProgress)]
+        ran = 0
+        if decodes:
+            end = self.model.spec.manifest.end_id
+            ran += advance(compute, decodes, probs, self._decode_clock, end, contended)
+        if runs:
+            ran += advance_runs(compute, runs, probs, self._run_clock, contended)
         if self._steps is not None:
             self._steps.inc(ran)
-        return [Continue(p, p.running) if p.lanes else answer(p) for p in progresses]
+        return [Continue(p, p.running) if p.lanes else answer(p) for p in started]
 
     def _start_predict(self, job: PredictJob, probs: bool) -> Progress:
         manifest = self.model.spec.manifest
@@ -196,23 +211,28 @@ class ModelEngine:
             self.model.compute, job.sequences, limits, probs, width, job.decoding, start_id
         )
 
+    def _start_step_predict(self, job: PredictJob, probs: bool) -> RunProgress:
+        """A step model's predict: each sequence from a zero state."""
+        states = self.model.spec.zero_states(len(job.sequences))
+        return start_run(states, job.sequences, probs, self.model.spec.manifest.output_cardinality)
+
     def _start_generate(self, job: tuple[Any, ...], probs: bool) -> Progress:
         states, token, max_steps, decoding, _wanted = job
         tokens = np.asarray([token], np.int32)
         width = self.model.spec.manifest.output_cardinality
         return start(tokens, _stack([states]), [max_steps], probs, width, [decoding])
 
-    def _process_run(
-        self, key: Hashable, jobs: Sequence[tuple[tuple[np.ndarray, ...], list[int]]]
-    ) -> list[RowDecoded]:
-        states = _stack([s for s, _ in jobs])
-        rows = run_rows(self.model.compute, states, [t for _, t in jobs], _probs(key))
-        self._count_steps(rows)
-        return rows
+    def _start_run(self, job: tuple[tuple[np.ndarray, ...], list[int]], probs: bool) -> RunProgress:
+        states, tokens = job
+        width = self.model.spec.manifest.output_cardinality
+        return start_run(_stack([states]), [tokens], probs, width)
+
+    def _process_run(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
+        return self._slices(jobs, _probs(key), self._start_run, _only_row)
 
     def _process_generate(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
         if _sliced(key):
-            return self._slice(jobs, _probs(key), self._start_generate, _only_row)
+            return self._slices(jobs, _probs(key), self._start_generate, _only_row)
         states = _stack([job[0] for job in jobs])
         tokens = np.asarray([job[1] for job in jobs], dtype=np.int32)
         limits = [job[2] for job in jobs]

@@ -22,12 +22,13 @@ from fastapi import FastAPI
 from service import request_context
 from service.app import create_app
 from service.config import Settings
-from service.inference import slices
 from service.inference.base import GREEDY, Decoding, LoadedModel, ModelSpec, States
 from service.inference.batcher import Batcher
+from service.inference.decoding import RowDecoded
 from service.inference.engine import BatchSettings, ModelEngine, PredictJob
 from service.inference.registry import Registry
 from service.inference.sampling import row_seeds
+from service.inference.slicing import clock
 from tests.fakes import CounterCompute, model
 from tests.unit.test_batcher import Recorder, until
 
@@ -185,7 +186,7 @@ def executor() -> Any:
 @pytest.fixture
 def one_step_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every slice one step: the first slice's guess, and a target nothing meets."""
-    monkeypatch.setattr(slices, "FIRST_SLICE_STEPS", 1)
+    monkeypatch.setattr(clock, "FIRST_SLICE_STEPS", 1)
 
 
 def _sampled(n: int, seed: int) -> list[Decoding]:
@@ -215,6 +216,38 @@ async def test_sliced_decodes_equal_whole_ones(
         for x, y in zip(one.states, two.states, strict=True):
             np.testing.assert_array_equal(x, y)
     assert sliced._predict.stats.batches > whole._predict.stats.batches  # it did slice
+    await whole.close()
+    await sliced.close()
+
+
+def _same(a: Sequence[RowDecoded], b: Sequence[RowDecoded]) -> None:
+    """Equal rows (numpy fakes: exact), states included."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.hypotheses == y.hypotheses and x.probabilities == y.probabilities
+        assert len(x.states) == len(y.states)
+        for p, q in zip(x.states, y.states, strict=True):
+            np.testing.assert_array_equal(p, q)
+
+
+async def test_sliced_runs_equal_whole_ones(executor: Any, one_step_slices: None) -> None:
+    m = model("stepper", kind="step")
+    whole = ModelEngine(m, executor, BatchSettings(slice_seconds=0))
+    sliced = ModelEngine(m, executor, BatchSettings(slice_seconds=1e-12))
+    jobs = [
+        PredictJob([[1, 2, 3], [4], [5, 6]], 1, [GREEDY] * 3),
+        PredictJob([[7] * 9], 1, [GREEDY]),
+    ]
+    offset = (np.full(3, 2.0, np.float32), np.ones((2, 2), np.float32))
+    for probs in (False, True):
+        a = await asyncio.gather(*[whole.predict(j, probs) for j in jobs])
+        b = await asyncio.gather(*[sliced.predict(j, probs) for j in jobs])
+        _same([r for rows in a for r in rows], [r for rows in b for r in rows])
+        runs = [(offset, [1, 2, 3, 4, 5]), (offset, [6]), (offset, [0, 1])]
+        one = await asyncio.gather(*[whole.run(s, t, probs) for s, t in runs])
+        two = await asyncio.gather(*[sliced.run(s, t, probs) for s, t in runs])
+        _same(one, two)
+    assert sliced._run.stats.batches > whole._run.stats.batches  # it did slice
     await whole.close()
     await sliced.close()
 
