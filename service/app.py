@@ -66,12 +66,14 @@ def make_store(settings: Settings) -> SessionStore:
             lock_wait=settings.session_lock_wait_seconds,
             max_per_owner=settings.max_sessions_per_key,
             keys_per_session=settings.idempotency_keys_per_session,
+            answer_bytes_per_session=settings.idempotency_max_bytes_per_session,
         )
     return MemorySessionStore(
         settings.session_ttl_seconds,
         settings.max_sessions,
         max_per_owner=settings.max_sessions_per_key,
         keys_per_session=settings.idempotency_keys_per_session,
+        answer_bytes_per_session=settings.idempotency_max_bytes_per_session,
         lock_wait=settings.session_lock_wait_seconds,
     )
 

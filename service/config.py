@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     idempotency_keys_per_session: int = Field(
         default=32, ge=1, description="answers kept per session for Idempotency-Key retries"
     )
+    idempotency_max_bytes_per_session: int = Field(
+        default=1024 * 1024,
+        ge=0,
+        description="bytes of those answers kept per session; oldest dropped first, a retry "
+        "whose answer was dropped gets 409",
+    )
     session_lock_wait_seconds: float = Field(
         default=10.0, gt=0, description="wait for a busy session before 503 + Retry-After"
     )

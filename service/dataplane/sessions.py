@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from service.config import Settings
 from service.dataplane import strategies
-from service.dataplane.idempotency import Answer, Idempotency, reused
+from service.dataplane.idempotency import Answer, Idempotency, not_kept, reused
 from service.dataplane.limits import check_length, check_max_steps, check_work
 from service.dataplane.session_info import advanced, carried, info, not_found
 from service.dataplane.strategies import Plan
@@ -82,7 +82,8 @@ class SessionOps:
     ) -> Answer:
         """Load, compute, save under the session's lock. With an Idempotency-Key, a key
         already answered on this session gets that answer again and nothing is applied;
-        otherwise the answer is stored in the same atomic save as the change."""
+        otherwise the answer is stored in the same atomic save as the change (or, over
+        the byte budget, only its marker: a retry then gets 409, nothing applied)."""
         async with self.store.lock(session_id):
             session, model = await self.open(session_id, owner)
             if idempotent is not None:
@@ -90,6 +91,9 @@ class SessionOps:
                 if earlier is not None:
                     if earlier.fingerprint != idempotent.fingerprint:
                         raise reused(idempotent.key)
+                    if not earlier.kept:  # applied, its answer over the byte budget
+                        budget = self.settings.idempotency_max_bytes_per_session
+                        raise not_kept(idempotent.key, budget)
                     return Answer(earlier.body, earlier.status, replayed=True)
             changed, response = await apply(session, model)
             body = response.model_dump_json(exclude_none=True).encode()
