@@ -17,7 +17,8 @@ _MEANING = {
     401: "unauthorized: no API key, or not a valid one",
     403: "origin_not_allowed: Origin not in SERVICE_CORS_ORIGINS",
     404: "unknown model, version or session (sessions also once expired)",
-    409: "conflict: nothing to feed back yet, or another change saved first (retry)",
+    409: "conflict: nothing to feed back yet, or another change saved first (retry); "
+    "idempotency_answer_too_large: a retried change was applied, its answer was not kept",
     410: "session_corrupt: the stored session cannot be used; delete it",
     413: "request body over SERVICE_MAX_BODY_BYTES",
     422: "invalid input or over a configured limit; names the field and what is allowed",

@@ -12,6 +12,7 @@ and imports nothing else of the server: no FastAPI, no TensorFlow.
 from service.client.async_client import AsyncClient
 from service.client.async_session import AsyncSession, SessionStart
 from service.client.errors import (
+    AnswerNotKept,
     ClientError,
     Conflict,
     ConnectionFailed,
@@ -49,6 +50,7 @@ from service.schemas import (
 
 __all__ = [
     "DEFAULT_URL",
+    "AnswerNotKept",
     "AsyncClient",
     "AsyncSession",
     "Client",

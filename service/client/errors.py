@@ -76,6 +76,11 @@ class Conflict(ServiceError):
     status = 409
 
 
+class AnswerNotKept(Conflict):
+    """A retried change (same Idempotency-Key) was applied once already, but its answer
+    was too large to keep for a replay: read the session instead of retrying."""
+
+
 class Gone(ServiceError):
     """410: the session cannot be used any more; delete it and create a new one."""
 
@@ -134,6 +139,8 @@ BY_CODE: dict[str, type[ServiceError]] = {
     "origin_not_allowed": Forbidden,
     "not_found": NotFound,
     "conflict": Conflict,
+    "idempotency_answer_too_large": AnswerNotKept,
+    "forbidden": Forbidden,
     "session_corrupt": SessionCorrupt,
     "model_version_gone": VersionGone,
     "payload_too_large": PayloadTooLarge,

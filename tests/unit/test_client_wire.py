@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from service.client import (
+    AnswerNotKept,
     AsyncClient,
     Client,
     ConnectionFailed,
@@ -50,7 +51,9 @@ def answering(response: httpx.Response, retries: int = 0) -> Client:
         (400, error("invalid_host"), InvalidInput),
         (401, error("unauthorized", field="Authorization"), Unauthorized),
         (403, error("origin_not_allowed"), Forbidden),
+        (403, error("forbidden", field="Authorization"), Forbidden),
         (404, error("not_found"), NotFound),
+        (409, error("idempotency_answer_too_large", field="Idempotency-Key"), AnswerNotKept),
         (410, error("session_corrupt"), SessionCorrupt),
         (429, error("capacity_exceeded"), SessionCapReached),
         (429, error("too_many"), RateLimited),  # an unknown code: by status
