@@ -218,3 +218,29 @@ async def test_engine_predict_merges_requests_with_their_own_limits(executor: An
     assert out[1][0].outputs == [1, 2, 3, 4]
     assert out[1][0].probabilities is not None and len(out[1][0].probabilities) == 4
     await engine.close()
+
+
+async def test_a_poisoned_job_in_a_group_fails_alone(executor: Any) -> None:
+    """The group's call raises because of one payload: it is run again job by job, so
+    the others get their results and only the poisoned job its error."""
+
+    def process(key: Hashable, payloads: Sequence[Any]) -> list[Any]:
+        if 13 in payloads:
+            raise RuntimeError("poisoned")
+        return [p * 10 for p in payloads]
+
+    rec = Recorder()
+    blocker_batcher = Batcher("t", rec, executor, max_rows=10, max_delay=0, max_queue_rows=10)
+    blocker = asyncio.create_task(blocker_batcher.submit("a", 1, 0))
+    await rec.computing()  # the compute thread is busy: the jobs below queue together
+    batcher = Batcher("t", process, executor, max_rows=10, max_delay=0, max_queue_rows=10)
+    jobs = [asyncio.create_task(batcher.submit("a", 1, v)) for v in (1, 13, 2)]
+    await until(lambda: batcher.queued_rows == 0 and batcher.stats.batches == 1)
+    rec.release.set()
+    await blocker
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert results[0] == 10 and results[2] == 20
+    assert isinstance(results[1], RuntimeError)
+    assert batcher.stats.batches == 1  # one batch; the retry is inside it
+    await batcher.close()
+    await blocker_batcher.close()
