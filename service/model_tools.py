@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from service.digits import decimal
 from service.inference.manifest import Manifest, ManifestError, Side
 from service.progress import Stages, bars
 
@@ -146,8 +147,9 @@ def _token(value: str | None, vocabulary: list[str] | None) -> int | str | None:
         return None
     if vocabulary is not None and _unescape(value) in vocabulary:
         return _unescape(value)
-    if value.isdigit():
-        return int(value)
+    number = decimal(value)
+    if number is not None:
+        return number
     raise ValueError(f"token {value!r} is neither in the vocabulary nor an integer id")
 
 

@@ -4,6 +4,7 @@
 default path (`json.loads`, then validation of the Python objects) costs the event
 loop about twice as much per request. Validation errors take the same route as
 FastAPI's own, so every 422 keeps one shape. Any content type is accepted.
+A body over SMALL_BODY is parsed in the worker thread (service/api/offload.py).
 """
 
 from __future__ import annotations
@@ -16,23 +17,31 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
+from service.api.offload import SMALL_BODY, run
+
 Model = TypeVar("Model", bound=BaseModel)
 
 
 async def parse(request: Request, model: type[Model], empty_ok: bool = False) -> Model:
-    """`empty_ok`: an empty body means `{}` (for bodies whose fields are all optional)."""
+    """`empty_ok`: an empty body means `{}` (for bodies whose fields are all optional).
+    A large body is parsed in a worker thread (service/api/offload.py)."""
     raw = await request.body()
     if empty_ok and not raw.strip():
         raw = b"{}"
-    return parse_bytes(raw, model)
+    return await run(len(raw) <= SMALL_BODY, parse_bytes, raw, model)
+
+
+EXPLAINED = 20  # errors whose message is worked on; the error answer shows the first 5
 
 
 def parse_bytes(raw: bytes, model: type[Model]) -> Model:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [_explained(model, e) for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+        errors = exc.errors(include_url=False)  # a body can hold 100,000s of errors
+        located = [_explained(model, e) for e in errors[:EXPLAINED]]
+        located += [{**e, "loc": ("body", *e["loc"])} for e in errors[EXPLAINED:]]
+        raise RequestValidationError(located) from None
 
 
 def _explained(model: type[BaseModel], error: Any) -> Any:

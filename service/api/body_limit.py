@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.digits import decimal
 from service.errors import PayloadTooLarge, error_response
 
 
@@ -28,8 +29,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                too_large = self._too_large(f"{int(value):,} bytes exceeds")
+            length = decimal(value) if name == b"content-length" else None
+            if length is not None and length > self.max_bytes:
+                too_large = self._too_large(f"{length:,} bytes exceeds")
                 await error_response(too_large, scope["path"])(scope, receive, send)
                 return
         received = 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 from fastapi import Response
 from pydantic import BaseModel
 
+from service.api.json_pieces import serialised
+
 
 def json_response(body: BaseModel, status_code: int = 200) -> Response:
     return Response(
@@ -17,3 +19,9 @@ def json_response(body: BaseModel, status_code: int = 200) -> Response:
         status_code=status_code,
         media_type="application/json",
     )
+
+
+async def json_answer(body: BaseModel, status_code: int = 200) -> Response:
+    """`json_response` for an answer that can be large (a predict's): serialised a piece
+    at a time, the event loop free between pieces (service/api/json_pieces.py)."""
+    return Response(await serialised(body), status_code=status_code, media_type="application/json")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request, Response
 from service.api import sse
 from service.api.body import documented, parse
 from service.api.deps import predictor
-from service.api.json import json_response
+from service.api.json import json_answer
 from service.api.responses import errors
 from service.dataplane.streams import stream_predict
 from service.errors import InvalidInput
@@ -37,7 +37,7 @@ async def _answer(
         connection = sse.Connection()
         events = stream_predict(predictor(request), name, version, body, connection.alive)
         return await sse.start(events, connection)
-    return json_response(await predictor(request).predict(name, version, body))
+    return await json_answer(await predictor(request).predict(name, version, body))
 
 
 @router.post("/predict", openapi_extra=documented(PredictRequest), **ROUTE)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from service.api import paths  # noqa: F401 - registers the {...:segment} path convertor
 from service.api.body import documented, parse
 from service.api.deps import RegistryDep, predictor
-from service.api.json import json_response
+from service.api.json import json_answer
 from service.api.responses import plain
 from service.dataplane import tfserving
 from service.tfserving_schemas import (
@@ -37,7 +37,7 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
     ops = predictor(request)
     model = ops.model(name, version)  # an unknown model is a 404 whatever the body
     body = await parse(request, TFPredictRequest)
-    return json_response(await tfserving.predict(ops, model, body))
+    return await json_answer(await tfserving.predict(ops, model, body))
 
 
 @router.post("/{name:segment}:predict", **PREDICT)

@@ -3,8 +3,6 @@ the binary tensor data and sequence extensions. Thin: the dataplane does the wor
 
 from __future__ import annotations
 
-import json
-import zlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -13,10 +11,16 @@ from service import __version__
 from service.api.auth import owner_of
 from service.api.body import documented, parse_bytes
 from service.api.deps import predictor, ready, registry, session_ops
+from service.api.inflate import inflated
+from service.api.json_pieces import serialised
+from service.api.offload import SMALL_ANSWER, SMALL_BODY, run
 from service.api.responses import plain
-from service.dataplane.oip import infer, model_metadata
+from service.config import Settings
+from service.dataplane.oip import Decoded, Read, infer, model_metadata, outputs, read_request
+from service.dataplane.oip_prefix import check_prefix
 from service.dataplane.tensors import encode_outputs, split_body
-from service.errors import InvalidInput, PayloadTooLarge, ServiceError, shown
+from service.errors import ServiceError
+from service.inference.base import LoadedModel
 from service.oip_schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -113,59 +117,32 @@ def _infer_body() -> dict[str, Any]:
         "with parameters.binary_data_size instead of data), then each binary input's raw "
         "little-endian bytes (BYTES elements each after a 4-byte length), with "
         f"{HEADER_LENGTH} set. Content-Encoding: gzip or deflate bodies are inflated "
-        "(up to SERVICE_MAX_BODY_BYTES)."
+        "(up to SERVICE_MAX_BODY_BYTES; gzip members in order; nothing may follow the data)."
     )
     body["content"]["application/octet-stream"] = BINARY
     return extra
 
 
-def _decompressed(raw: bytes, encoding: str | None, limit: int) -> bytes:
-    """The body as sent by tritonclient's request_compression_algorithm (gzip or
-    deflate), inflated no further than SERVICE_MAX_BODY_BYTES."""
-    if encoding is None or encoding == "identity":
-        return raw
-    wbits = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}.get(encoding)
-    if wbits is None:
-        raise InvalidInput(
-            f"Content-Encoding: {shown(encoding)}; allowed: gzip, deflate, identity",
-            field="Content-Encoding",
-        )
-    inflater = zlib.decompressobj(wbits)
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error as exc:
-        raise InvalidInput(f"body: not valid {encoding} data ({exc})", field="body") from None
-    if len(body) > limit:
-        raise PayloadTooLarge(
-            f"body: inflates beyond the limit of {limit:,} bytes (SERVICE_MAX_BODY_BYTES)",
-            field="body",
-        )
-    return body
-
-
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     runtime = ready(request)
     model = registry(request).get(name, version)
-    raw = _decompressed(
-        await request.body(),
-        request.headers.get("content-encoding"),
-        runtime.settings.max_body_bytes,
+    settings = runtime.settings
+    raw = await inflated(
+        await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes
     )
-    header, binary = split_body(raw, request.headers.get(HEADER_LENGTH))
-    body = parse_bytes(header, InferenceRequest)
-    owner = owner_of(request)
-    tensors, wanted = await infer(
-        predictor(request), session_ops(request), model, body, binary, owner
-    )
-    entries, blobs = encode_outputs(tensors, wanted.binary)
+    header_length = request.headers.get(HEADER_LENGTH)
+    small = len(raw) <= SMALL_BODY
+    read = await run(small, _read, model, raw, header_length, settings)
+    decoded = await infer(predictor(request), session_ops(request), model, read, owner_of(request))
+    entries, blobs = await run(decoded.values <= SMALL_ANSWER, _outputs, model, read, decoded)
     answer: dict[str, object] = {
         "model_name": model.spec.name,
         "model_version": str(model.spec.version),
     }
-    if body.id is not None:
-        answer["id"] = body.id
+    if read.request.id is not None:
+        answer["id"] = read.request.id
     answer["outputs"] = entries
-    head = json.dumps(answer, separators=(",", ":")).encode()
+    head = await serialised(answer)
     if not blobs:
         return Response(head, media_type="application/json")
     return Response(
@@ -173,6 +150,18 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         media_type="application/octet-stream",
         headers={HEADER_LENGTH: str(len(head))},
     )
+
+
+def _read(model: LoadedModel, raw: bytes, header_length: str | None, settings: Settings) -> Read:
+    header, binary = split_body(raw, header_length)
+    check_prefix(model, header, settings)
+    return read_request(model, parse_bytes(header, InferenceRequest), binary, settings)
+
+
+def _outputs(
+    model: LoadedModel, read: Read, decoded: Decoded
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    return encode_outputs(outputs(model, read, decoded), read.wanted.binary)
 
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from service.config import Settings
+from service.dataplane.oip_inputs import TEXT, TOKENS, has_text, input_names, read_rows
 from service.dataplane.predict import Predictor
 from service.dataplane.sequences import sequence_step
 from service.dataplane.sessions import SessionOps
-from service.dataplane.tensors import Tensor, read_input
+from service.dataplane.tensors import Tensor
 from service.dataplane.tokens import TokensIn, to_text
 from service.errors import InvalidInput, shown
 from service.inference.base import LoadedModel
@@ -40,22 +41,11 @@ from service.schemas import (
     StepResponse,
 )
 
-TOKENS, TEXT, PROBABILITIES = "tokens", "text", "probabilities"
-TOKEN_TYPES = ("INT32", "INT64")
-
-
-def _has_text(model: LoadedModel, side: str) -> bool:
-    manifest = model.spec.manifest
-    chosen = manifest.source if side == "source" else manifest.target
-    return chosen.tokenizer is not None and (side == "source" or chosen.vocabulary is not None)
-
-
-def input_names(model: LoadedModel) -> list[str]:
-    return [TOKENS, TEXT] if _has_text(model, "source") else [TOKENS]
+PROBABILITIES = "probabilities"
 
 
 def output_names(model: LoadedModel) -> list[str]:
-    return [TOKENS, PROBABILITIES, TEXT] if _has_text(model, "target") else [TOKENS, PROBABILITIES]
+    return [TOKENS, PROBABILITIES, TEXT] if has_text(model, "target") else [TOKENS, PROBABILITIES]
 
 
 def model_metadata(model: LoadedModel, versions: Sequence[int]) -> ModelMetadata:
@@ -109,69 +99,6 @@ def wanted(model: LoadedModel, request: InferenceRequest) -> Wanted:
     return Wanted(names, binary)
 
 
-def read_rows(model: LoadedModel, request: InferenceRequest, binary: bytes) -> list[TokensIn]:
-    """The request's one input as sequences of token ids, or texts."""
-    allowed = input_names(model)
-    view, at = memoryview(binary), 0
-    rows: list[TokensIn] | None = None
-    for i, given in enumerate(request.inputs):
-        field = f"inputs[{i}]"
-        if given.name not in allowed:
-            raise InvalidInput(
-                f"{field}.name: {shown(given.name)} is not an input of '{model.spec.name}'; "
-                f"allowed: {' or '.join(allowed)}",
-                field=f"{field}.name",
-            )
-        if rows is not None:
-            raise InvalidInput(
-                f"inputs: give one input ({' or '.join(allowed)}), not several", field="inputs"
-            )
-        values, at = read_input(given, field, view, at)
-        rows = _token_rows(given.name, given.datatype, given.shape, values, field)
-    if at != len(view):
-        raise InvalidInput(
-            f"body: {len(view) - at} bytes of binary data after the JSON header that no input "
-            "claims (parameters.binary_data_size)",
-            field="body",
-        )
-    return rows if rows is not None else []
-
-
-def _token_rows(
-    name: str, datatype: str, shape: list[int], values: Any, field: str
-) -> list[TokensIn]:
-    if name == TOKENS:
-        if datatype not in TOKEN_TYPES:
-            raise InvalidInput(
-                f"{field}.datatype: {datatype} for 'tokens'; allowed: {', '.join(TOKEN_TYPES)}",
-                field=f"{field}.datatype",
-            )
-        if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
-            raise InvalidInput(
-                f"{field}.shape: {list(values.shape)}; 'tokens' is [batch, length] with both "
-                "at least 1",
-                field=f"{field}.shape",
-            )
-        rows: list[TokensIn] = values.astype(np.int64).tolist()
-        return rows
-    if datatype != "BYTES":
-        raise InvalidInput(
-            f"{field}.datatype: {datatype} for 'text'; allowed: BYTES", field=f"{field}.datatype"
-        )
-    if not values or len(shape) not in (1, 2) or shape[1:] not in ([], [1]):
-        raise InvalidInput(
-            f"{field}.shape: {shape}; 'text' is [batch] or [batch, 1] with batch at least 1",
-            field=f"{field}.shape",
-        )
-    texts: list[TokensIn] = []
-    for j, raw in enumerate(values):
-        try:
-            texts.append(raw.decode())
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{field}[{j}]: not UTF-8 text", field=f"{field}[{j}]") from None
-    return texts
-
-
 def _padded(rows: list[list[int]], pad: int) -> np.ndarray:
     width = max((len(r) for r in rows), default=0)
     out = np.full((len(rows), width), pad, dtype=np.int64)
@@ -207,18 +134,49 @@ def _tensors(
     return out
 
 
+@dataclass(frozen=True)
+class Read:
+    """A V2 inference request read and checked against its model, before any decoding."""
+
+    request: InferenceRequest
+    wanted: Wanted
+    rows: list[TokensIn]
+
+
+def read_request(
+    model: LoadedModel, request: InferenceRequest, binary: bytes, settings: Settings
+) -> Read:
+    """Synchronous and CPU-bound (a large input takes milliseconds): the API runs it
+    in a worker thread for a large body."""
+    out = wanted(model, request)
+    return Read(request, out, read_rows(model, request, binary, settings))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Each row's output tokens and, if asked for, their probabilities."""
+
+    ids: list[list[int]]
+    probabilities: list[list[list[float]]] | None
+
+    @property
+    def values(self) -> int:
+        """About how many values the answer carries (what its encoding costs)."""
+        tokens = sum(len(row) for row in self.ids)
+        width = next((len(row[0]) for row in self.probabilities or [] if row), 0)
+        return tokens * (1 + width)
+
+
 async def infer(
     predictor: Predictor,
     sessions: SessionOps,
     model: LoadedModel,
-    request: InferenceRequest,
-    binary: bytes,
+    read: Read,
     owner: str | None,
-) -> tuple[list[Tensor], Wanted]:
-    out = wanted(model, request)
-    rows = read_rows(model, request, binary)
+) -> Decoded:
+    request, rows = read.request, read.rows
     params = request.parameters or RequestParameters()
-    probs = PROBABILITIES in out.names
+    probs = PROBABILITIES in read.wanted.names
     if params.sequence_id in (None, 0, ""):
         if params.sequence_start or params.sequence_end:
             raise InvalidInput(
@@ -233,12 +191,15 @@ async def infer(
         done = await predictor.decode(
             model, rows, params.max_steps, probs, field=request.inputs[0].name
         )
-        return _tensors(model, out.names, done.ids, done.probabilities), out
+        return Decoded(done.ids, done.probabilities)
     assert params.sequence_id is not None
     step = await sequence_step(sessions, model, params, params.sequence_id, rows, probs, owner)
-    ids = [_ids(model, step)]
-    probabilities = [step.probabilities or []] if probs else None
-    return _tensors(model, out.names, ids, probabilities), out
+    return Decoded([_ids(model, step)], [step.probabilities or []] if probs else None)
+
+
+def outputs(model: LoadedModel, read: Read, decoded: Decoded) -> list[Tensor]:
+    """The output tensors asked for (CPU-bound for a large answer, as `read_request`)."""
+    return _tensors(model, read.wanted.names, decoded.ids, decoded.probabilities)
 
 
 def _ids(model: LoadedModel, step: StepResponse) -> list[int]:

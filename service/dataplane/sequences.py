@@ -11,7 +11,7 @@ import hashlib
 from service.dataplane.limits import check_max_steps, max_steps_unused
 from service.dataplane.sessions import SessionOps
 from service.dataplane.tokens import TokensIn
-from service.errors import InvalidInput, NotFound, shown
+from service.errors import InvalidInput, NotFound, ServiceError, shown
 from service.inference.base import LoadedModel
 from service.oip_schemas import RequestParameters
 from service.schemas import CreateSessionRequest, GenerateRequest, StepRequest, StepResponse
@@ -34,9 +34,44 @@ async def sequence_step(
     probs: bool,
     owner: str | None,
 ) -> StepResponse:
+    """One request of a sequence. The session behind it is never named to the client:
+    an error about it speaks of the sequence, and a sequence ended (or expired) under a
+    request, by a concurrent one with sequence_end, is the documented 400."""
+    session_id = sequence_session_id(owner, model.spec.name, sequence_id)
+    try:
+        return await _step(sessions, model, params, session_id, sequence_id, rows, probs, owner)
+    except ServiceError as exc:
+        if isinstance(exc, NotFound) and exc.field == "session_id":
+            raise _not_started(sequence_id, model.spec.name) from None
+        if session_id in exc.message:
+            exc.message = exc.message.replace(
+                f"session {shown(session_id)}", f"sequence {shown(sequence_id)}"
+            ).replace(session_id, "the sequence")
+            exc.args = (exc.message,)
+            exc.field = "parameters.sequence_id"
+        raise
+
+
+def _not_started(sequence_id: int | str, model: str) -> InvalidInput:
+    return InvalidInput(
+        f"parameters.sequence_id: sequence {shown(sequence_id)} of model '{model}' has not "
+        "started or has ended (or expired); start it with parameters.sequence_start=true",
+        field="parameters.sequence_id",
+    )
+
+
+async def _step(
+    sessions: SessionOps,
+    model: LoadedModel,
+    params: RequestParameters,
+    session_id: str,
+    sequence_id: int | str,
+    rows: list[TokensIn],
+    probs: bool,
+    owner: str | None,
+) -> StepResponse:
     spec = model.spec
     seq2seq = spec.manifest.kind == "seq2seq"
-    session_id = sequence_session_id(owner, spec.name, sequence_id)
     if len(rows) > 1:
         raise InvalidInput(
             f"inputs: a sequence takes one row per request (batch 1), got {len(rows)}",
@@ -56,15 +91,7 @@ async def sequence_step(
         if seq2seq:
             row = None  # the source was encoded; decode from the start token
     else:
-        try:
-            info = await sessions.get(session_id, False, owner)
-        except NotFound:
-            raise InvalidInput(
-                f"parameters.sequence_id: sequence {shown(sequence_id)} of model "
-                f"'{spec.name}' has not started or has ended (or expired); start it with "
-                "parameters.sequence_start=true",
-                field="parameters.sequence_id",
-            ) from None
+        info = await sessions.get(session_id, False, owner)
         if info.version != str(spec.version):
             raise InvalidInput(
                 f"sequence {shown(sequence_id)} runs on version {info.version} of "

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from service.digits import decimal
 from service.errors import InvalidInput, shown
 from service.oip_schemas import RequestInput
 
@@ -29,6 +31,7 @@ NUMERIC = {
     "FP32": np.float32,
     "FP64": np.float64,
 }
+MAX_DIMENSIONS = 64  # numpy's
 
 
 @dataclass(frozen=True)
@@ -45,17 +48,19 @@ def split_body(raw: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     """The JSON header and the binary data after it."""
     if header_length is None:
         return raw, b""
-    if not header_length.isdigit() or int(header_length) > len(raw):
+    length = decimal(header_length)
+    if length is None or length > len(raw):
         raise InvalidInput(
             f"Inference-Header-Content-Length: {shown(header_length)} is not a byte count "
             f"within the body's {len(raw)} bytes",
             field="Inference-Header-Content-Length",
         )
-    length = int(header_length)
     return raw[:length], raw[length:]
 
 
-def _flat(data: list[Any]) -> list[Any]:
+def flat_values(data: list[Any], limit: int) -> list[Any] | None:
+    """The values of nested lists in row-major order; None as soon as there are more
+    than `limit` (a tensor is never built larger than its shape says)."""
     out: list[Any] = []
     stack = [iter(data)]
     while stack:
@@ -64,14 +69,20 @@ def _flat(data: list[Any]) -> list[Any]:
                 stack.append(iter(item))
                 break
             out.append(item)
+            if len(out) > limit:
+                return None
         else:
             stack.pop()
     return out
 
 
-def _split_bytes(raw: bytes, field: str) -> list[bytes]:
-    items, at = [], 0
+def _split_bytes(raw: bytes, field: str, limit: int) -> list[bytes] | None:
+    """BYTES elements, each after its 4-byte length; None beyond `limit` of them."""
+    items: list[bytes] = []
+    at = 0
     while at < len(raw):
+        if len(items) == limit:
+            return None
         if at + 4 > len(raw):
             raise InvalidInput(f"{field}: BYTES data ends inside a length prefix", field=field)
         (size,) = struct.unpack_from("<I", raw, at)
@@ -83,20 +94,48 @@ def _split_bytes(raw: bytes, field: str) -> list[bytes]:
     return items
 
 
-def read_input(given: RequestInput, field: str, binary: memoryview, at: int) -> tuple[Any, int]:
-    """An input's values (a numpy array shaped as declared, or a list of bytes for
-    BYTES) and the offset of the next binary input."""
-    shape = tuple(given.shape)
-    if any(d < 0 for d in shape):
-        raise InvalidInput(f"{field}.shape: {list(shape)} has a negative size", field=field)
-    count = math.prod(shape)
-    size = given.parameters.binary_data_size if given.parameters else None
-    if given.datatype not in NUMERIC and given.datatype != "BYTES":
+def check_datatype(datatype: str, field: str) -> None:
+    if datatype not in NUMERIC and datatype != "BYTES":
         raise InvalidInput(
-            f"{field}.datatype: {shown(given.datatype)} is not a tensor datatype; allowed: "
+            f"{field}.datatype: {shown(datatype)} is not a tensor datatype; allowed: "
             f"{', '.join([*NUMERIC, 'BYTES'])}",
             field=f"{field}.datatype",
         )
+
+
+def listed(shape: Sequence[int]) -> str:
+    """A client's shape in a message, kept short (as `shown` keeps a value)."""
+    more = ", ..." if len(shape) > 8 else ""
+    return f"[{', '.join(shown(d) for d in shape[:8])}{more}]"
+
+
+def miscounted(field: str, shape: Sequence[int], values: int | None) -> InvalidInput:
+    """`values`: how many the data holds (None: more than the shape)."""
+    count = math.prod(shape)
+    held = f"more than {shown(count)}" if values is None else values
+    return InvalidInput(
+        f"{field}: {held} values, but shape {listed(shape)} holds {shown(count)}", field=field
+    )
+
+
+def read_input(given: RequestInput, field: str, binary: memoryview, at: int) -> tuple[Any, int]:
+    """An input's values (a numpy array shaped as declared, or a list of bytes for
+    BYTES) and the offset of the next binary input. Its size is checked against its
+    shape before anything the size of the data is built."""
+    shape = tuple(given.shape)
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidInput(
+            f"{field}.shape: {len(shape)} dimensions; at most {MAX_DIMENSIONS}",
+            field=f"{field}.shape",
+        )
+    if any(d < 0 for d in shape):
+        raise InvalidInput(
+            f"{field}.shape: {listed(shape)} has a negative size", field=f"{field}.shape"
+        )
+    count = math.prod(shape)
+    size = given.parameters.binary_data_size if given.parameters else None
+    check_datatype(given.datatype, field)
+    values: Any
     if size is not None:
         if given.data is not None:
             raise InvalidInput(
@@ -112,13 +151,13 @@ def read_input(given: RequestInput, field: str, binary: memoryview, at: int) -> 
         raw = bytes(binary[at : at + size])
         at += size
         if given.datatype == "BYTES":
-            values: Any = _split_bytes(raw, field)
+            values = _split_bytes(raw, field, count)
         else:
             dtype = np.dtype(NUMERIC[given.datatype]).newbyteorder("<")
             if size != count * dtype.itemsize:
                 raise InvalidInput(
-                    f"{field}: {size} bytes of binary data, but shape {list(shape)} of "
-                    f"{given.datatype} needs {count * dtype.itemsize}",
+                    f"{field}: {size} bytes of binary data, but shape {listed(shape)} of "
+                    f"{given.datatype} needs {shown(count * dtype.itemsize)}",
                     field=field,
                 )
             values = np.frombuffer(raw, dtype=dtype)
@@ -127,51 +166,66 @@ def read_input(given: RequestInput, field: str, binary: memoryview, at: int) -> 
             f"{field}: no 'data' and no parameters.binary_data_size", field=f"{field}.data"
         )
     else:
-        flat = _flat(given.data)
-        if given.datatype == "BYTES":
-            if not all(isinstance(v, str) for v in flat):
-                raise InvalidInput(f"{field}.data: BYTES data must be strings", field=field)
-            values = [v.encode() for v in flat]
+        flat = flat_values(given.data, count)
+        if flat is None or given.datatype != "BYTES" or len(flat) != count:
+            values = flat
+        elif not all(isinstance(v, str) for v in flat):
+            raise InvalidInput(f"{field}.data: BYTES data must be strings", field=field)
         else:
-            values = _numbers(flat, given.datatype, f"{field}.data")
-    if len(values) != count:
-        raise InvalidInput(
-            f"{field}: {len(values)} values, but shape {list(shape)} holds {count}", field=field
-        )
+            values = [v.encode() for v in flat]
+    if values is None or len(values) != count:
+        raise miscounted(field, shape, len(values) if values is not None else None)
     if given.datatype == "BYTES":
         return values, at
-    return np.asarray(values).reshape(shape), at
+    if isinstance(values, list):
+        values = _numbers(values, given.datatype, f"{field}.data")
+    return values.reshape(shape), at
 
 
 def _numbers(flat: list[Any], datatype: str, field: str) -> np.ndarray:
-    integer = datatype.startswith(("INT", "UINT"))
-    for j, v in enumerate(flat):
-        if datatype == "BOOL":
-            ok = isinstance(v, bool)
-        elif integer:
-            ok = isinstance(v, int) and not isinstance(v, bool)
-        else:
-            ok = isinstance(v, int | float) and not isinstance(v, bool)
-        if not ok:
-            raise InvalidInput(
-                f"{field}[{j}]: {shown(v)} is not a {datatype} value", field=f"{field}[{j}]"
-            )
+    """JSON values as a numeric tensor: each of the datatype's kind (no bool for a
+    number, no float for an integer) and within its range (a float's finite range)."""
     dtype = np.dtype(NUMERIC[datatype])
-    if integer:
+    kinds: tuple[type, ...] = (
+        (bool,) if dtype.kind == "b" else (int,) if dtype.kind in "iu" else (int, float)
+    )
+    if not set(map(type, flat)).issubset(kinds):
+        j = next(j for j, v in enumerate(flat) if type(v) not in kinds)
+        raise InvalidInput(
+            f"{field}[{j}]: {shown(flat[j])} is not a {datatype} value", field=f"{field}[{j}]"
+        )
+    if dtype.kind == "b":
+        return np.asarray(flat, dtype=dtype)
+    low: float
+    high: float
+    wide: type[np.generic]
+    if dtype.kind in "iu":
         info = np.iinfo(dtype)  # type: ignore[type-var]
-        for j, v in enumerate(flat):
-            if not info.min <= v <= info.max:
-                raise InvalidInput(
-                    f"{field}[{j}]: {shown(v)} is outside {datatype}'s range", field=f"{field}[{j}]"
-                )
-    return np.asarray(flat, dtype=dtype)
+        low, high = int(info.min), int(info.max)
+        wide = np.uint64 if dtype.kind == "u" else np.int64
+    else:
+        high = float(np.finfo(dtype).max)
+        low, wide = -high, np.float64
+    try:  # vectorised while every value fits the widest type of its kind
+        values = np.asarray(flat, dtype=wide)
+        outside = ~((values >= low) & (values <= high))  # NaN and infinities too
+        bad = int(outside.argmax()) if outside.any() else None
+    except OverflowError:  # a Python int beyond 64 bits, or beyond float64
+        bad = next(j for j, v in enumerate(flat) if not low <= v <= high)
+    if bad is not None:
+        raise InvalidInput(
+            f"{field}[{bad}]: {shown(flat[bad])} is outside {datatype}'s range",
+            field=f"{field}[{bad}]",
+        )
+    return values.astype(dtype)
 
 
 def encode_outputs(
     outputs: list[Tensor], binary: set[str]
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """The outputs' JSON entries and, for those named in `binary`, their raw bytes (in
-    the same order), each entry then carrying parameters.binary_data_size."""
+    """The outputs' JSON entries (numeric `data` as a flat numpy array) and, for those
+    named in `binary`, their raw bytes (in the same order), each entry then carrying
+    parameters.binary_data_size."""
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for t in outputs:
@@ -186,6 +240,6 @@ def encode_outputs(
         elif isinstance(t.data, list):
             entry["data"] = [b.decode() for b in t.data]
         else:
-            entry["data"] = t.data.reshape(-1).tolist()
+            entry["data"] = t.data.reshape(-1)  # serialised as a list, in pieces if large
         entries.append(entry)
     return entries, blobs

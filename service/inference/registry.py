@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from service.digits import decimal
 from service.errors import InvalidInput, NotFound, shown
 from service.inference.base import LoadedModel
 
@@ -103,11 +104,5 @@ class Registry:
 
 
 def version_number(version: int | str) -> int | None:
-    """A client's version as a store version number, or None if it cannot be one.
-    Only ASCII digits count ('²'.isdigit() is true but int() refuses it), and only
-    as many as a version can have (int() also refuses strings over 4,300 digits)."""
-    if isinstance(version, int):
-        return version
-    if version.isascii() and version.isdigit() and len(version) <= 18:
-        return int(version)
-    return None
+    """A client's version as a store version number, or None if it cannot be one."""
+    return version if isinstance(version, int) else decimal(version)

@@ -246,3 +246,228 @@ def test_compressed_requests_as_tritonclient_sends_them(client: TestClient) -> N
         "/v2/models/counter/infer", content=bomb, headers={"Content-Encoding": "gzip"}
     )
     assert answer.status_code == 413 and "SERVICE_MAX_BODY_BYTES" in answer.json()["error"]
+
+
+def gzipped(body: dict[str, Any]) -> bytes:
+    import gzip
+
+    return gzip.compress(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("tensor", "field"),
+    [
+        ({"shape": [1] * 65, "data": [1]}, "inputs[0].shape"),  # numpy's limit is 64
+        ({"datatype": "FP64", "data": [[10**400]]}, "inputs[0].datatype"),
+        ({"shape": [1, 2**70], "data": [1]}, "inputs[0].shape"),
+        ({"shape": [-7, 2], "data": [1]}, "inputs[0].shape"),  # -7: -9999... (300 digits)
+    ],
+)
+def test_inputs_that_answered_500_are_400_naming_the_field(
+    client: TestClient, tensor: dict[str, Any], field: str
+) -> None:
+    body = json.dumps({"inputs": [{**tokens([[1]]), **tensor}]}).encode()
+    body = body.replace(b"-7", b"-" + b"9" * 300)
+    answer = client.post("/v2/models/counter/infer", content=body)
+    assert refused(answer).startswith(field), answer.text
+
+
+def test_binary_header_length_takes_ascii_digits_only() -> None:
+    from service.dataplane.tensors import split_body
+    from service.errors import InvalidInput
+
+    assert split_body(b"{}xy", "2") == (b"{}", b"xy")
+    for value in ("²", "٣", "+2", " 2", "", "2" * 19, "-0"):
+        with pytest.raises(InvalidInput) as refusal:
+            split_body(b"{}xy", value)
+        assert refusal.value.field == "Inference-Header-Content-Length"
+
+
+def test_one_decimal_reader_for_headers_and_paths(client: TestClient) -> None:
+    from service.digits import decimal
+
+    assert [decimal(v) for v in ("0", "007", b"42", "9" * 18)] == [0, 7, 42, 10**18 - 1]
+    assert [decimal(v) for v in ("²", "٣", b"\xb2", "", "1" * 19, "1_0", "1e3")] == [None] * 7
+    for version in ("²", "1" * 5000):
+        answer = client.get(f"/v2/models/counter/versions/{version}/ready")
+        assert answer.status_code == 404, answer.text
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value", "why"),
+    [
+        ("FP64", 10**400, "outside FP64's range"),
+        ("FP64", float("inf"), "outside FP64's range"),  # what JSON's 1e400 parses to
+        ("FP32", 1e39, "outside FP32's range"),
+        ("FP16", 70000, "outside FP16's range"),
+        ("INT8", 128, "outside INT8's range"),
+        ("UINT64", -1, "outside UINT64's range"),
+        ("INT64", 2**64, "outside INT64's range"),
+        ("INT32", 1.0, "not a INT32 value"),
+        ("FP32", True, "not a FP32 value"),
+        ("BOOL", 1, "not a BOOL value"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
+)
+def test_numbers_outside_their_datatype_are_refused_naming_the_value(
+    datatype: str, value: object, why: str
+) -> None:
+    from service.dataplane.tensors import read_input
+    from service.errors import InvalidInput
+    from service.oip_schemas import RequestInput
+
+    first = False if datatype == "BOOL" else 0
+    given = RequestInput(name="x", shape=[1, 2], datatype=datatype, data=[[first, value]])
+    with pytest.raises(InvalidInput) as refusal:
+        read_input(given, "inputs[0]", memoryview(b""), 0)
+    assert refusal.value.field == "inputs[0].data[1]" and why in refusal.value.message
+
+
+def test_numbers_within_their_datatype_are_read_exactly() -> None:
+    from service.dataplane.tensors import NUMERIC, read_input
+    from service.oip_schemas import RequestInput
+
+    cases: list[tuple[str, list[Any]]] = [
+        ("UINT64", [0, 2**64 - 1]),
+        ("INT8", [-128, 127]),
+        ("FP32", [3.4028234663852886e38, -1.5]),
+        ("FP64", [10**300, 2]),
+        ("BOOL", [True, False]),
+    ]
+    for datatype, values in cases:
+        given = RequestInput(name="x", shape=[2], datatype=datatype, data=values)
+        array, _ = read_input(given, "inputs[0]", memoryview(b""), 0)
+        assert array.dtype == NUMERIC[datatype]
+        assert array.tolist() == pytest.approx(values, rel=1e-7)
+
+
+def test_a_tensor_is_refused_by_its_shape_before_its_data_is_read(client: TestClient) -> None:
+    from service.dataplane.oip_prefix import PREFIX
+
+    many = [1] * PREFIX  # a body past the prefix: judged from its start, parsed no further
+    for tensor, needles in [
+        ({"shape": [1, 2_000_000], "data": many}, ["inputs[0].shape", "SERVICE_MAX_SEQUENCE"]),
+        ({"shape": [9, 1], "data": many}, ["inputs[0].shape", "SERVICE_MAX_BATCH_SIZE"]),
+        ({"shape": [1, 2], "data": many}, ["more than 2 values", "holds 2"]),
+    ]:
+        for order in (["name", "datatype", "shape", "data"], ["data", "name", "datatype", "shape"]):
+            entry = {"name": "tokens", "datatype": "INT64", **tensor}
+            body = {"inputs": [{k: entry[k] for k in order}]}
+            refused(client.post("/v2/models/counter/infer", json=body), *needles)
+            packed = gzipped(body)
+            headers = {"Content-Encoding": "gzip"}
+            answer = client.post("/v2/models/counter/infer", content=packed, headers=headers)
+            refused(answer, *needles)
+
+
+def test_a_value_cut_by_the_prefix_is_never_judged(client: TestClient) -> None:
+    from service.dataplane.oip_prefix import PREFIX
+
+    head = b'{"inputs":[{"name":"tokens","datatype":"INT64","shape":[2,'
+    # the prefix ends inside the shape: read there, it would look like [2]
+    body = head + b" " * (PREFIX - len(head) + 10) + b'3],"data":[[1,2,3],[4,5,6]]}]}'
+    answer = client.post("/v2/models/counter/infer", content=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["shape"][0] == 2
+
+
+def test_gzip_members_are_all_read_and_nothing_else_follows(client: TestClient) -> None:
+    import gzip
+    import zlib
+
+    body = json.dumps({"inputs": [tokens([[1, 2, 3]])]}).encode()
+    url = "/v2/models/counter/infer"
+    plain = client.post(url, content=body).json()
+
+    def post(packed: bytes, encoding: str = "gzip") -> Any:
+        return client.post(url, content=packed, headers={"Content-Encoding": encoding})
+
+    members = gzip.compress(body[:10]) + gzip.compress(body[10:])  # as `cat a.gz b.gz`
+    assert post(members).json() == plain
+    assert post(gzip.compress(body), "GZIP").json() == plain
+    refused(post(gzip.compress(body) + b"garbage"), "not valid gzip", "7 bytes after the end")
+    refused(post(gzip.compress(body) + b"\0\0"), "2 bytes after the end")
+    refused(post(zlib.compress(body) + b"x", "deflate"), "not valid deflate", "1 bytes after")
+    refused(post(zlib.compress(body) + zlib.compress(body), "deflate"), "after the end")
+    refused(post(gzip.compress(body)[:-3]), "ends before the end")
+    refused(post(b""), "not valid gzip")
+    refused(post(gzip.compress(body) + b"\x1f\x8bxx"), "not valid gzip")
+    # the limit holds across members, and is enforced while inflating
+    half = gzip.compress(b" " * 2_500_000)
+    answer = post(half + half)
+    assert answer.status_code == 413 and "SERVICE_MAX_BODY_BYTES" in answer.json()["error"]
+
+
+def test_a_large_body_takes_the_worker_thread_and_answers_as_a_small_one(
+    client: TestClient,
+) -> None:
+    from service.api.offload import SMALL_BODY
+
+    body = {"id": "x" * SMALL_BODY, "inputs": [tokens([[1, 2, 3]])]}
+    small = client.post("/v2/models/counter/infer", json={**body, "id": "x"}).json()
+    large = client.post("/v2/models/counter/infer", json=body).json()
+    assert large == {**small, "id": body["id"]}
+    native = {"inputs": [[1, 2, 3]], "return_probabilities": True}
+    padded = json.dumps(native).encode() + b" " * SMALL_BODY
+    expected = client.post("/v1/models/counter/predict", json=native).json()
+    assert client.post("/v1/models/counter/predict", content=padded).json() == expected
+    wrong = json.dumps({"inputs": "x"}).encode()
+    small_error = client.post("/v1/models/counter/predict", content=wrong)
+    large_error = client.post("/v1/models/counter/predict", content=wrong + b" " * SMALL_BODY)
+    assert small_error.status_code == large_error.status_code == 422
+    assert small_error.json() == large_error.json()
+
+
+def test_a_large_answer_is_the_same_json_as_a_small_one(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.api import json_pieces
+
+    rows = [[1, 2, 3], [4, 5, 6]]
+    request = {
+        "id": "7",
+        "inputs": [tokens(rows)],
+        "parameters": {"max_steps": 10},
+        "outputs": [{"name": "tokens"}, {"name": "probabilities"}],
+    }
+    whole = client.post("/v2/models/counter/infer", json=request)
+    monkeypatch.setattr(json_pieces, "PIECE", 7)  # every list in pieces
+    cut = client.post("/v2/models/counter/infer", json=request)
+    assert cut.content == whole.content and cut.json()["outputs"][1]["shape"] == [2, 10, 8]
+
+
+def test_a_sequence_ended_under_a_request_is_the_documented_400(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.dataplane.sessions import SessionOps
+    from service.errors import Conflict, shown
+
+    def infer(model: str, **parameters: Any) -> Any:
+        body = {"inputs": [tokens([[1]])], "parameters": {"sequence_id": 5, **parameters}}
+        if parameters.get("sequence_start") is None and model == "counter":
+            body["inputs"] = []
+        return client.post(f"/v2/models/{model}/infer", json=body)
+
+    step, generate = SessionOps.step, SessionOps.generate
+
+    async def ended_first(self: SessionOps, session_id: str, *args: Any) -> Any:
+        await self.delete(session_id, args[-1] if len(args) > 1 else None)  # sequence_end won
+        return await (step if args and hasattr(args[0], "inputs") else generate)(
+            self, session_id, *args
+        )
+
+    for model in ("stepper", "counter"):
+        assert infer(model, sequence_start=True).status_code == 200
+        monkeypatch.setattr(SessionOps, "step", ended_first)
+        monkeypatch.setattr(SessionOps, "generate", ended_first)
+        message = refused(infer(model), "sequence 5", "has not started or has ended")
+        assert "seq-" not in message
+        monkeypatch.undo()
+
+    async def busy(self: SessionOps, session_id: str, *args: Any) -> Any:
+        raise Conflict(f"session {shown(session_id)} is busy", field="session_id")
+
+    assert infer("stepper", sequence_start=True).status_code == 200
+    monkeypatch.setattr(SessionOps, "step", busy)
+    answer = infer("stepper")
+    assert answer.status_code == 409 and answer.json() == {"error": "sequence 5 is busy"}
