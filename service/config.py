@@ -44,6 +44,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, ge=1024, description="request body size; 413 beyond"
     )
+    # slow and excess clients (api/http_protocol.py, api/connection_cap.py)
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="request line + headers; 431 beyond"
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="from connection (or first byte) to headers; 408 after"
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="from headers to the whole body; 408 after"
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="open connections; beyond: an idle one gives way, or 503"
+    )
+    probe_connections: int = Field(
+        default=32, ge=0, description="connections beyond the cap kept for health probes"
+    )
 
     session_backend: Literal["memory", "redis"] = Field(
         default="memory", description="memory: in-process; redis: shared by replicas"

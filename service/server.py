@@ -6,6 +6,10 @@ sending); then the listening socket closes and in-flight requests get up to
 SERVICE_SHUTDOWN_TIMEOUT_SECONDS; then the lifespan lets queued batches finish (same
 bound) and closes the session store; the process exits 0. A second signal skips the
 waiting.
+
+Connections are guarded against slow, idle and oversized clients and capped
+(api/http_protocol.py, api/connection_cap.py); the soft open-file limit is raised to the
+hard one first, and the cap kept under it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from typing import Any
 import uvicorn
 
 from service import logs
+from service.api.connection_answers import Limits
+from service.api.connection_cap import ConnectionCap, fit, raise_open_files_limit
+from service.api.http_protocol import protocol_class
 from service.config import Settings
 
 log = logging.getLogger("service")
@@ -66,6 +73,12 @@ def run(app: Any, settings: Settings) -> None:
     """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
     runtime = getattr(getattr(app, "state", None), "runtime", None)
     logs.configure(settings)
+    open_files = raise_open_files_limit()
+    max_connections = fit(settings.max_connections, settings.probe_connections, open_files)
+    limits = Limits(
+        settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds
+    )
+    cap = ConnectionCap(max_connections, settings.probe_connections)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -75,7 +88,11 @@ def run(app: Any, settings: Settings) -> None:
         access_log=False,  # the service writes its own, with latency (api/access_log.py)
         workers=1,
         loop="auto",
-        http="auto",
+        # httptools, as "auto" picks, with header, timeout and connection guards; uvicorn's
+        # limit_concurrency is not used: it answers every request 503 at the limit, probes
+        # too, and never refuses a connection whose headers do not finish
+        http=protocol_class(limits, cap),
+        ws="none",  # no WebSocket routes; an upgraded connection would leave the count
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
     on_signal = getattr(runtime, "start_draining", None)
