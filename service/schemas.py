@@ -22,9 +22,15 @@ from service.wire_types import FLOAT32_MAX, SETTINGS_KEY, Token, from_settings
 
 __all__ = ["FLOAT32_MAX", "SETTINGS_KEY", "Token", "from_settings"]
 
+# fail_fast: a list stops at its first wrong item, so a body of 600,000 wrong tokens
+# costs one error, not 600,000 (5 s of validation)
 Sequence_ = Annotated[
     list[Token],
-    Field(min_length=1, json_schema_extra=from_settings(maxItems="max_sequence_length")),
+    Field(
+        fail_fast=True,
+        min_length=1,
+        json_schema_extra=from_settings(maxItems="max_sequence_length"),
+    ),
 ]
 # A sequence as tokens, or as text where that side of the model declares a tokenizer
 # (split into characters or words, then looked up in its vocabulary).
@@ -37,7 +43,7 @@ TokensOrText = Annotated[
 ]
 Batch = Annotated[
     list[TokensOrText],
-    Field(min_length=1, json_schema_extra=from_settings(maxItems="max_batch_size")),
+    Field(fail_fast=True, min_length=1, json_schema_extra=from_settings(maxItems="max_batch_size")),
 ]
 # range checked by the dataplane, whose message names the setting
 MaxSteps = Annotated[

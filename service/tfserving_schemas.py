@@ -77,7 +77,7 @@ Instance = Annotated[
 ]
 Columns = Annotated[
     list[TokensOrText],
-    Field(min_length=1),
+    Field(fail_fast=True, min_length=1),
     BeforeValidator(_named),
     WithJsonSchema(
         {
@@ -115,7 +115,11 @@ class TFPredictRequest(Request):
     instances: (
         Annotated[
             list[Instance],
-            Field(min_length=1, json_schema_extra=from_settings(maxItems="max_batch_size")),
+            Field(
+                fail_fast=True,
+                min_length=1,
+                json_schema_extra=from_settings(maxItems="max_batch_size"),
+            ),
         ]
         | None
     ) = Field(

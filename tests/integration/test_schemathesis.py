@@ -224,7 +224,9 @@ EXCLUDED = {
     r"steps the sequence by its 'tokens'": "a step model's V2 sequence given no input",
 }
 # JSON Schema calls 2.0 an integer; the server (pydantic, strict) does not
-INTEGRAL_FLOAT = r"got float|Input should be a valid integer|is not a U?INT\d+ value"
+INTEGRAL_FLOAT = (
+    r"not a float such as 2\.0|got float|Input should be a valid integer|is not a U?INT\d+ value"
+)
 
 
 def error_message(response: Any) -> str:

@@ -147,7 +147,7 @@ def test_unknown_model_and_version_are_404(http: Client) -> None:
     ("body", "expected"),
     [
         ({"instances": [[20, 99]]}, "instances[0][1]: token 99 is out of range"),
-        ({"inputs": [[20, 1.5]]}, "inputs[0][1]: Value error, a token must be an integer"),
+        ({"inputs": [[20, 1.5]]}, "inputs[0][1]: a token must be an integer"),
         ({"instances": ["20 36"]}, "instances[0]: text is accepted only where"),
         ({"instances": [{"input": [1]}]}, "the model has one input, 'tokens'"),
         ({"instances": []}, "instances: List should have at least 1 item"),
