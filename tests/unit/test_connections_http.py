@@ -8,7 +8,6 @@ import http.client
 import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from service.config import Settings
 from service.inference.base import LoadedModel, States
 from service.inference.registry import Registry
 from tests.fakes import CounterCompute, model
+from tests.threaded_server import serving_in_thread
 from tests.unit.test_streaming_fakes import PermittedCompute
 
 pytestmark = pytest.mark.unit
@@ -43,21 +43,8 @@ class FailingCompute(CounterCompute):
 @contextmanager
 def running(app: FastAPI) -> Iterator[tuple[int, uvicorn.Server]]:
     """`app` served by uvicorn on a free port: the port and the server."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + WAIT
-        while not server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        yield sock.getsockname()[1], server
-    finally:
-        server.should_exit = True
-        thread.join(WAIT)
-        sock.close()
+    with serving_in_thread(app) as (url, server):
+        yield int(url.rsplit(":", 1)[1]), server
 
 
 def served(compute_type: type[CounterCompute]) -> tuple[FastAPI, CounterCompute]:

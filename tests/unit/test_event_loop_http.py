@@ -14,11 +14,11 @@ from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from service.app import create_app
 from service.config import Settings
 from tests import fakes
+from tests.threaded_server import serving_in_thread
 
 pytestmark = pytest.mark.unit
 WAIT = 30.0  # seconds: only ever reached if the server is broken
@@ -28,20 +28,8 @@ INFER = "/v2/models/counter/infer"
 @contextmanager
 def serving() -> Iterator[str]:
     app = create_app(Settings(access_log=False), registry=fakes.registry())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + WAIT
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(WAIT)
-        sock.close()
+    with serving_in_thread(app) as (url, _):
+        yield url
 
 
 def bomb() -> bytes:

@@ -5,7 +5,6 @@ its session as it stood after the last token sent."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ from contextlib import contextmanager
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from httpx_sse import connect_sse
 
 from service.app import create_app
@@ -21,6 +19,7 @@ from service.config import Settings
 from service.inference.base import LoadedModel, ModelSpec, States
 from service.inference.registry import Registry
 from tests.fakes import CounterCompute, model
+from tests.threaded_server import serving_in_thread
 
 pytestmark = pytest.mark.unit
 WAIT = 10.0  # seconds: only ever reached if the server is broken
@@ -56,24 +55,12 @@ def serving() -> Iterator[tuple[str, PermittedCompute]]:
     compute = PermittedCompute(base.spec)
     registry = Registry({"counter": {1: LoadedModel(base.spec, compute)}})
     app = create_app(Settings(access_log=False), registry=registry)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = threading.Event()
-        while not server.started and not deadline.wait(0.01):
-            pass
+    with serving_in_thread(app) as (url, _):
         compute.armed = True
-        yield url, compute
-    finally:
-        compute.allow(1000)  # never leave a step waiting
-        server.should_exit = True
-        thread.join(WAIT)
-        sock.close()
+        try:
+            yield url, compute
+        finally:
+            compute.allow(1000)  # never leave a step waiting
 
 
 def test_the_first_token_arrives_before_the_last_is_decoded() -> None:
