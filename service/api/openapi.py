@@ -97,7 +97,9 @@ def _shared_statuses(
     responses.pop("422", None)  # FastAPI's; re-added below where input can be invalid
     parameters = operation.get("parameters", [])
     has_body = "requestBody" in operation
-    statuses = [403, 500]
+    # the connection itself (api/http_protocol.py) answers these on any path: headers
+    # late or too large, and every connection busy at SERVICE_MAX_CONNECTIONS
+    statuses = [403, 408, 431, 500, 503]
     if hosts_on and path not in UNCHECKED_HOST_PATHS:
         statuses.append(400)
     if guarded:

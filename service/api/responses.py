@@ -19,12 +19,16 @@ _MEANING = {
     404: "unknown model, version or session (sessions also once expired)",
     409: "conflict: nothing to feed back yet, or another change saved first (retry); "
     "idempotency_answer_too_large: a retried change was applied, its answer was not kept",
+    408: "request_timeout: headers not complete within SERVICE_HEADER_TIMEOUT_SECONDS, or "
+    "the body within SERVICE_BODY_TIMEOUT_SECONDS; the connection closes",
     410: "session_corrupt: the stored session cannot be used; delete it",
     413: "request body over SERVICE_MAX_BODY_BYTES",
     422: "invalid input or over a configured limit; names the field and what is allowed",
     429: "session cap reached; Retry-After",
+    431: "headers_too_large: request line and headers over SERVICE_MAX_HEADER_BYTES",
     500: "internal_error or compute_failed: a bug, logged; the next request is served as usual",
-    503: "models loading, queue full, session store down or batch worker stopped; Retry-After",
+    503: "models loading, queue full, session store down, batch worker stopped, or "
+    "too_many_connections (SERVICE_MAX_CONNECTIONS, each busy); Retry-After",
 }
 # the admin routes with API keys on (service/api/auth.py): a key not named there
 ADMIN_PREFIX = "/v1/admin/"
@@ -134,6 +138,16 @@ _EXAMPLES: dict[int | tuple[int, str], tuple[str, str, str | None]] = {
         "after 120 s when idle ones expire",
         None,
     ),
+    408: (
+        "request_timeout",
+        "request headers not complete within {header_timeout:g} s (SERVICE_HEADER_TIMEOUT_SECONDS)",
+        None,
+    ),
+    431: (
+        "headers_too_large",
+        "request line and headers exceed {max_header:,} bytes (SERVICE_MAX_HEADER_BYTES)",
+        None,
+    ),
     500: ("internal_error", "internal server error", None),
     503: ("not_ready", "models are still loading", None),
 }
@@ -154,6 +168,8 @@ def example(status: int, path: str, settings: Settings, admin: bool = False) -> 
         over=settings.max_body_bytes + 1,
         limit=settings.max_body_bytes,
         sessions=settings.max_sessions,
+        header_timeout=settings.header_timeout_seconds,
+        max_header=settings.max_header_bytes,
     )
     if plain_errors(path):
         if status == 400:
