@@ -13,8 +13,9 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 log = logging.getLogger("service")
@@ -214,7 +215,20 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return render(request.url.path, 500, "internal_error", "internal server error")
 
 
+# nginx's figure for "the client closed the request": in the access log and metrics only,
+# since nobody is left to read it
+CLIENT_GONE = 499
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body was complete: nothing went wrong here, so no
+    traceback; one INFO line, and 499 in the access log."""
+    log.info("request ended: the client went away before its body was complete")
+    return Response(status_code=CLIENT_GONE)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

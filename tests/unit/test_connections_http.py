@@ -116,3 +116,25 @@ def test_a_client_leaving_a_stream_is_one_info_line_without_a_traceback(
     (left,) = [r for r in caplog.records if "went away" in r.getMessage()]
     assert left.levelno == logging.INFO and left.name == "service"
     assert left.getMessage() == "stream ended: the client went away after 1 event(s)"
+
+
+def test_a_client_leaving_before_its_body_ends_is_one_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    base = model()
+    app = create_app(Settings(), registry=Registry({"counter": {1: base}}))
+    with running(app) as (port, server), caplog.at_level(logging.INFO):
+        client = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        head = "POST /v1/models/counter/predict HTTP/1.1\r\nHost: t\r\nContent-Length: 1000"
+        client.sendall(head.encode() + b"\r\n\r\n" + b'{"inputs": [[1')  # then hangs up
+        client.close()
+        deadline = time.monotonic() + WAIT
+        while not [r for r in caplog.records if r.name == "service.access"]:
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            time.sleep(0.01)
+    serious = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not serious, [(r.levelname, r.getMessage()) for r in serious]
+    (left,) = [r for r in caplog.records if "went away" in r.getMessage()]
+    assert left.levelno == logging.INFO and left.name == "service"
+    (access,) = [r for r in caplog.records if r.name == "service.access"]
+    assert '"POST /v1/models/counter/predict HTTP/1.1" 499' in access.getMessage()
