@@ -106,6 +106,13 @@ class Metrics:
             buckets=STORE_BUCKETS,
             registry=r,
         )
+        self.connections_cut = Counter(
+            PREFIX + "connections_cut",
+            "connections refused or closed by the connection guards (api/http_protocol.py), "
+            "by reason",
+            ["reason"],
+            registry=r,
+        )
         self.model_loaded = Gauge(
             PREFIX + "model_loaded",
             "1: this model version is served; 0: it failed to load",

@@ -79,6 +79,9 @@ def run(app: Any, settings: Settings) -> None:
         settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds
     )
     cap = ConnectionCap(max_connections, settings.probe_connections)
+    metrics = getattr(runtime, "metrics", None)
+    if metrics is not None:  # reasons are the guards' fixed phrases: bounded labels
+        cap.tally.counted = lambda reason: metrics.connections_cut.labels(reason).inc()
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -18,6 +18,7 @@ import logging
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 log = logging.getLogger("service")
@@ -67,9 +68,12 @@ class Tally:
         self.interval = interval
         self.counts: Counter[str] = Counter()
         self.logged_at = -interval
+        self.counted: Callable[[str], None] | None = None  # e.g. a metric, by reason
 
     def add(self, what: str) -> None:
         self.counts[what] += 1
+        if self.counted is not None:
+            self.counted(what)
         now = time.monotonic()
         if now - self.logged_at >= self.interval:
             counted = ", ".join(f"{what} {n}" for what, n in sorted(self.counts.items()))

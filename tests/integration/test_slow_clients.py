@@ -166,6 +166,11 @@ def test_an_oversized_header_gets_431_and_memory_does_not_follow_its_size(quick:
     with quick.connect() as sock:
         sock.sendall(PARTIAL + b"a" * 7000 + b"\r\nConnection: close\r\n\r\n")
         assert status_of(read_to_end(sock)) == 200
+    # and the refusals are counted for the operator
+    metrics = httpx.get(f"{quick.url}/metrics", timeout=WAIT).text
+    line = 'seq2seq_connections_cut_total{reason="431 headers too large"} '
+    (counted,) = [x for x in metrics.splitlines() if x.startswith(line)]
+    assert float(counted.split()[-1]) >= 4
 
 
 def test_headers_that_never_finish_are_cut_at_the_timeout(quick: Server) -> None:
