@@ -74,7 +74,10 @@ def run(app: Any, settings: Settings) -> None:
     runtime = getattr(getattr(app, "state", None), "runtime", None)
     logs.configure(settings)
     open_files = raise_open_files_limit()
-    max_connections = fit(settings.max_connections, settings.probe_connections, open_files)
+    try:
+        max_connections = fit(settings.max_connections, settings.probe_connections, open_files)
+    except ValueError as exc:  # no room under the open-file limit: a message, not a traceback
+        raise SystemExit(f"invalid configuration: {exc}") from None
     limits = Limits(
         settings.max_header_bytes, settings.header_timeout_seconds, settings.body_timeout_seconds
     )
