@@ -153,18 +153,26 @@ def _field(loc: tuple[int | str, ...]) -> str:
     return text or "body"
 
 
+def _path(request: Request) -> str:
+    """The path as the router saw it. Not `request.url.path`: building a URL drops tabs,
+    CRs and LFs (urllib's WHATWG rule), so `/v1/models/x/versions/%0D:predict` would look
+    like a native path and answer in the wrong error shape."""
+    path: str = request.scope["path"]
+    return path
+
+
 def error_response(exc: ServiceError, path: str = "") -> JSONResponse:
     return render(path, exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(exc, request.url.path)
+    return error_response(exc, _path(request))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    path = request.url.path
+    path = _path(request)
     errors = exc.errors()
     if errors and errors[0].get("type") == "json_invalid":
         detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
@@ -197,7 +205,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         allowed = _methods(request)
         headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
-    return render(request.url.path, exc.status_code, code, message, None, headers)
+    return render(_path(request), exc.status_code, code, message, None, headers)
 
 
 def _methods(request: Request) -> list[str]:
@@ -212,7 +220,7 @@ def _methods(request: Request) -> list[str]:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
-    return render(request.url.path, 500, "internal_error", "internal server error")
+    return render(_path(request), 500, "internal_error", "internal server error")
 
 
 # nginx's figure for "the client closed the request": in the access log and metrics only,

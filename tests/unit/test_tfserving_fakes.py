@@ -131,3 +131,14 @@ def test_openapi_documents_the_plain_error_body() -> None:
     # the native routes keep their error body
     detail = paths["/v1/models/{name}"]["get"]["responses"]["404"]["content"]
     assert detail["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorBody"
+
+
+@pytest.mark.parametrize("segment", ["%0D", "%0A", "%09", "a%0Db"])
+def test_a_version_of_control_characters_still_answers_as_tf_serving(
+    client: TestClient, segment: str
+) -> None:
+    """Building a URL drops CR, LF and tab, which made such a path look native to the
+    error renderer (found by schemathesis: a 404 in the native shape)."""
+    r = client.post(f"/v1/models/nope/versions/{segment}:predict", json={"instances": [[1]]})
+    assert r.status_code == 404
+    assert isinstance(r.json()["error"], str), r.json()
