@@ -19,11 +19,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
+from tests.integration import conftest
 from tests.integration.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -33,15 +33,9 @@ STALLED = b'POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{
 
 
 @dataclass
-class Server:
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
+class Server(conftest.Server):
+    url: str = ""
+    port: int = 0
 
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
@@ -53,8 +47,9 @@ class Server:
 
 
 def start(env: dict[str, str]) -> Server:
+    """A server on the fakes (no TensorFlow: it starts in about a second)."""
     port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_server"],
         cwd=ROOT,
@@ -62,30 +57,8 @@ def start(env: dict[str, str]) -> Server:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    return Server(f"http://127.0.0.1:{port}", port, process, log)
-
-
-def wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, server.output()
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(server.output())
-
-
-def stop(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=WAIT)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
-    server.log.close()
+    server = Server(process, log, f"http://127.0.0.1:{port}", port)
+    return server
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +73,12 @@ def servers() -> Iterator[tuple[Server, Server]]:
     )
     capped = start({"SERVICE_MAX_CONNECTIONS": "8", "SERVICE_PROBE_CONNECTIONS": "4"})
     try:
-        wait_ready(quick)
-        wait_ready(capped)
+        conftest.wait_ready(quick.url, quick, 60)
+        conftest.wait_ready(capped.url, capped, 60)
         yield quick, capped
     finally:
-        stop(quick)
-        stop(capped)
+        quick.stop()
+        capped.stop()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from service.inference.sampling import row_seeds
 from service.inference.slicing import clock
 from tests.fakes import CounterCompute, model
 from tests.unit.test_batcher import Recorder, until
+from tests.unit.test_batching_http import ControlledCompute
 
 pytestmark = pytest.mark.unit
 
@@ -38,15 +39,9 @@ POISON_TOKEN = 6  # in a source: the encoder raises
 POISON_STATE = 13.0  # in h: the decoder step raises
 
 
-class PoisonCompute(CounterCompute):
+class PoisonCompute(ControlledCompute):
     """Raises for poisoned rows, which fails the whole batch they are in; every step
     waits for `gate` (so the test can hold the compute thread while work queues)."""
-
-    def __init__(self, spec: ModelSpec) -> None:
-        super().__init__(spec)
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.gate.set()
 
     def encode(self, sources: np.ndarray) -> States:
         if (sources == POISON_TOKEN).any():
@@ -54,11 +49,10 @@ class PoisonCompute(CounterCompute):
         return super().encode(sources)
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
-        self.entered.set()
-        assert self.gate.wait(10), "the test never opened the gate"
+        result = super().step(tokens, states)  # waits for the gate
         if (states[0] == POISON_STATE).any():
             raise RuntimeError("poisoned state")
-        return super().step(tokens, states)
+        return result
 
 
 @dataclass
