@@ -80,7 +80,7 @@ def test_the_default_budget_is_one_mebibyte() -> None:
 
 
 # the issue's attack, smaller: 10 sessions x 32 keyed steps of ~44 KB answers (fakes)
-SESSIONS, KEYS, INPUTS, BUDGET = 10, 32, 256, 256 * 1024
+SESSIONS, KEYS, INPUTS, BUDGET = 4, 32, 256, 128 * 1024
 
 
 def remembered_answers(client: TestClient) -> int:
@@ -98,7 +98,7 @@ def remembered_answers(client: TestClient) -> int:
 
 
 def test_memory_kept_for_answers_is_bounded_by_sessions_times_the_budget() -> None:
-    """Python heap retained after the attack: every answer before the budget (~14 MB),
+    """Python heap retained after the attack: every answer before the budget (5.6 MB),
     at most sessions x budget with it, plus 1 MB for the rest (sessions, markers, the
     last request's leftovers). The access log is off: pytest keeps every log record."""
     with serve(access_log=False, idempotency_max_bytes_per_session=BUDGET) as client:
