@@ -96,6 +96,7 @@ class Batcher:
         self._worker: asyncio.Task[None] | None = None
         self._closing = False
         self.failure: str | None = None  # set if the worker ended unexpectedly
+        self.admitted_at = -1.0  # time.monotonic() when new jobs last started
         self.stats = BatchStats()
 
     @property
@@ -203,6 +204,8 @@ class Batcher:
             if not self._queues:
                 self._wake.clear()
             new = [j for j in new if not j.future.done()]  # cancelled meanwhile
+            if new:
+                self.admitted_at = time.monotonic()
             jobs = running + new
             self._active = []
             if not jobs:
@@ -215,6 +218,9 @@ class Batcher:
                 for job in new:
                     self._observer.waited.observe(started - job.queued_at)
             self._running = True
+            note = getattr(self._executor, "note", None)
+            if note is not None:
+                note(self)
             try:
                 results = await loop.run_in_executor(self._executor, self._run_groups, jobs)
             except asyncio.CancelledError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from service.errors import NotReady
-from service.inference.base import GREEDY, Decoding, LoadedModel, States
-from service.inference.batcher import Batcher, Continue
-from service.inference.decoding import RowDecoded, decode, generate_rows
-from service.inference.slicing.clock import SliceClock
-from service.inference.slicing.decode import Progress, advance, start, start_decode
-from service.inference.slicing.run import RunProgress, advance_runs, start_run
+from service.inference.base import GREEDY, Decoding, LoadedModel
+from service.inference.batcher import Batcher
+from service.inference.decoding import RowDecoded
+from service.inference.executor import LATELY
+from service.inference.operations import GenerateJob, Operations, PredictJob, RunJob
 from service.metrics import Metrics
+
+__all__ = ["BatchSettings", "Engines", "ModelEngine", "PredictJob"]
 
 log = logging.getLogger("service")
 
@@ -31,31 +32,6 @@ class BatchSettings:
     slice_seconds: float = 0.002  # compute per decoding slice; 0: a decode runs whole
 
 
-@dataclass(frozen=True)
-class PredictJob:
-    sequences: list[list[int]]
-    max_steps: int
-    decoding: list[Decoding]  # one per sequence, all in one group
-    wanted: list[int] | None = None  # beam: hypotheses per sequence
-
-
-def _probs(key: Hashable) -> bool:
-    return bool(key[0] if isinstance(key, tuple) else key)
-
-
-def _sliced(key: Hashable) -> bool:
-    """Greedy and sampled decodes run in slices; beam search runs whole."""
-    return isinstance(key, tuple) and key[1][0] != "beam"
-
-
-def _only_row(progress: Progress | RunProgress) -> RowDecoded:
-    return progress.results()[0]
-
-
-def _stack(states: Sequence[tuple[np.ndarray, ...]]) -> States:
-    return [np.stack(column) for column in zip(*states, strict=True)]
-
-
 class ModelEngine:
     def __init__(
         self,
@@ -66,10 +42,9 @@ class ModelEngine:
     ):
         self.model = model
         name = f"{model.spec.name}/{model.spec.version}"
-        self._steps = metrics.decoder(model.spec.name) if metrics is not None else None
-        self._decode_clock = SliceClock(settings.slice_seconds)
-        self._run_clock = SliceClock(settings.slice_seconds)
+        steps = metrics.decoder(model.spec.name) if metrics is not None else None
         self._executor = executor
+        ops = Operations(model, settings.slice_seconds, self._contended, steps)
 
         def batcher(kind: str, process: Any) -> Batcher:
             return Batcher(
@@ -82,16 +57,20 @@ class ModelEngine:
                 metrics.batcher(model.spec.name, kind) if metrics is not None else None,
             )
 
-        self._predict = batcher("predict", self._process_predict)
-        self._run = batcher("step", self._process_run)
-        self._generate = batcher("generate", self._process_generate)
-        self._encode = batcher("encode", self._process_encode)
+        self._predict = batcher("predict", ops.predict)
+        self._run = batcher("step", ops.run)
+        self._generate = batcher("generate", ops.generate)
+        self._encode = batcher("encode", ops.encode)
         self.batchers = (self._predict, self._run, self._generate, self._encode)
 
     def _contended(self) -> bool:
-        """Other work waits for the compute thread (read there, between slices)."""
-        waiting = getattr(self._executor, "waiting", 0)
-        return waiting > 0 or any(b.queued_rows for b in self.batchers)
+        """Others use the compute thread: another batcher sent calls lately, or new
+        jobs queue or started lately here (read on the compute thread, between slices)."""
+        lately = time.monotonic() - LATELY
+        if any(b.queued_rows or b.admitted_at > lately for b in self.batchers):
+            return True
+        busy_besides = getattr(self._executor, "busy_besides", None)
+        return busy_besides is not None and bool(busy_besides(self.batchers))
 
     async def drain(self, timeout: float) -> bool:
         """Let queued and running batches finish; False if `timeout` passes first."""
@@ -131,7 +110,7 @@ class ModelEngine:
     ) -> RowDecoded:
         """Feed `tokens` from one session's states (and memory, last)."""
         key = self._key(states, probs, GREEDY)
-        result: RowDecoded = await self._run.submit(key, 1, (states, tokens))
+        result: RowDecoded = await self._run.submit(key, 1, RunJob(states, tokens))
         return result
 
     async def generate(
@@ -144,111 +123,13 @@ class ModelEngine:
         wanted: int = 1,
     ) -> RowDecoded:
         key = self._key(states, probs, decoding)
-        payload = (states, token, max_steps, decoding, wanted)
-        result: RowDecoded = await self._generate.submit(key, 1, payload)
+        job = GenerateJob(states, token, max_steps, decoding, wanted)
+        result: RowDecoded = await self._generate.submit(key, 1, job)
         return result
 
     async def encode(self, source: list[int]) -> tuple[np.ndarray, ...]:
         result: tuple[np.ndarray, ...] = await self._encode.submit(len(source), 1, source)
         return result
-
-    # ---- compute thread ---------------------------------------------------------
-
-    def _count_steps(self, rows: list[RowDecoded], width: int = 1) -> None:
-        """Decoder steps run: one per output token of each row (x width for beams)."""
-        if self._steps is not None:
-            self._steps.inc(width * sum(len(row.outputs) for row in rows))
-
-    def _process_predict(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
-        probs = _probs(key)
-        if self.model.spec.manifest.kind == "step":  # greedy only
-            return self._slices(jobs, probs, self._start_step_predict, Progress.results)
-        if _sliced(key):
-            return self._slices(jobs, probs, self._start_predict, Progress.results)
-        sequences = [s for job in jobs for s in job.sequences]
-        limits = [job.max_steps for job in jobs for _ in job.sequences]
-        decoding = [d for job in jobs for d in job.decoding]
-        wanted = [n for job in jobs for n in (job.wanted or [1] * len(job.sequences))]
-        rows = decode(self.model.compute, sequences, limits, probs, decoding, wanted)
-        self._count_steps(rows, jobs[0].decoding[0].beam_width)
-        results: list[Any] = []
-        begin = 0
-        for job in jobs:
-            results.append(rows[begin : begin + len(job.sequences)])
-            begin += len(job.sequences)
-        return results
-
-    def _slices(
-        self,
-        payloads: Sequence[Any],
-        probs: bool,
-        begin: Callable[[Any, bool], Progress | RunProgress],
-        answer: Callable[[Any], Any],
-    ) -> list[Any]:
-        """One slice of every job (new jobs start theirs); a job whose rows are all done
-        answers, the others continue in the next iteration."""
-        started = [
-            p if isinstance(p, Progress | RunProgress) else begin(p, probs) for p in payloads
-        ]
-        compute, contended = self.model.compute, self._contended
-        decodes = [p for p in started if isinstance(p, Progress)]
-        runs = [p for p in started if isinstance(p, RunProgress)]
-        ran = 0
-        if decodes:
-            end = self.model.spec.manifest.end_id
-            ran += advance(compute, decodes, probs, self._decode_clock, end, contended)
-        if runs:
-            ran += advance_runs(compute, runs, probs, self._run_clock, contended)
-        if self._steps is not None:
-            self._steps.inc(ran)
-        return [Continue(p, p.running) if p.lanes else answer(p) for p in started]
-
-    def _start_predict(self, job: PredictJob, probs: bool) -> Progress:
-        manifest = self.model.spec.manifest
-        limits = [job.max_steps] * len(job.sequences)
-        width, start_id = manifest.output_cardinality, manifest.start_id or 0
-        return start_decode(
-            self.model.compute, job.sequences, limits, probs, width, job.decoding, start_id
-        )
-
-    def _start_step_predict(self, job: PredictJob, probs: bool) -> RunProgress:
-        """A step model's predict: each sequence from a zero state."""
-        states = self.model.spec.zero_states(len(job.sequences))
-        return start_run(states, job.sequences, probs, self.model.spec.manifest.output_cardinality)
-
-    def _start_generate(self, job: tuple[Any, ...], probs: bool) -> Progress:
-        states, token, max_steps, decoding, _wanted = job
-        tokens = np.asarray([token], np.int32)
-        width = self.model.spec.manifest.output_cardinality
-        return start(tokens, _stack([states]), [max_steps], probs, width, [decoding])
-
-    def _start_run(self, job: tuple[tuple[np.ndarray, ...], list[int]], probs: bool) -> RunProgress:
-        states, tokens = job
-        width = self.model.spec.manifest.output_cardinality
-        return start_run(_stack([states]), [tokens], probs, width)
-
-    def _process_run(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
-        return self._slices(jobs, _probs(key), self._start_run, _only_row)
-
-    def _process_generate(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
-        if _sliced(key):
-            return self._slices(jobs, _probs(key), self._start_generate, _only_row)
-        states = _stack([job[0] for job in jobs])
-        tokens = np.asarray([job[1] for job in jobs], dtype=np.int32)
-        limits = [job[2] for job in jobs]
-        decoding = [job[3] for job in jobs]
-        wanted = [job[4] for job in jobs]
-        rows = generate_rows(
-            self.model.compute, tokens, states, limits, _probs(key), decoding, wanted
-        )
-        self._count_steps(rows, decoding[0].beam_width)
-        return list(rows)
-
-    def _process_encode(
-        self, _length: Hashable, sources: Sequence[list[int]]
-    ) -> list[tuple[np.ndarray, ...]]:
-        states = self.model.compute.encode(np.asarray(sources, dtype=np.int32))
-        return [tuple(s[i].copy() for s in states) for i in range(len(sources))]
 
 
 class Engines:

@@ -6,8 +6,8 @@ their sampling streams' positions. `advance` runs one slice over every running r
 many jobs at once (one `generate` call per memory shape: rows of attention models with
 other source lengths cannot share a call), then applies each call's results, all
 vectorised. A sampled row draws at its stream's position, so its tokens are the whole
-decode's. A slice stops where the first of its jobs is done, so a short request leaves
-as soon as it can.
+decode's. Each row runs at most the slice's steps; a row with fewer left ends inside
+the slice and its job answers when the slice returns.
 """
 
 from __future__ import annotations
@@ -127,10 +127,8 @@ def advance(
     outcomes = []
     for lanes in calls.values():
         remaining = np.concatenate([lane.remaining for _, lane in lanes])
-        if clock.target > 0:
-            steps = min(clock.steps(len(remaining), contended()), int(remaining.min()))
-        else:
-            steps = int(remaining.max())
+        longest = int(remaining.max())
+        steps = min(clock.steps(len(remaining), contended()), longest) if clock.target else longest
         began = time.perf_counter()
         decoded = compute.generate(
             np.concatenate([lane.tokens for _, lane in lanes]),
