@@ -3,16 +3,15 @@ calls, and a long job runs in slices that let everything else through between th
 
 Jobs queue on the event loop. One worker per batcher runs iterations: each takes the
 jobs still running from the last iteration plus newly queued ones (up to `max_rows`
-rows in all; queued jobs are taken round-robin by owner, the API key that sent them,
-so one key's flood cannot push the others back), groups them by key (jobs that can
-share a graph call) and runs every group in one trip to the compute thread. A group's
-`process` answers each job with its result, or with `Continue` when the job has more
-to do (a decode runs a bounded slice of steps per iteration): the job then stays in
-the running set and joins the next iteration, together with whatever arrived
-meanwhile ("continuous batching", as Orca and vLLM schedule autoregressive decoders).
-Finished jobs leave at once. Every batcher of every model takes its turn on the
-compute thread between two slices of another's, so a long decode delays others by a
-slice, not by its whole length.
+rows in all; queued jobs are taken round-robin by owner, the API key that sent them:
+fair_queue.py), groups them by key (jobs that can share a graph call) and runs every
+group in one trip to the compute thread. A group's `process` answers each job with
+its result, or with `Continue` when the job has more to do (a decode runs a bounded
+slice of steps per iteration): the job then stays in the running set and joins the
+next iteration, together with whatever arrived meanwhile ("continuous batching", as
+Orca and vLLM schedule autoregressive decoders). Finished jobs leave at once. Every
+batcher of every model takes its turn on the compute thread between two slices of
+another's, so a long decode delays others by a slice, not by its whole length.
 
 Isolation: a failing group is retried job by job, so only the jobs that fail alone
 get an error, whatever they raise. Should the worker itself ever end other than by
@@ -25,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import ComputeFailed, NotReady, Overloaded
+from service.inference.fair_queue import FairQueue
 from service.metrics import BatchObserver
 from service.request_context import current_owner
 
@@ -87,8 +86,7 @@ class Batcher:
         self.max_rows = max_rows
         self.max_delay = max_delay
         self.max_queue_rows = max_queue_rows
-        self._queues: dict[str, deque[Job]] = {}  # by owner, served round-robin
-        self._queued_rows = 0
+        self._queue: FairQueue[Job] = FairQueue()
         self._active: list[Job] = []  # jobs that continue in the next iteration
         self._taken: list[Job] = []  # the iteration the worker is running
         self._running = False  # an iteration is out on the compute thread
@@ -101,12 +99,12 @@ class Batcher:
 
     @property
     def queued_rows(self) -> int:
-        return self._queued_rows
+        return self._queue.rows
 
     @property
     def idle(self) -> bool:
         """Nothing queued, nothing running and nothing to continue."""
-        return not self._queues and not self._running and not self._active
+        return not self._queue and not self._running and not self._active
 
     async def drain(self, timeout: float) -> bool:
         """Wait until queued jobs and the running batch are done (new jobs may still be
@@ -121,9 +119,9 @@ class Batcher:
     async def submit(self, key: Hashable, rows: int, payload: Any) -> Any:
         if self.failure is not None:
             raise self._failed()
-        if self._queued_rows + rows > self.max_queue_rows:
+        if self._queue.rows + rows > self.max_queue_rows:
             raise Overloaded(
-                f"{self.name}: {self._queued_rows} rows already queued (limit "
+                f"{self.name}: {self._queue.rows} rows already queued (limit "
                 f"{self.max_queue_rows}, SERVICE_MAX_QUEUE_ROWS); retry shortly",
                 headers={"Retry-After": "1"},
             )
@@ -133,8 +131,7 @@ class Batcher:
         future = asyncio.get_running_loop().create_future()
         owner = current_owner()
         job = Job(key, rows, payload, future, time.perf_counter(), owner)
-        self._queues.setdefault(owner, deque()).append(job)
-        self._queued_rows += rows
+        self._queue.append(job)
         self._wake.set()
         return await job.future
 
@@ -161,47 +158,28 @@ class Batcher:
         self._fail_queued(self._failed())
 
     def _fail_queued(self, error: Exception) -> None:
-        queued = [job for queue in self._queues.values() for job in queue]
+        queued = list(self._queue)
         for job in [*self._taken, *self._active, *queued]:
             if not job.future.done():
                 job.future.set_exception(error)
         self._taken = []
         self._active = []
-        self._queues.clear()
-        self._queued_rows = 0
-
-    def _take(self, room: int) -> list[Job]:
-        """Queued jobs for `room` more rows, one owner's oldest job at a time in turn;
-        at least one job when nothing else runs (a job larger than max_rows runs alone)."""
-        jobs: list[Job] = []
-        rows = 0
-        while self._queues:
-            owner, queue = next(iter(self._queues.items()))
-            job = queue[0]
-            if rows + job.rows > room and (jobs or self._active):
-                break
-            queue.popleft()
-            del self._queues[owner]
-            if queue:  # the owner's next job waits behind every other owner's
-                self._queues[owner] = queue
-            rows += job.rows
-            jobs.append(job)
-        self._queued_rows -= rows
-        return jobs
+        self._queue.clear()
 
     async def _run_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self._active:
                 await self._wake.wait()
-                if self.max_delay > 0 and self._queued_rows < self.max_rows:
+                if self.max_delay > 0 and self._queue.rows < self.max_rows:
                     deadline = time.monotonic() + self.max_delay
-                    while self._queued_rows < self.max_rows and time.monotonic() < deadline:
+                    while self._queue.rows < self.max_rows and time.monotonic() < deadline:
                         await asyncio.sleep(min(0.0005, deadline - time.monotonic()))
             running = [j for j in self._active if not j.future.done()]  # gone: leave
             self._active = running
-            new = self._take(self.max_rows - sum(j.rows for j in running))
-            if not self._queues:
+            room = self.max_rows - sum(j.rows for j in running)
+            new = self._queue.take(room, at_least_one=not running)
+            if not self._queue:
                 self._wake.clear()
             new = [j for j in new if not j.future.done()]  # cancelled meanwhile
             if new:

@@ -16,7 +16,8 @@ from service.inference.base import GREEDY, Decoding, LoadedModel
 from service.inference.batcher import Batcher
 from service.inference.decoding import RowDecoded
 from service.inference.executor import LATELY
-from service.inference.operations import GenerateJob, Operations, PredictJob, RunJob
+from service.inference.jobs import GenerateJob, PredictJob, RunJob
+from service.inference.operations import Operations
 from service.metrics import Metrics
 
 __all__ = ["BatchSettings", "Engines", "ModelEngine", "PredictJob"]

@@ -18,38 +18,15 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
-from service.inference.base import Decoding, LoadedModel, States
+from service.inference.base import LoadedModel, States
 from service.inference.batcher import Continue
 from service.inference.decoding import RowDecoded, decode, generate_rows, run_rows
+from service.inference.jobs import GenerateJob, PredictJob, RunJob, Session
 from service.inference.slicing.clock import SliceClock
 from service.inference.slicing.decode import Progress, advance, start, start_decode
 from service.inference.slicing.run import RunProgress, advance_runs, start_run
 
 Running = Progress | RunProgress
-Session = tuple[np.ndarray, ...]  # one session's states (and memory, last)
-
-
-@dataclass(frozen=True)
-class PredictJob:
-    sequences: list[list[int]]
-    max_steps: int
-    decoding: list[Decoding]  # one per sequence, all in one group
-    wanted: list[int] | None = None  # beam: hypotheses per sequence
-
-
-@dataclass(frozen=True)
-class GenerateJob:
-    states: Session
-    token: int
-    max_steps: int
-    decoding: Decoding
-    wanted: int = 1  # beam: hypotheses
-
-
-@dataclass(frozen=True)
-class RunJob:
-    states: Session
-    tokens: list[int]
 
 
 def probs_of(key: Hashable) -> bool:
