@@ -17,7 +17,6 @@ import asyncio
 import gzip
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.wrk import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK = 0.001
@@ -190,33 +191,14 @@ def healthz_under_uploads(url: str, path: str, uploads: int = 10) -> tuple[float
     return slowest * 1000, polls
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the server exited")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
-
-
 def run(fakes: bool, print_row: Callable[[str], Any] = print) -> None:
     port = free_port()
     command = [sys.executable, "-m", "bench.event_loop", "serve", "--port", str(port)]
     proc = subprocess.Popen([*command, *(["--fakes"] if fakes else [])], env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc)
+        # its output goes to this terminal: nothing to show on failure
+        wait_ready(url, proc, time.monotonic() + 120, "the server", lambda: "")
         with httpx.Client(base_url=url, timeout=120) as client:
             client.get("/_stall")
             time.sleep(0.2)
