@@ -29,12 +29,12 @@ from fastapi import FastAPI
 from rich.progress import Progress
 from starlette.routing import Route
 
-from service import logs
-from service.api import access_log
-from service.api.observe import RequestObserver
+from service.api.middleware import access_log
+from service.api.middleware.observe import RequestObserver
 from service.app import create_app
 from service.config import Settings
-from service.inference.registry import Registry
+from service.inference.model.registry import Registry
+from service.observability import logs
 from service.progress import bars
 from service.runtime import Runtime
 from service.sessions.memory import MemorySessionStore

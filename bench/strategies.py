@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from service.inference.base import Decoding, LoadedModel
-from service.inference.decoding import sampling
-from service.inference.loop import LoopCompute
-from service.inference.sampling import row_seeds
-from service.inference.store import load_store
+from service.inference.model.interface import Decoding, LoadedModel
+from service.inference.model.store import load_store
+from service.inference.reference.loops import LoopCompute
+from service.inference.reference.sampling import row_seeds
+from service.inference.serving.decoding import sampling
 
 
 def median_seconds(run: Callable[[], object], rounds: int) -> float:

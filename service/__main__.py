@@ -16,8 +16,8 @@ from service.cli import register as register_client_commands
 def _serve(args: argparse.Namespace) -> int:
     from service.app import create_app
     from service.config import Settings
-    from service.inference.manifest import ManifestError
-    from service.inference.store import check_store
+    from service.inference.model.manifest import ManifestError
+    from service.inference.model.store import check_store
 
     overrides: dict[str, Any] = {
         key: value
@@ -78,13 +78,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from service.model_tools import check
+    from service.tools.check import check
 
     return check(Path(args.directory))
 
 
 def _import(args: argparse.Namespace) -> int:
-    from service.model_tools import import_model
+    from service.tools.check import import_model
 
     return import_model(args)
 

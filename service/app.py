@@ -12,24 +12,17 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__, errors
-from service.api import (
-    admin,
-    docs,
-    health,
-    metrics,
-    models,
-    observe,
-    openapi,
-    predict,
-    sessions,
-    tfserving,
-    v2,
-)
-from service.api.auth import ApiKeyAuth, load_keys
-from service.api.body_limit import BodyLimit
-from service.api.origins import BrowserGuard, split_list
+from service.api.docs import openapi
+from service.api.docs import pages as docs
+from service.api.middleware import observe
+from service.api.middleware.auth import ApiKeyAuth, load_keys
+from service.api.middleware.body_limit import BodyLimit
+from service.api.middleware.origins import BrowserGuard, split_list
+from service.api.native import admin, health, metrics, models, predict, sessions
+from service.api.tfserving import routes as tfserving
+from service.api.v2 import routes as v2
 from service.config import Settings
-from service.inference.registry import Registry
+from service.inference.model.registry import Registry
 from service.runtime import Runtime
 from service.sessions.base import SessionStore
 from service.sessions.memory import MemorySessionStore
@@ -46,8 +39,8 @@ CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"
 
 
 def _load(settings: Settings) -> Registry:
-    from service.inference.keras_model import configure_threads
-    from service.inference.store import load_store
+    from service.inference.compiled.keras_model import configure_threads
+    from service.inference.model.store import load_store
 
     configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     return load_store(settings.model_store, settings.default_model)
@@ -136,7 +129,7 @@ def create_app(
         version=__version__,
         summary="Step-wise decoding and stateful sessions for Keras LSTM encoder-decoder models",
         lifespan=lifespan,
-        docs_url=None,  # service/api/docs.py serves /docs and /redoc without a CDN
+        docs_url=None,  # service/api/docs/pages.py serves /docs and /redoc without a CDN
         redoc_url=None,
     )
     app.state.runtime = runtime

@@ -12,11 +12,11 @@ from service.config import Settings
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
 from service.errors import Conflict, NotReady, ServiceError
-from service.inference.engine import BatchSettings, Engines
-from service.inference.executor import ComputeExecutor
-from service.inference.registry import Registry, version_number
-from service.inference.reload import Reloader, ReloadReport
-from service.metrics import Metrics, ModelState
+from service.inference.model.registry import Registry, version_number
+from service.inference.model.reload import Reloader, ReloadReport
+from service.inference.serving.engine import BatchSettings, Engines
+from service.inference.serving.executor import ComputeExecutor
+from service.observability.metrics import Metrics, ModelState
 from service.sessions.base import SessionStore
 from service.sessions.instrumented import InstrumentedStore
 

@@ -23,11 +23,11 @@ from typing import Any
 
 import uvicorn
 
-from service import logs
-from service.api.connection_answers import Limits
-from service.api.connection_cap import ConnectionCap, fit, raise_open_files_limit
-from service.api.http_protocol import protocol_class
+from service.api.connections.answers import Limits
+from service.api.connections.cap import ConnectionCap, fit, raise_open_files_limit
+from service.api.connections.protocol import protocol_class
 from service.config import Settings
+from service.observability import logs
 
 log = logging.getLogger("service")
 

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from service.inference.base import LoadedModel, ModelSpec, States
-from service.inference.loop import LoopCompute
-from service.inference.manifest import InputEncoding, Manifest
-from service.inference.registry import Registry
+from service.inference.model.interface import LoadedModel, ModelSpec, States
+from service.inference.model.manifest import InputEncoding, Manifest
+from service.inference.model.registry import Registry
+from service.inference.reference.loops import LoopCompute
 
 VOCAB = ["<s>", "a", "b", "c", "d", "e", "f", "</s>"]
 

@@ -287,7 +287,7 @@ def tutorial_decode(
 ) -> tuple[list[int], list[np.ndarray]]:
     """The tutorials' loop, one source at a time: encode once, then call the decoder on
     one token and the states, take the argmax, feed it back; stop at the end token."""
-    from service.inference.manifest import Manifest
+    from service.inference.model.manifest import Manifest
 
     m = Manifest.model_validate(model.manifest)
     outs = model.encoder(

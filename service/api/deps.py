@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
 from service.errors import NotReady
-from service.inference.registry import Registry
+from service.inference.model.registry import Registry
 from service.runtime import Runtime
 
 

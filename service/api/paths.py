@@ -2,7 +2,7 @@
 without this `GET /v1/models/reverse:predict` would ask the model status route for a
 model named "reverse:predict" (a 404) instead of answering 405 as TF Serving's
 `:predict` path should. Model names and versions never contain ':'
-(service/inference/store.py), so nothing that exists stops matching."""
+(service/inference/model/store.py), so nothing that exists stops matching."""
 
 from __future__ import annotations
 

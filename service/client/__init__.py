@@ -1,6 +1,6 @@
 """A typed client for the service's native API, synchronous and asynchronous, on httpx.
 
-It speaks the server's own wire models (service/schemas.py, service/decoding_schemas.py)
+It speaks the server's own wire models (service/wire/native.py, service/wire/decoding.py)
 and imports nothing else of the server: no FastAPI, no TensorFlow.
 
     with Client("http://127.0.0.1:8000") as client:
@@ -38,8 +38,8 @@ from service.client.events import PredictEvent, StepEvent
 from service.client.options import DecodingOptions, PredictOptions
 from service.client.sync_client import DEFAULT_URL, Client
 from service.client.sync_session import Session
-from service.decoding_schemas import TokenEvent
-from service.schemas import (
+from service.wire.decoding import TokenEvent
+from service.wire.native import (
     ModelDetail,
     ModelList,
     ModelVersionInfo,

@@ -20,8 +20,8 @@ from service.client.events import EventReader, PredictEvent, is_event_stream
 from service.client.options import PredictOptions
 from service.client.retry import Attempts, RetryPolicy
 from service.client.sync_client import DEFAULT_URL
-from service.decoding_schemas import TokenEvent
-from service.schemas import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
+from service.wire.decoding import TokenEvent
+from service.wire.native import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
 
 
 class AsyncClient:

@@ -13,7 +13,7 @@ from service.client.calls import Tokens
 from service.client.errors import ClientError, NotFound
 from service.client.events import StepEvent
 from service.client.options import DecodingOptions
-from service.schemas import SessionInfo, StepResponse
+from service.wire.native import SessionInfo, StepResponse
 
 if TYPE_CHECKING:
     from service.client.async_client import AsyncClient

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from service import __version__
 from service.client.errors import ProtocolError
-from service.schemas import (
+from service.wire.native import (
     CreateSessionRequest,
     GenerateRequest,
     PredictRequest,
@@ -27,7 +27,7 @@ from service.schemas import (
 Answer = TypeVar("Answer", bound=BaseModel)
 Token = int | str
 Tokens = Sequence[Token] | str  # one sequence: token ids or vocabulary strings, or text
-IDEMPOTENCY_HEADER = "Idempotency-Key"  # service/api/sessions.py IDEMPOTENCY_KEY
+IDEMPOTENCY_HEADER = "Idempotency-Key"  # service/api/native/sessions.py IDEMPOTENCY_KEY
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Call:
 
 
 def headers(api_key: str | None) -> dict[str, str]:
-    """Sent with every request (service/api/auth.py accepts `Authorization: Bearer`)."""
+    """Sent with every request (service/api/middleware/auth.py accepts `Authorization: Bearer`)."""
     sent = {"User-Agent": f"seq2seq-serving-client/{__version__}"}
     if api_key is not None:
         sent["Authorization"] = f"Bearer {api_key}"

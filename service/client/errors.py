@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from service.schemas import ErrorBody
+from service.wire.native import ErrorBody
 
 MAX_TEXT = 500  # characters of a non-JSON error body kept in the message
 

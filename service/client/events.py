@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from service.client.calls import Answer
 from service.client.errors import ProtocolError, from_event
-from service.decoding_schemas import TokenEvent
-from service.schemas import PredictResponse, StepResponse
+from service.wire.decoding import TokenEvent
+from service.wire.native import PredictResponse, StepResponse
 
 PredictEvent = TokenEvent | PredictResponse
 StepEvent = TokenEvent | StepResponse

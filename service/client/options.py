@@ -1,12 +1,12 @@
 """The optional body fields of the decoding calls, as keyword arguments mypy checks.
 None leaves a field to the server's default. The wire models check the values again
-at run time (service/schemas.py, service/decoding_schemas.py), before anything is sent."""
+at run time (service/wire/native.py, service/wire/decoding.py), before anything is sent."""
 
 from __future__ import annotations
 
 from typing import TypedDict
 
-from service.decoding_schemas import Strategy
+from service.wire.decoding import Strategy
 
 
 class DecodingOptions(TypedDict, total=False):

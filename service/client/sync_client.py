@@ -17,8 +17,8 @@ from service.client.events import EventReader, PredictEvent, is_event_stream
 from service.client.options import PredictOptions
 from service.client.retry import Attempts, RetryPolicy
 from service.client.sync_session import Session
-from service.decoding_schemas import TokenEvent
-from service.schemas import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
+from service.wire.decoding import TokenEvent
+from service.wire.native import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

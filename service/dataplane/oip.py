@@ -30,15 +30,15 @@ from service.dataplane.sessions import SessionOps
 from service.dataplane.tensors import Tensor
 from service.dataplane.tokens import TokensIn, to_text
 from service.errors import InvalidInput, shown
-from service.inference.base import LoadedModel
-from service.oip_schemas import (
+from service.inference.model.interface import LoadedModel
+from service.wire.native import (
+    StepResponse,
+)
+from service.wire.oip import (
     InferenceRequest,
     ModelMetadata,
     RequestParameters,
     TensorMetadata,
-)
-from service.schemas import (
-    StepResponse,
 )
 
 PROBABILITIES = "probabilities"

@@ -12,8 +12,8 @@ from service.config import Settings
 from service.dataplane.tensors import check_datatype, listed, read_input
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, shown
-from service.inference.base import LoadedModel
-from service.oip_schemas import InferenceRequest
+from service.inference.model.interface import LoadedModel
+from service.wire.oip import InferenceRequest
 
 TOKENS, TEXT = "tokens", "text"
 TOKEN_TYPES = ("INT32", "INT64")

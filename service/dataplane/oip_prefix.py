@@ -19,7 +19,7 @@ from pydantic_core import from_json
 from service.config import Settings
 from service.dataplane.oip_inputs import check_declared, input_names
 from service.dataplane.tensors import MAX_DIMENSIONS, flat_values, miscounted
-from service.inference.base import LoadedModel
+from service.inference.model.interface import LoadedModel
 
 PREFIX = 16 * 1024  # bytes: ~0.2 ms to parse
 

@@ -11,13 +11,13 @@ from service.dataplane import strategies
 from service.dataplane.limits import check_batch, check_max_steps, check_work, max_steps_unused
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import TokensIn, source_ids, to_text, to_tokens
-from service.decoding_schemas import DecodingOptions
-from service.inference.base import LoadedModel
-from service.inference.decoding import RowDecoded
-from service.inference.engine import Engines, PredictJob
-from service.inference.registry import Registry
-from service.request_context import note_model
-from service.schemas import PredictRequest, PredictResponse, Token
+from service.inference.model.interface import LoadedModel
+from service.inference.model.registry import Registry
+from service.inference.serving.decoding import RowDecoded
+from service.inference.serving.engine import Engines, PredictJob
+from service.observability.request_context import note_model
+from service.wire.decoding import DecodingOptions
+from service.wire.native import PredictRequest, PredictResponse, Token
 
 GREEDY_OPTIONS = DecodingOptions()
 

@@ -12,9 +12,9 @@ from service.dataplane.limits import check_max_steps, max_steps_unused
 from service.dataplane.sessions import SessionOps
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, NotFound, ServiceError, shown
-from service.inference.base import LoadedModel
-from service.oip_schemas import RequestParameters
-from service.schemas import CreateSessionRequest, GenerateRequest, StepRequest, StepResponse
+from service.inference.model.interface import LoadedModel
+from service.wire.native import CreateSessionRequest, GenerateRequest, StepRequest, StepResponse
+from service.wire.oip import RequestParameters
 
 
 def sequence_session_id(owner: str | None, model: str, sequence_id: int | str) -> str:

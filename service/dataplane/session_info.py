@@ -10,10 +10,10 @@ import numpy as np
 from service.dataplane.strategies import Plan, scored
 from service.dataplane.tokens import to_text, to_tokens
 from service.errors import NotFound, shown
-from service.inference.base import LoadedModel
-from service.inference.decoding import RowDecoded
-from service.schemas import SessionInfo, StepResponse
+from service.inference.model.interface import LoadedModel
+from service.inference.serving.decoding import RowDecoded
 from service.sessions.base import Session
+from service.wire.native import SessionInfo, StepResponse
 
 
 def iso(timestamp: float) -> str:

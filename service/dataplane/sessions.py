@@ -17,18 +17,18 @@ from service.dataplane.session_info import advanced, carried, info, not_found
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import parse_states, read_ids, source_ids
 from service.errors import Conflict, InvalidInput, NotFound, VersionGone, shown
-from service.inference.base import LoadedModel
-from service.inference.engine import Engines
-from service.inference.registry import Registry
-from service.request_context import note_model
-from service.schemas import (
+from service.inference.model.interface import LoadedModel
+from service.inference.model.registry import Registry
+from service.inference.serving.engine import Engines
+from service.observability.request_context import note_model
+from service.sessions.base import Replay, Session, SessionStore, corrupt_session, new_session_id
+from service.wire.native import (
     CreateSessionRequest,
     GenerateRequest,
     SessionInfo,
     SetStateRequest,
     StepRequest,
 )
-from service.sessions.base import Replay, Session, SessionStore, corrupt_session, new_session_id
 
 # a change to a session: its new value, and the answer to send
 Change = Callable[[Session, LoadedModel], Awaitable[tuple[Session, BaseModel]]]

@@ -8,11 +8,11 @@ import secrets
 from dataclasses import dataclass, replace
 
 from service.config import Settings
-from service.decoding_schemas import SEED_MAX, DecodingOptions
 from service.errors import InvalidInput
-from service.inference.base import Decoding, LoadedModel
-from service.inference.decoding import RowDecoded
-from service.inference.sampling import row_seeds
+from service.inference.model.interface import Decoding, LoadedModel
+from service.inference.reference.sampling import row_seeds
+from service.inference.serving.decoding import RowDecoded
+from service.wire.decoding import SEED_MAX, DecodingOptions
 
 BEAM_ONLY = ("beam_width", "length_penalty", "num_return_sequences")
 SAMPLE_ONLY = ("temperature", "top_k", "top_p", "seed")

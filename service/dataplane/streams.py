@@ -26,13 +26,13 @@ from service.dataplane.session_info import advanced, carried
 from service.dataplane.sessions import SessionOps
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import to_text, to_tokens
-from service.decoding_schemas import TokenEvent
 from service.errors import InvalidInput
-from service.inference.base import Decoding, LoadedModel
-from service.inference.decoding import Hypothesis, RowDecoded
-from service.inference.engine import ModelEngine
-from service.schemas import GenerateRequest, PredictRequest
+from service.inference.model.interface import Decoding, LoadedModel
+from service.inference.serving.decoding import Hypothesis, RowDecoded
+from service.inference.serving.engine import ModelEngine
 from service.sessions.base import Session
+from service.wire.decoding import TokenEvent
+from service.wire.native import GenerateRequest, PredictRequest
 
 Alive = Callable[[], bool]  # False once the client has gone
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from service.digits import decimal
 from service.errors import InvalidInput, shown
-from service.oip_schemas import RequestInput
+from service.wire.oip import RequestInput
 
 NUMERIC = {
     "BOOL": np.bool_,

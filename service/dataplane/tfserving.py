@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from service.dataplane.predict import Predictor, answer_rows
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, shown
-from service.inference.base import LoadedModel, ModelSpec
-from service.inference.manifest import Side
-from service.inference.registry import Registry
-from service.schemas import ModelVersionStatus, VersionStatusCode
-from service.tfserving_schemas import (
+from service.inference.model.interface import LoadedModel, ModelSpec
+from service.inference.model.manifest import Side
+from service.inference.model.registry import Registry
+from service.wire.native import ModelVersionStatus, VersionStatusCode
+from service.wire.tfserving import (
     INPUT,
     OUTPUT,
     PREDICT_METHOD,

@@ -11,8 +11,8 @@ import numpy as np
 from service.config import Settings
 from service.dataplane.limits import check_length
 from service.errors import InvalidInput, shown
-from service.inference.base import ModelSpec
-from service.inference.manifest import Manifest, Side
+from service.inference.model.interface import ModelSpec
+from service.inference.model.manifest import Manifest, Side
 
 Token = int | str
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TypeVar
 
 from service.errors import CapacityExceeded, ServiceError
-from service.metrics import Metrics
+from service.observability.metrics import Metrics
 from service.sessions.base import Replay, Session, SessionStore
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest, Side
 from service.progress import bars
 from service.training.common import environment, one_hot, save_models, seed_everything
 
@@ -48,9 +48,9 @@ def predictions(step: Any, manifest: Manifest) -> tuple[list[list[int]], float]:
 
     Returns the argmax predictions and the lowest probability among the chosen outputs.
     """
-    from service.inference.decoding import run_steps
-    from service.inference.formats.keras_file import KerasGraph
-    from service.inference.loader import build_model
+    from service.inference.model.formats.keras_file import KerasGraph
+    from service.inference.model.loader import build_model
+    from service.inference.serving.decoding import run_steps
 
     loaded = build_model("memory", 0, manifest, None, KerasGraph(step), warm_up=False)
     compute, spec = loaded.compute, loaded.spec

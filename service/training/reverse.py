@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest, Side
 from service.progress import bars, task
 from service.training.common import environment, one_hot, save_models, seed_everything
 
@@ -52,9 +52,9 @@ def build(units: int = 128) -> tuple[Any, Any, Any]:
 
 def exact_accuracy(encoder: Any, decoder: Any, manifest: Manifest, sources: np.ndarray) -> float:
     """Exact-sequence accuracy through the same compute and decoding code the server uses."""
-    from service.inference.decoding import greedy_decode
-    from service.inference.formats.keras_file import KerasGraph
-    from service.inference.loader import build_model
+    from service.inference.model.formats.keras_file import KerasGraph
+    from service.inference.model.loader import build_model
+    from service.inference.serving.decoding import greedy_decode
 
     compute = build_model(
         "reverse", 0, manifest, KerasGraph(encoder), KerasGraph(decoder), warm_up=False

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.errors import CapacityExceeded, Conflict, StoreUnavailable
-from service.metrics import Metrics
+from service.observability.metrics import Metrics
 from service.sessions.base import Replay, Session, SessionStore, new_session_id
 from service.sessions.instrumented import InstrumentedStore
 from service.sessions.memory import MemorySessionStore

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.base import LoadedModel
-from service.inference.keras_model import KerasCompute
-from service.inference.loop import LoopCompute
-from service.inference.store import load_store
+from service.inference.compiled.keras_model import KerasCompute
+from service.inference.model.interface import LoadedModel
+from service.inference.model.store import load_store
+from service.inference.reference.loops import LoopCompute
 from tests.floats import assert_close
 from tests.integration.conftest import STORE
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from service.inference.formats import ModelFile, ModelFileError
-from service.inference.formats.base import Graph, TensorInfo
-from service.inference.formats.load import load_graph
-from service.inference.formats.saved_model import SavedModelGraph
+from service.inference.model.formats import ModelFile, ModelFileError
+from service.inference.model.formats.base import Graph, TensorInfo
+from service.inference.model.formats.load import load_graph
+from service.inference.model.formats.saved_model import SavedModelGraph
 from tests.floats import assert_close
 
 pytestmark = pytest.mark.integration

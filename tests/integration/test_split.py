@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from service.inference.split import SplitError, split_training_model, teacher_forced_difference
+from service.tools.split import SplitError, split_training_model, teacher_forced_difference
 from tests.floats import ATOL, assert_close
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.inference.decoding import greedy_decode
-from service.inference.manifest import ManifestError
-from service.inference.store import load_store
+from service.inference.model.manifest import ManifestError
+from service.inference.model.store import load_store
+from service.inference.serving.decoding import greedy_decode
 from tests.floats import assert_close
 from tests.integration.conftest import ROOT, STORE
 
@@ -186,7 +186,7 @@ def test_serve_refuses_a_broken_store_with_a_clear_message(tmp_path: Path) -> No
 def test_importing_the_package_does_not_import_tensorflow() -> None:
     code = (
         "import sys, service, service.app, service.__main__, service.dataplane.sessions, "
-        "service.inference.store; "
+        "service.inference.model.store; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
         "service.app.create_app(); print('ok')"
     )

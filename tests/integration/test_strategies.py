@@ -17,13 +17,13 @@ from httpx import Client
 
 from service.config import Settings
 from service.dataplane.tokens import source_ids
-from service.inference.base import Beams, Decoded, Decoding, LoadedModel, Sampling
-from service.inference.beam_search import log_probs
-from service.inference.decoding import sampling
-from service.inference.keras_model import KerasCompute
-from service.inference.loop import LoopCompute
-from service.inference.sampling import row_seeds
-from service.inference.store import load_store
+from service.inference.compiled.keras_model import KerasCompute
+from service.inference.model.interface import Beams, Decoded, Decoding, LoadedModel, Sampling
+from service.inference.model.store import load_store
+from service.inference.reference.beam import log_probs
+from service.inference.reference.loops import LoopCompute
+from service.inference.reference.sampling import row_seeds
+from service.inference.serving.decoding import sampling
 from service.training.date_text import sample_dates
 from tests.floats import RTOL, assert_close
 from tests.integration.conftest import STORE

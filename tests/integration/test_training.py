@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.decoding import greedy_decode, run_steps
-from service.inference.store import load_store
+from service.inference.model.store import load_store
+from service.inference.serving.decoding import greedy_decode, run_steps
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration

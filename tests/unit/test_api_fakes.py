@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.schemas import ErrorBody
+from service.wire.native import ErrorBody
 from tests import fakes
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from service.errors import ComputeFailed, NotReady, Overloaded
-from service.inference.base import GREEDY
-from service.inference.batcher import Batcher
-from service.inference.engine import BatchSettings, ModelEngine, PredictJob
+from service.inference.model.interface import GREEDY
+from service.inference.serving.batcher import Batcher
+from service.inference.serving.engine import BatchSettings, ModelEngine, PredictJob
 from tests.fakes import model
 
 pytestmark = pytest.mark.unit

@@ -14,9 +14,9 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.config import Settings
-from service.inference.base import LoadedModel, ModelSpec, States
-from service.inference.batcher import Batcher
-from service.inference.registry import Registry
+from service.inference.model.interface import LoadedModel, ModelSpec, States
+from service.inference.model.registry import Registry
+from service.inference.serving.batcher import Batcher
 from service.runtime import Runtime
 from tests.fakes import CounterCompute, model
 from tests.unit.test_batcher import Fatal, until

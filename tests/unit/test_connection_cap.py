@@ -9,9 +9,9 @@ import resource
 
 import pytest
 
-from service.api import connection_cap
-from service.api.connection_answers import raw_answer
-from service.api.connection_cap import FD_HEADROOM, ConnectionCap, Tally, fit
+from service.api.connections import cap as connection_cap
+from service.api.connections.answers import raw_answer
+from service.api.connections.cap import FD_HEADROOM, ConnectionCap, Tally, fit
 
 pytestmark = pytest.mark.unit
 

@@ -19,8 +19,8 @@ from fastapi import FastAPI
 
 from service.app import create_app
 from service.config import Settings
-from service.inference.base import LoadedModel, States
-from service.inference.registry import Registry
+from service.inference.model.interface import LoadedModel, States
+from service.inference.model.registry import Registry
 from tests.fakes import CounterCompute, model
 from tests.threaded_server import serving_in_thread
 from tests.unit.test_streaming_fakes import PermittedCompute

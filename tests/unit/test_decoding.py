@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from service.inference.base import GREEDY
-from service.inference.decoding import generate_rows, greedy_decode, run_steps
+from service.inference.model.interface import GREEDY
+from service.inference.serving.decoding import generate_rows, greedy_decode, run_steps
 from tests.fakes import model
 
 pytestmark = pytest.mark.unit

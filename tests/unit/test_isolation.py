@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 
-from service import request_context
 from service.app import create_app
 from service.config import Settings
-from service.inference.base import GREEDY, Decoding, LoadedModel, ModelSpec, States
-from service.inference.batcher import Batcher
-from service.inference.decoding import RowDecoded
-from service.inference.engine import BatchSettings, ModelEngine, PredictJob
-from service.inference.registry import Registry
-from service.inference.sampling import row_seeds
-from service.inference.slicing import clock
+from service.inference.model.interface import GREEDY, Decoding, LoadedModel, ModelSpec, States
+from service.inference.model.registry import Registry
+from service.inference.reference.sampling import row_seeds
+from service.inference.serving.batcher import Batcher
+from service.inference.serving.decoding import RowDecoded
+from service.inference.serving.engine import BatchSettings, ModelEngine, PredictJob
+from service.inference.serving.slicing import clock
+from service.observability import request_context
 from tests.fakes import CounterCompute, model
 from tests.unit.test_batcher import Recorder, until
 from tests.unit.test_batching_http import ControlledCompute

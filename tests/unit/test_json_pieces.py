@@ -6,10 +6,10 @@ import anyio
 import numpy as np
 import pytest
 
-from service.api import json_pieces
-from service.api.json_pieces import pieces, serialised
-from service.schemas import PredictResponse
-from service.tfserving_schemas import TFRowResponse
+from service.api.bodies import pieces as json_pieces
+from service.api.bodies.pieces import pieces, serialised
+from service.wire.native import PredictResponse
+from service.wire.tfserving import TFRowResponse
 
 pytestmark = pytest.mark.unit
 

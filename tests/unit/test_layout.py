@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import pytest
 
-from service.inference.layout import infer_layout
-from service.inference.manifest import Manifest, ManifestError
+from service.inference.model.layout import infer_layout
+from service.inference.model.manifest import Manifest, ManifestError
 
 pytestmark = pytest.mark.unit
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.manifest import Manifest, ManifestError
-from service.inference.store import scan
+from service.inference.model.manifest import Manifest, ManifestError
+from service.inference.model.store import scan
 
 pytestmark = pytest.mark.unit
 
@@ -179,7 +179,7 @@ def test_step_model_with_two_vocabularies_cannot_feed_back() -> None:
 
 
 def test_version_with_two_formats_or_mixed_formats_is_refused(tmp_path: Path) -> None:
-    from service.inference.store import check_version
+    from service.inference.model.store import check_version
 
     directory = write(tmp_path / "m" / "1", GOOD)
     (directory / "encoder.keras").write_bytes(b"")

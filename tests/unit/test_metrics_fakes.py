@@ -13,7 +13,7 @@ from prometheus_client.samples import Sample
 from service.app import create_app
 from service.config import Settings
 from service.errors import StoreUnavailable
-from service.inference.registry import Registry
+from service.inference.model.registry import Registry
 from service.sessions.base import Replay, Session
 from service.sessions.memory import MemorySessionStore
 from tests import fakes

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from service.app import create_app
 from service.config import Settings
 from service.errors import plain_errors
-from service.oip_schemas import PlainError
-from service.schemas import ErrorBody, Health
 from service.sessions.memory import MemorySessionStore
+from service.wire.native import ErrorBody, Health
+from service.wire.oip import PlainError
 from tests import fakes
 
 pytestmark = pytest.mark.unit

@@ -1,8 +1,8 @@
 """Property tests (hypothesis): the session codec, the tokenizers and the decode loop.
 
 No TensorFlow: the codec is pure bytes, the tokenizers are manifest lookups, and the
-decoders are `LoopCompute` (service/inference/loop.py, the reference the compiled
-TensorFlow engine is checked against) driven through service/inference/decoding.py by
+decoders are `LoopCompute` (service/inference/reference/loops.py, the reference the compiled
+TensorFlow engine is checked against) driven through service/inference/serving/decoding.py by
 numpy models. Deterministic in CI (`CI` set: derandomized), random locally.
 """
 
@@ -31,10 +31,10 @@ from service.dataplane.tokens import (
     to_tokens,
 )
 from service.errors import InvalidInput
-from service.inference.base import ModelSpec, States
-from service.inference.decoding import generate, greedy_decode, run_steps
-from service.inference.loop import LoopCompute
-from service.inference.manifest import Manifest, Side
+from service.inference.model.interface import ModelSpec, States
+from service.inference.model.manifest import Manifest, Side
+from service.inference.reference.loops import LoopCompute
+from service.inference.serving.decoding import generate, greedy_decode, run_steps
 from service.sessions import codec
 from service.sessions.base import Session
 from tests import fakes

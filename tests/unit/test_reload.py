@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.errors import NotFound, NotReady
-from service.inference.base import GREEDY, LoadedModel, States
-from service.inference.engine import BatchSettings, Engines, PredictJob
-from service.inference.manifest import ManifestError
-from service.inference.registry import Registry
-from service.inference.reload import Reloader
+from service.inference.model.interface import GREEDY, LoadedModel, States
+from service.inference.model.manifest import ManifestError
+from service.inference.model.registry import Registry
+from service.inference.model.reload import Reloader
+from service.inference.serving.engine import BatchSettings, Engines, PredictJob
 from tests import fakes
 
 pytestmark = pytest.mark.unit

@@ -13,10 +13,10 @@ import pytest
 from anyio import to_thread
 from fastapi.testclient import TestClient
 
-from service import logs
-from service.api import access_log
+from service.api.middleware import access_log
 from service.app import create_app
 from service.config import Settings
+from service.observability import logs
 from service.sessions.base import log_id
 from service.sessions.memory import MemorySessionStore
 from tests import fakes

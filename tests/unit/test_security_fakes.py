@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.access_log import redact
-from service.api.observe import relative
+from service.api.middleware.access_log import redact
+from service.api.middleware.observe import relative
 from service.app import create_app
 from service.config import Settings
 from service.sessions.base import log_id

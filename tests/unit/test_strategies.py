@@ -15,12 +15,12 @@ from scipy.stats import chisquare
 
 from service.app import create_app
 from service.config import Settings
-from service.inference import sampling as rule
-from service.inference.base import Beams, Decoding, LoadedModel, ModelSpec, States
-from service.inference.beam_search import log_probs
-from service.inference.decoding import beam_rows, decode
-from service.inference.loop import LoopCompute
-from service.inference.registry import Registry
+from service.inference.model.interface import Beams, Decoding, LoadedModel, ModelSpec, States
+from service.inference.model.registry import Registry
+from service.inference.reference import sampling as rule
+from service.inference.reference.beam import log_probs
+from service.inference.reference.loops import LoopCompute
+from service.inference.serving.decoding import beam_rows, decode
 from service.sessions.memory import MemorySessionStore
 from tests import fakes
 from tests.floats import assert_close

@@ -16,8 +16,8 @@ from httpx_sse import connect_sse
 
 from service.app import create_app
 from service.config import Settings
-from service.inference.base import LoadedModel, ModelSpec, States
-from service.inference.registry import Registry
+from service.inference.model.interface import LoadedModel, ModelSpec, States
+from service.inference.model.registry import Registry
 from tests.fakes import CounterCompute, model
 from tests.threaded_server import serving_in_thread
 

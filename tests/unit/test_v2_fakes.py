@@ -314,7 +314,7 @@ def test_numbers_outside_their_datatype_are_refused_naming_the_value(
 ) -> None:
     from service.dataplane.tensors import read_input
     from service.errors import InvalidInput
-    from service.oip_schemas import RequestInput
+    from service.wire.oip import RequestInput
 
     first = False if datatype == "BOOL" else 0
     given = RequestInput(name="x", shape=[1, 2], datatype=datatype, data=[[first, value]])
@@ -325,7 +325,7 @@ def test_numbers_outside_their_datatype_are_refused_naming_the_value(
 
 def test_numbers_within_their_datatype_are_read_exactly() -> None:
     from service.dataplane.tensors import NUMERIC, read_input
-    from service.oip_schemas import RequestInput
+    from service.wire.oip import RequestInput
 
     cases: list[tuple[str, list[Any]]] = [
         ("UINT64", [0, 2**64 - 1]),
@@ -401,7 +401,7 @@ def test_gzip_members_are_all_read_and_nothing_else_follows(client: TestClient) 
 def test_a_large_body_takes_the_worker_thread_and_answers_as_a_small_one(
     client: TestClient,
 ) -> None:
-    from service.api.offload import SMALL_BODY
+    from service.api.bodies.offload import SMALL_BODY
 
     body = {"id": "x" * SMALL_BODY, "inputs": [tokens([[1, 2, 3]])]}
     small = client.post("/v2/models/counter/infer", json={**body, "id": "x"}).json()
@@ -421,7 +421,7 @@ def test_a_large_body_takes_the_worker_thread_and_answers_as_a_small_one(
 def test_a_large_answer_is_the_same_json_as_a_small_one(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.api import json_pieces
+    from service.api.bodies import pieces as json_pieces
 
     rows = [[1, 2, 3], [4, 5, 6]]
     request = {

@@ -6,8 +6,8 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from service.schemas import PredictRequest
-from service.tfserving_schemas import TFPredictRequest
+from service.wire.native import PredictRequest
+from service.wire.tfserving import TFPredictRequest
 
 pytestmark = pytest.mark.unit
 

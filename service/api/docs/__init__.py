@@ -1,0 +1,1 @@
+"""The OpenAPI document and the interactive pages that show it, offline."""

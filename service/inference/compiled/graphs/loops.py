@@ -1,0 +1,135 @@
+"""The greedy/sampled generate loop and the teacher-forced run loop as `tf.while_loop`s
+over a step function (the same rules as service/inference/reference/loops.py's reference)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+Step = Callable[[tf.Tensor, list[tf.Tensor]], list[tf.Tensor]]  # -> [probs, *states]
+# probabilities (batch, V) and the step index -> the chosen token per row
+Choose = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
+
+
+def argmax(probs: tf.Tensor, _t: tf.Tensor) -> tf.Tensor:
+    return tf.argmax(probs, axis=-1, output_type=tf.int32)
+
+
+def _rows(mask: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
+    return tf.reshape(mask, [-1] + [1] * (state.shape.rank - 1))
+
+
+def _array(dtype: tf.DType, width: int | None = None) -> tf.TensorArray:
+    shape = [None] if width is None else [None, width]
+    return tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=tf.TensorShape(shape))
+
+
+def _chosen_log_prob(probs: tf.Tensor, chosen: tf.Tensor) -> tf.Tensor:
+    return tf.math.log(tf.gather(probs, chosen, batch_dims=1))
+
+
+def _batch_major(arrays: dict[str, tf.TensorArray], steps: tf.Tensor) -> dict[str, Any]:
+    """Step-major TensorArrays -> batch-major tensors (batch, steps[, V])."""
+    result = {}
+    for name, array in arrays.items():
+        stacked = array.stack()
+        perm = [1, 0] if stacked.shape.rank == 2 else [1, 0, 2]
+        result[name] = tf.transpose(stacked[:steps], perm)
+    return result
+
+
+def generate(
+    step: Step,
+    tokens: tf.Tensor,
+    states: list[tf.Tensor],
+    limits: tf.Tensor,
+    probs: bool,
+    width: int,
+    end: int | None,
+    choose: Choose = argmax,
+) -> dict[str, Any]:
+    """Feed `tokens`, then each row's chosen token, up to limits[i] steps or the end
+    token; stops as soon as every row is done."""
+    batch = tf.shape(tokens)[0]
+    steps = tf.reduce_max(limits)
+    arrays = {"tokens": _array(tf.int32), "scores": _array(tf.float32)}
+    if probs:
+        arrays["probs"] = _array(tf.float32, width)
+
+    def cond(t: tf.Tensor, _tok: tf.Tensor, _s: Any, _f: Any, done: tf.Tensor, *_: Any) -> Any:
+        return tf.logical_and(t < steps, tf.logical_not(tf.reduce_all(done)))
+
+    def body(
+        t: tf.Tensor,
+        tok: tf.Tensor,
+        current: list[tf.Tensor],
+        final: list[tf.Tensor],
+        done: tf.Tensor,
+        lengths: tf.Tensor,
+        arrays: dict[str, tf.TensorArray],
+    ) -> tuple[Any, ...]:
+        result = step(tok, current)
+        p, new = result[0], result[1:]
+        chosen = choose(p, t)
+        active = tf.logical_not(done)
+        final = [tf.where(_rows(active, n), n, f) for n, f in zip(new, final, strict=True)]
+        lengths += tf.cast(active, tf.int32)
+        arrays = dict(arrays)
+        arrays["tokens"] = arrays["tokens"].write(t, chosen)
+        arrays["scores"] = arrays["scores"].write(t, _chosen_log_prob(p, chosen))
+        if probs:
+            arrays["probs"] = arrays["probs"].write(t, p)
+        t += 1
+        done = tf.logical_or(done, t >= limits)
+        if end is not None:
+            done = tf.logical_or(done, tf.equal(chosen, end))
+        return t, chosen, new, final, done, lengths, arrays
+
+    loop = tf.while_loop(
+        cond,
+        body,
+        [
+            tf.constant(0),
+            tokens,
+            list(states),
+            list(states),
+            tf.zeros([batch], tf.bool),
+            tf.zeros([batch], tf.int32),
+            arrays,
+        ],
+    )
+    t, final, lengths, arrays = loop[0], loop[3], loop[5], loop[6]
+    result = _batch_major(arrays, t)
+    result.update(lengths=lengths, states=final)
+    return result
+
+
+def run(
+    step: Step, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool, width: int
+) -> dict[str, Any]:
+    """Feed the given tokens (batch, steps) one step at a time."""
+    steps = tf.shape(tokens)[1]
+    arrays = {"tokens": _array(tf.int32), "scores": _array(tf.float32)}
+    if probs:
+        arrays["probs"] = _array(tf.float32, width)
+
+    def body(
+        t: tf.Tensor, current: list[tf.Tensor], arrays: dict[str, tf.TensorArray]
+    ) -> tuple[Any, ...]:
+        result = step(tokens[:, t], current)
+        chosen = argmax(result[0], t)
+        arrays = dict(arrays)
+        arrays["tokens"] = arrays["tokens"].write(t, chosen)
+        arrays["scores"] = arrays["scores"].write(t, _chosen_log_prob(result[0], chosen))
+        if probs:
+            arrays["probs"] = arrays["probs"].write(t, result[0])
+        return t + 1, result[1:], arrays
+
+    _, final, arrays = tf.while_loop(
+        lambda t, *_: t < steps, body, [tf.constant(0), list(states), arrays]
+    )
+    result = _batch_major(arrays, steps)
+    result["states"] = final
+    return result

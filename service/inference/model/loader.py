@@ -1,0 +1,56 @@
+"""A version directory's files -> a checked, compiled, warmed-up model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from service.inference.compiled.keras_model import KerasCompute
+from service.inference.model.formats import ModelFile, ModelFileError
+from service.inference.model.formats.base import Graph
+from service.inference.model.formats.load import load_graph
+from service.inference.model.interface import LoadedModel, ModelSpec
+from service.inference.model.layout import infer_layout
+from service.inference.model.manifest import Manifest, ManifestError
+
+
+def build_model(
+    name: str,
+    version: int,
+    manifest: Manifest,
+    encoder: Graph | None,
+    decoder: Graph,
+    warm_up: bool = True,
+) -> LoadedModel:
+    """Roles from the graphs' shapes (or the manifest), then compiled graphs.
+    Raises ManifestError saying what does not fit."""
+    layout = infer_layout(
+        manifest,
+        decoder.inputs,
+        decoder.outputs,
+        encoder.outputs if encoder else (),
+        encoder.inputs if encoder else (),
+    )
+    spec = ModelSpec(name, version, manifest, layout.state_shapes, layout.memory_shape)
+    compute = KerasCompute(spec, layout, encoder, decoder)
+    if warm_up:
+        compute.warm_up()
+    return LoadedModel(spec, compute)
+
+
+def load_model(
+    directory: Path, name: str, version: int, manifest: Manifest, files: list[ModelFile]
+) -> LoadedModel:
+    """Load one version directory's files and check them against the manifest."""
+    started = time.perf_counter()
+    try:
+        graphs = {f.stem: load_graph(f) for f in files}
+    except ModelFileError as exc:
+        raise ManifestError(str(exc)) from None
+    decoder = graphs.get("decoder") or graphs["step"]
+    try:
+        model = build_model(name, version, manifest, graphs.get("encoder"), decoder)
+    except ManifestError as exc:
+        raise ManifestError(f"{directory}: {exc}") from None
+    return replace(model, load_seconds=time.perf_counter() - started)

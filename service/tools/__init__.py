@@ -1,0 +1,1 @@
+"""Bringing a user's model: `python -m service check` and `import`, and the splitter."""
