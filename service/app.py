@@ -11,7 +11,8 @@ from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, errors
+from service import __version__
+from service.api import errors
 from service.api.docs import openapi
 from service.api.docs import pages as docs
 from service.api.middleware import observe
@@ -39,11 +40,15 @@ CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"
 
 
 def _load(settings: Settings) -> Registry:
-    from service.inference.compiled.keras_model import configure_threads
+    from service.inference.compiled import background, warmup
+    from service.inference.compiled.threads import configure_threads
     from service.inference.model.store import load_store
 
     configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
-    return load_store(settings.model_store, settings.default_model)
+    warmup.configure(settings.warmup)
+    registry = load_store(settings.model_store, settings.default_model)
+    background.start()  # SERVICE_WARMUP=background: the graphs greedy requests do not use
+    return registry
 
 
 def make_store(settings: Settings) -> SessionStore:

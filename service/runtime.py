@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.config import Settings
+from service.dataplane.health import loaded
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
-from service.errors import Conflict, NotReady, ServiceError
+from service.errors import Conflict, ServiceError
 from service.inference.model.registry import Registry, version_number
 from service.inference.model.reload import Reloader, ReloadReport
 from service.inference.serving.engine import BatchSettings, Engines
@@ -63,8 +64,7 @@ class Runtime:
                 self._poller = asyncio.get_running_loop().create_task(poll)
 
     async def reload(self) -> ReloadReport:
-        if self.registry is None:
-            raise NotReady("models are still loading", headers={"Retry-After": "1"})
+        loaded(self)
         if self.reloader is None:
             raise Conflict("reloading is off: this app was given its models, not a model store")
         return await self.reloader.reload()

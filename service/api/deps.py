@@ -11,9 +11,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from service.dataplane.health import loaded
 from service.dataplane.predict import Predictor
 from service.dataplane.sessions import SessionOps
-from service.errors import NotReady
 from service.inference.model.registry import Registry
 from service.runtime import Runtime
 
@@ -22,10 +22,7 @@ def ready(request: Request) -> Runtime:
     """The runtime once models are loaded (503 before). Hot routes call this directly
     instead of declaring a dependency: FastAPI's dependency solving costs more per
     request than the rest of our request handling."""
-    runtime: Runtime = request.app.state.runtime
-    if runtime.registry is None:
-        raise NotReady("models are still loading", headers={"Retry-After": "1"})
-    return runtime
+    return loaded(request.app.state.runtime)
 
 
 def registry(request: Request) -> Registry:

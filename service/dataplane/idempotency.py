@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from service.errors import AnswerNotKept, InvalidInput, shown
 
 MAX_KEY_LENGTH = 255
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,19 @@ class Idempotency:
 
 @dataclass(frozen=True)
 class Answer:
-    """A change's answer as sent: the JSON body, its status, and whether it is a
-    replay of an earlier request's answer."""
+    """A change's answer: the JSON body as sent (and stored for a retry), the answer
+    itself when it was made by this request, and whether it is a replay of an earlier
+    request's answer (only the body is kept for those)."""
 
     body: bytes
-    status: int = 200
+    value: BaseModel | None = None
     replayed: bool = False
+
+    def parsed(self, kind: type[M]) -> M:
+        """The answer as `kind`: the one made, or a replay's body read back."""
+        if isinstance(self.value, kind):
+            return self.value
+        return kind.model_validate_json(self.body)
 
 
 def idempotency(key: str | None, operation: str, body: bytes) -> Idempotency | None:

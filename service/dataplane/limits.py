@@ -12,6 +12,7 @@ from collections.abc import Sized
 
 from service.config import Settings
 from service.errors import InvalidInput, shown
+from service.inference.model.interface import ModelSpec
 
 
 def check_batch(batch: Sized, settings: Settings, field: str = "inputs") -> None:
@@ -45,11 +46,19 @@ def check_max_steps(value: int | None, default: int, settings: Settings) -> int:
     return steps
 
 
-def max_steps_unused(model: str) -> InvalidInput:
-    return InvalidInput(
-        f"max_steps: not used by '{model}' (a step model predicts once per input value); omit it",
-        field="max_steps",
-    )
+def decode_steps(spec: ModelSpec, value: int | None, settings: Settings) -> int | None:
+    """How many steps a decode from a source may run: `value` (or the model's default)
+    within SERVICE_MAX_DECODE_STEPS. None for a step model, which refuses a max_steps:
+    it predicts once per input value."""
+    if spec.manifest.kind == "seq2seq":
+        return check_max_steps(value, spec.manifest.max_steps, settings)
+    if value is not None:
+        raise InvalidInput(
+            f"max_steps: not used by '{spec.name}' (a step model predicts once per input "
+            "value); omit it",
+            field="max_steps",
+        )
+    return None
 
 
 def check_work(

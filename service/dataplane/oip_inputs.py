@@ -22,7 +22,7 @@ TOKEN_TYPES = ("INT32", "INT64")
 def has_text(model: LoadedModel, side: str) -> bool:
     manifest = model.spec.manifest
     chosen = manifest.source if side == "source" else manifest.target
-    return chosen.tokenizer is not None and (side == "source" or chosen.vocabulary is not None)
+    return chosen.speaks_text
 
 
 def input_names(model: LoadedModel) -> list[str]:

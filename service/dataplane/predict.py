@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from service.config import Settings
 from service.dataplane import strategies
-from service.dataplane.limits import check_batch, check_max_steps, check_work, max_steps_unused
+from service.dataplane.limits import check_batch, check_work, decode_steps
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import TokensIn, source_ids, to_text, to_tokens
 from service.inference.model.interface import LoadedModel
@@ -104,12 +104,11 @@ def prepare(
         source_ids(manifest, given, f"{field}[{i}]", settings) for i, given in enumerate(inputs)
     ]
     rows, fed = len(sequences), sum(len(s) for s in sequences)
-    if seq2seq:
-        steps = check_max_steps(max_steps, manifest.max_steps, settings)
+    decoded = decode_steps(spec, max_steps, settings)
+    if decoded is not None:
+        steps = decoded
         what = f"{fed:,} source tokens + {rows} sequences x {steps} max_steps{plan.width_note}"
         emitted = rows * steps
-    elif max_steps is not None:
-        raise max_steps_unused(spec.name)
     else:
         steps = 0
         what = f"{fed:,} input values in {rows} sequences"

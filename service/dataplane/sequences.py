@@ -8,7 +8,7 @@ import base64
 import contextlib
 import hashlib
 
-from service.dataplane.limits import check_max_steps, max_steps_unused
+from service.dataplane.limits import decode_steps
 from service.dataplane.sessions import SessionOps
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, NotFound, ServiceError, shown
@@ -79,9 +79,7 @@ async def _step(
         )
     row = rows[0] if rows else None
     if params.max_steps is not None:  # checked even where it is not used (a step given)
-        if not seq2seq:
-            raise max_steps_unused(spec.name)
-        check_max_steps(params.max_steps, spec.manifest.max_steps, sessions.settings)
+        decode_steps(spec, params.max_steps, sessions.settings)
     if params.sequence_start:
         source = row if seq2seq else None
         create = CreateSessionRequest.model_construct(
@@ -114,4 +112,4 @@ async def _step(
     if params.sequence_end:
         with contextlib.suppress(NotFound):  # ended by a concurrent request
             await sessions.delete(session_id, owner)
-    return StepResponse.model_validate_json(answer.body)
+    return answer.parsed(StepResponse)

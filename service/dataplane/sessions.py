@@ -94,14 +94,14 @@ class SessionOps:
                     if not earlier.kept:  # applied, its answer over the byte budget
                         budget = self.settings.idempotency_max_bytes_per_session
                         raise not_kept(idempotent.key, budget)
-                    return Answer(earlier.body, earlier.status, replayed=True)
+                    return Answer(earlier.body, replayed=True)
             changed, response = await apply(session, model)
             body = response.model_dump_json(exclude_none=True).encode()
             remember = None
             if idempotent is not None:
-                remember = (idempotent.key, Replay(idempotent.fingerprint, 200, body))
+                remember = (idempotent.key, Replay(idempotent.fingerprint, body))
             await self.store.save(changed, remember)
-            return Answer(body)
+            return Answer(body, response)
 
     async def create(
         self,

@@ -11,8 +11,6 @@ from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, shown
 from service.inference.model.interface import LoadedModel, ModelSpec
 from service.inference.model.manifest import Side
-from service.inference.model.registry import Registry
-from service.wire.native import ModelVersionStatus, VersionStatusCode
 from service.wire.tfserving import (
     INPUT,
     OUTPUT,
@@ -78,8 +76,8 @@ def metadata(spec: ModelSpec) -> TFMetadataResponse:
     with text in (and text out where the target has one too); token lists are accepted
     as well, and are answered with tokens, as in /predict."""
     m = spec.manifest
-    text_in = m.source.tokenizer is not None
-    text_out = text_in and m.target.tokenizer is not None
+    text_in = m.source.speaks_text
+    text_out = text_in and m.target.speaks_text
     signature = SignatureDef(
         inputs={INPUT: _tensor(INPUT, m.source, text_in)},
         outputs={OUTPUT: _tensor(OUTPUT, m.target, text_out)},
@@ -91,25 +89,3 @@ def metadata(spec: ModelSpec) -> TFMetadataResponse:
             signature_def=SignatureDefMap(signature_def={SIGNATURE: signature})
         ),
     )
-
-
-def available(version: int) -> ModelVersionStatus:
-    return ModelVersionStatus(
-        version=str(version),
-        state="AVAILABLE",
-        status=VersionStatusCode(error_code="OK", error_message=""),
-    )
-
-
-def version_statuses(registry: Registry, name: str) -> list[ModelVersionStatus]:
-    """Every served version (AVAILABLE) and every refused version directory (END, with
-    why), newest first. A refusal of the model directory as a whole has no version."""
-    statuses = {v: available(v) for v in registry.versions(name)}
-    for version, error in registry.refused(name):
-        if version is not None:
-            statuses[int(version)] = ModelVersionStatus(
-                version=version,
-                state="END",
-                status=VersionStatusCode(error_code="UNKNOWN", error_message=error),
-            )
-    return [statuses[v] for v in sorted(statuses, reverse=True)]

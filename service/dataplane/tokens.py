@@ -46,7 +46,7 @@ def tokens_of(side: Side, value: TokensIn, field: str, what: str) -> Sequence[To
     if not isinstance(value, str):
         return value
     text = value
-    if side.tokenizer is None:
+    if not side.speaks_text:
         raise InvalidInput(
             f"{field}: text is accepted only where the model's {what} declares a tokenizer; "
             f"send a list of tokens ({_allowed(side)})",
@@ -126,7 +126,7 @@ def to_tokens(side: Side, ids: Sequence[int]) -> list[Token]:
 def to_text(manifest: Manifest, ids: Sequence[int]) -> str | None:
     """Target ids as text, without start, end and pad tokens (None: no tokenizer)."""
     side = manifest.target
-    if side.tokenizer is None or side.vocabulary is None:
+    if not side.speaks_text or side.vocabulary is None:
         return None
     pad = side.id_of(side.pad_token) if side.pad_token is not None else None
     dropped = {manifest.start_id, manifest.end_id, pad}

@@ -31,7 +31,7 @@ def capacity_exceeded(max_sessions: int, retry_seconds: int) -> CapacityExceeded
     return CapacityExceeded(
         f"session capacity reached ({max_sessions} live sessions); delete unused sessions "
         f"or retry after {retry_seconds} s when idle ones expire",
-        headers={"Retry-After": str(retry_seconds)},
+        retry_after=retry_seconds,
     )
 
 
@@ -40,7 +40,7 @@ def owner_quota_exceeded(max_per_owner: int, retry_seconds: int) -> CapacityExce
         f"this API key already has {max_per_owner} live sessions "
         f"(SERVICE_MAX_SESSIONS_PER_KEY); delete unused sessions or retry after "
         f"{retry_seconds} s when idle ones expire",
-        headers={"Retry-After": str(retry_seconds)},
+        retry_after=retry_seconds,
     )
 
 
@@ -73,6 +73,7 @@ class Session:
 
 
 FINGERPRINT_BYTES = 32
+_KEPT = (200).to_bytes(2, "little")
 
 
 @dataclass(frozen=True)
@@ -81,12 +82,13 @@ class Replay:
     the answer did not fit the session's byte budget, a marker: the key and fingerprint
     only, so that a retry is still recognised (and refused) rather than applied again.
 
-    Stored as the fingerprint, the status (u16, little-endian) and the body; a marker
-    is the fingerprint alone (32 bytes: shorter than any answer, which has a status).
+    Stored as the fingerprint, two bytes and the body; a marker is the fingerprint
+    alone (32 bytes: shorter than any answer). The two bytes are 200 as a u16
+    (little-endian): records from before they lost their meaning (every kept answer is
+    a success) still read, and records written now still read on older servers.
     """
 
     fingerprint: bytes  # sha256 of what was asked (operation and body), 32 bytes
-    status: int = 200
     body: bytes = b""
     kept: bool = True  # False: a marker; the change was applied, its answer not kept
 
@@ -105,14 +107,14 @@ class Replay:
     def encode(self) -> bytes:
         if not self.kept:
             return self.fingerprint
-        return self.fingerprint + self.status.to_bytes(2, "little") + self.body
+        return self.fingerprint + _KEPT + self.body
 
     @classmethod
     def decode(cls, data: bytes) -> Replay:
         n = FINGERPRINT_BYTES
         if len(data) == n:
             return cls(data, kept=False)
-        return cls(data[:n], int.from_bytes(data[n : n + 2], "little"), data[n + 2 :])
+        return cls(data[:n], data[n + 2 :])
 
 
 class SessionStore(ABC):

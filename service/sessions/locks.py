@@ -16,7 +16,7 @@ def session_busy(wait: float) -> StoreUnavailable:
         f"the session stayed busy with other requests for {wait:g} s "
         "(SERVICE_SESSION_LOCK_WAIT_SECONDS); retry",
         field="session_id",
-        headers={"Retry-After": "1"},
+        retry_after=1,
     )
 
 

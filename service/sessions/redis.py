@@ -119,9 +119,7 @@ class RedisSessionStore(SessionStore):
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
         # the detail (address, driver message) goes to the log, never to clients
         log.warning("session store: redis at %s failed: %r", self.safe_url(), exc)
-        return StoreUnavailable(
-            "session store unavailable; retry shortly", headers={"Retry-After": "1"}
-        )
+        return StoreUnavailable("session store unavailable; retry shortly", retry_after=1)
 
     def safe_url(self) -> str:
         """The URL without user name or password, for logs."""

@@ -139,8 +139,8 @@ async def test_cap_refuses_with_retry_after_and_purges_expired(make: Factory) ->
     both_due = time.monotonic() + TTL
     with pytest.raises(CapacityExceeded) as info:
         await store.create(session())
-    assert info.value.status == 429 and info.value.headers is not None
-    assert 1 <= int(info.value.headers["Retry-After"]) <= TTL + 1
+    assert info.value.retry_after is not None
+    assert 1 <= info.value.retry_after <= TTL + 1
     await wait_past(both_due)  # both expire: room again
     await store.create(session())
     assert await store.count() == 1
@@ -235,7 +235,7 @@ async def test_attention_memory_is_kept_beside_the_states(make: Factory) -> None
 
 
 def answer(body: bytes, fingerprint: bytes = b"f" * 32) -> Replay:
-    return Replay(fingerprint, 200, body)
+    return Replay(fingerprint, body)
 
 
 async def test_an_answer_is_kept_with_its_change_and_deleted_with_the_session(
@@ -278,7 +278,7 @@ async def test_sessions_per_owner_are_capped(make: Factory) -> None:
     with pytest.raises(CapacityExceeded) as refused:
         await store.create(replace(session(), owner="a"))
     assert "SERVICE_MAX_SESSIONS_PER_KEY" in refused.value.message
-    assert refused.value.headers is not None and int(refused.value.headers["Retry-After"]) >= 1
+    assert refused.value.retry_after is not None and refused.value.retry_after >= 1
     await store.create(replace(session(), owner="b"))  # other keys are not affected
     assert await store.delete(a1.id, "a")
     await store.create(replace(session(), owner="a"))  # room again
@@ -300,7 +300,7 @@ async def test_waiting_for_a_busy_session_is_bounded(make: Factory) -> None:
     with pytest.raises(StoreUnavailable) as busy:
         async with store.lock(s.id):
             pass
-    assert busy.value.status == 503 and busy.value.headers == {"Retry-After": "1"}
+    assert busy.value.retry_after == 1
     release.set()
     await task
     async with store.lock(s.id):  # free again
@@ -344,7 +344,7 @@ async def test_redis_expiry_uses_redis_clock_not_the_replicas(redis_server: Redi
 # the byte budget for remembered answers (README "Retries apply once"): an answer that
 # does not fit is kept as its marker (key and fingerprint), so a retry is recognised
 def keyed(key: str, size: int) -> tuple[str, Replay]:
-    return key, Replay(hashlib.sha256(key.encode()).digest(), 200, b"a" * size)
+    return key, Replay(hashlib.sha256(key.encode()).digest(), b"a" * size)
 
 
 def marker(key: str) -> Replay:
@@ -405,10 +405,10 @@ async def test_a_zero_budget_keeps_markers_only(make: Factory) -> None:
 def test_the_answer_format_is_unchanged_and_a_marker_is_the_fingerprint_alone() -> None:
     """Answers remembered before the budget existed stay readable: same bytes."""
     fingerprint = b"f" * 32
-    assert Replay(fingerprint, 200, b"{}").encode() == fingerprint + b"\xc8\x00{}"
-    assert Replay.decode(fingerprint + b"\xc8\x00{}") == Replay(fingerprint, 200, b"{}")
-    assert Replay.decode(fingerprint + b"\xc8\x00") == Replay(fingerprint, 200, b"")
-    assert Replay(fingerprint, 200, b"{}").marker().encode() == fingerprint
+    assert Replay(fingerprint, b"{}").encode() == fingerprint + b"\xc8\x00{}"
+    assert Replay.decode(fingerprint + b"\xc8\x00{}") == Replay(fingerprint, b"{}")
+    assert Replay.decode(fingerprint + b"\xc8\x00") == Replay(fingerprint, b"")
+    assert Replay(fingerprint, b"{}").marker().encode() == fingerprint
     assert Replay.decode(fingerprint) == Replay(fingerprint, kept=False)
 
 

@@ -45,6 +45,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from service.api.errors import answers_plain
 from service.app import create_app
 from service.config import Settings
 from service.errors import plain_errors
@@ -171,7 +172,7 @@ def error_body_shape(ctx: Any, response: Any, case: Any) -> None:
     error = body["error"]
     assert set(body) == {"error"}, f"keys beside 'error': {sorted(body)}"
     assert response.status_code >= 400, f"an error body with status {response.status_code}"
-    if plain_errors(case.operation.path):  # the Open Inference Protocol's and TF Serving's
+    if answers_plain(case.operation.path):  # the Open Inference Protocol's and TF Serving's
         assert isinstance(error, str) and error, f"'error' is {error!r}, not a message"
         return
     assert isinstance(error, dict), f"'error' is {type(error).__name__}, not an object"

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from service.api.errors import answers_plain
 from service.app import create_app
 from service.config import Settings
-from service.errors import plain_errors
 from service.sessions.memory import MemorySessionStore
 from service.wire.native import ErrorBody, Health
 from service.wire.oip import PlainError
@@ -62,12 +62,12 @@ def test_every_operation_documents_what_the_middleware_and_framework_answer() ->
         assert ("security" in operation) == guarded, where
         body = "requestBody" in operation
         assert ("413" in statuses) == body, where
-        invalid = "400" if plain_errors(path) else "422"
+        invalid = "400" if answers_plain(path) else "422"
         if body or any(p["in"] in ("query", "header") for p in operation.get("parameters", [])):
             assert invalid in statuses, where
         if "{" in path:
             assert "404" in statuses, where
-        assert "422" not in statuses or not plain_errors(path), where
+        assert "422" not in statuses or not answers_plain(path), where
     assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
 
 
@@ -90,7 +90,7 @@ def test_every_error_answer_has_its_body_an_example_and_its_headers() -> None:
             media = response["content"]["application/json"]
             body = BODIES[media["schema"]["$ref"]]
             if body is not Health:
-                assert body is (PlainError if plain_errors(path) else ErrorBody), where
+                assert body is (PlainError if answers_plain(path) else ErrorBody), where
             body.model_validate(media["example"])  # the example is a body as the schema says
             headers = response.get("headers", {})
             if status in ("429", "503"):

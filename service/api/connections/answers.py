@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from service.api.connections.cap import ConnectionCap
-from service.errors import ServiceError, plain_errors, render
+from service.api.errors import HttpError, answers_plain, render
 
 if TYPE_CHECKING:
     from service.api.connections.protocol import GuardedProtocol
@@ -29,7 +29,7 @@ class Limits:
 
 def raw_answer(status: int, code: str, message: str, path: str = "") -> bytes:
     """An error answer in the shape `path`'s protocol expects (errors.render's)."""
-    error = message if plain_errors(path) else {"code": code, "message": message}
+    error = message if answers_plain(path) else {"code": code, "message": message}
     body = json.dumps({"error": error}).encode()
     head = (
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
@@ -65,7 +65,7 @@ class ProbesOnly:
         await answer(scope, receive, send)  # type: ignore[arg-type]
 
 
-class RequestTimeout(ServiceError):
+class RequestTimeout(HttpError):
     status = 408
     code = "request_timeout"
 

@@ -24,10 +24,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from service.api.docs.responses import ADMIN_PREFIX, HEADERS, example, meaning
+from service.api.errors import answers_plain
 from service.api.middleware.auth import OPEN_PATHS, STATS_PATHS
 from service.api.middleware.origins import UNCHECKED_HOST_PATHS, split_list
 from service.config import Settings
-from service.errors import plain_errors
 from service.wire.native import SETTINGS_KEY
 
 REF = "#/components/schemas/"
@@ -107,7 +107,7 @@ def _shared_statuses(
     if has_body:
         statuses.append(413)
     if has_body or any(p["in"] in ("query", "header") for p in parameters):
-        statuses.append(400 if plain_errors(path) else 422)
+        statuses.append(400 if answers_plain(path) else 422)
     if any(p["in"] == "path" for p in parameters):
         statuses.append(404)
     return statuses
@@ -122,7 +122,7 @@ def _document_error(
     media = response.setdefault("content", {}).setdefault("application/json", {})
     ref = media.get("schema", {}).get("$ref")
     if ref is None or ref in ERROR_SCHEMAS:
-        body = "PlainError" if plain_errors(path) else "ErrorBody"
+        body = "PlainError" if answers_plain(path) else "ErrorBody"
         media["schema"] = {"$ref": REF + body}
         media["example"] = example(status, path, settings, admin)
     if status in HEADERS:

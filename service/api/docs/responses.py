@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.api.errors import answers_plain
 from service.config import Settings
-from service.errors import plain_errors
 from service.wire.native import ErrorBody
 from service.wire.oip import PlainError
 
@@ -74,7 +74,7 @@ def meaning(status: int, path: str, admin: bool = False) -> str:
     """`admin`: a route of ADMIN_PREFIX with API keys on."""
     if admin and status in _ADMIN_MEANING:
         return _ADMIN_MEANING[status]
-    return (_PLAIN_MEANING if plain_errors(path) else _MEANING)[status]
+    return (_PLAIN_MEANING if answers_plain(path) else _MEANING)[status]
 
 
 _SESSION = "'xB9gBcbm4Uo3Yqk0jZ1Xq0y7bKp2Jt5E'"
@@ -171,7 +171,7 @@ def example(status: int, path: str, settings: Settings, admin: bool = False) -> 
         header_timeout=settings.header_timeout_seconds,
         max_header=settings.max_header_bytes,
     )
-    if plain_errors(path):
+    if answers_plain(path):
         if status == 400:
             message = next(m for p, m in _PLAIN_INVALID.items() if path.startswith(p))
         return {"error": message}

@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.docs.pages import ASSETS_URL, DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL
+from service.api.errors import HttpError, error_response
 from service.api.middleware.origins import split_list
 from service.config import Settings
-from service.errors import ServiceError, error_response
 from service.observability.request_context import note_owner
 
 OWNER = "service.owner"  # scope key: the name of the key that authenticated the request
@@ -40,12 +40,12 @@ STATS_PATHS = frozenset({"/metrics", "/v1/stats"})
 MIN_KEY_LENGTH = 16
 
 
-class Unauthorized(ServiceError):
+class Unauthorized(HttpError):
     status = 401
     code = "unauthorized"
 
 
-class Forbidden(ServiceError):
+class Forbidden(HttpError):
     status = 403
     code = "forbidden"
 
@@ -156,9 +156,9 @@ class ApiKeyAuth:
             refusal = Unauthorized(
                 f"{message} (or 'X-API-Key: <key>')",
                 field="Authorization",
-                headers={"WWW-Authenticate": challenge},
             )
-            await error_response(refusal, scope["path"])(scope, receive, send)
+            answer = error_response(refusal, scope["path"], {"WWW-Authenticate": challenge})
+            await answer(scope, receive, send)
             return
         scope[OWNER] = owner
         scope[ADMIN] = owner in self.keys.admins

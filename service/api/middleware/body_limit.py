@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api.errors import error_response
 from service.digits import decimal
-from service.errors import PayloadTooLarge, error_response
+from service.errors import PayloadTooLarge
 
 
 class BodyLimit:

@@ -19,17 +19,18 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import ServiceError, error_response, shown
+from service.api.errors import HttpError, error_response
+from service.errors import shown
 
 UNCHECKED_HOST_PATHS = frozenset({"/healthz", "/readyz"})  # probes address pods by IP
 
 
-class OriginNotAllowed(ServiceError):
+class OriginNotAllowed(HttpError):
     status = 403
     code = "origin_not_allowed"
 
 
-class InvalidHost(ServiceError):
+class InvalidHost(HttpError):
     status = 400
     code = "invalid_host"
 
@@ -87,7 +88,7 @@ class BrowserGuard:
                 host = value.decode("latin-1")
             elif name == b"origin":
                 origin = value.decode("latin-1").rstrip("/").lower()
-        refusal: ServiceError | None = None
+        refusal: HttpError | None = None
         if (
             self.hosts
             and scope["path"] not in UNCHECKED_HOST_PATHS

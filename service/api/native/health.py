@@ -11,15 +11,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from service.api.deps import RuntimeDep
+from service.api.errors import retry_header
 from service.api.middleware.auth import authenticated
-from service.runtime import Runtime
+from service.dataplane.health import liveness, readiness
 from service.wire.native import Health
 
 router = APIRouter(tags=["health"])
 
 
 def _unavailable(body: Health) -> JSONResponse:
-    return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(body.model_dump(), status_code=503, headers=retry_header(1))
 
 
 def _answer(request: Request, body: Health, available: bool) -> Health | JSONResponse:
@@ -28,14 +29,6 @@ def _answer(request: Request, body: Health, available: bool) -> Health | JSONRes
     if not authenticated(request):
         body = Health(status=body.status)
     return body if available else _unavailable(body)
-
-
-def _failed(runtime: Runtime) -> Health | None:
-    """A batch worker that ended cannot come back by itself: only a restart helps."""
-    failures = runtime.engines.failures() if runtime.engines is not None else {}
-    # which worker, not why: the exception (logged) may name internal paths
-    stopped = {name: "batch worker stopped (details in the server log)" for name in failures}
-    return Health(status="failed", detail={"failed": stopped}) if stopped else None
 
 
 def _probe_failed(description: str, example: Health) -> dict[int | str, dict[str, Any]]:
@@ -58,8 +51,8 @@ async def healthz(runtime: RuntimeDep, request: Request) -> Health | JSONRespons
     """Liveness: the process answers; 503 (status "failed") if a model's batch worker
     has stopped, which only a restart cures. With API keys on, `detail` only for a
     request with a valid key."""
-    failed = _failed(runtime)
-    return _answer(request, failed, False) if failed else Health(status="ok")
+    body, alive = liveness(runtime)
+    return _answer(request, body, alive)
 
 
 @router.get(
@@ -75,29 +68,8 @@ async def readyz(runtime: RuntimeDep, request: Request) -> Health | JSONResponse
     "draining") and if a batch worker has failed; otherwise 200, with status "degraded"
     while the session store is unreachable. With API keys on, `detail` (models,
     session store, sessions) only for a request with a valid key."""
-    if runtime.draining:
-        draining = Health(status="draining", detail={"shutdown": "finishing in-flight work"})
-        return _answer(request, draining, False)
-    if runtime.registry is None:
-        return _answer(request, Health(status="loading", detail={"models": "loading"}), False)
-    failed = _failed(runtime)
-    if failed:
-        return _answer(request, failed, False)
-    models = {
-        name: [str(v) for v in runtime.registry.versions(name)] for name in runtime.registry.names()
-    }
-    problem = await runtime.store.health()
-    if problem is not None:
-        # /predict still works, so the replica stays in rotation: taking it out would
-        # turn a session-store outage into a total one. Session calls answer 503.
-        degraded = Health(status="degraded", detail={"models": models, "session_store": problem})
-        return _answer(request, degraded, True)
-    if not authenticated(request):
-        return Health(status="ready")  # without counting the sessions
-    return Health(
-        status="ready",
-        detail={"models": models, "session_store": "ok", "sessions": await runtime.store.count()},
-    )
+    body, ready = await readiness(runtime, counted=authenticated(request))
+    return _answer(request, body, ready)
 
 
 @router.get("/v1/stats", response_model=dict[str, Any])

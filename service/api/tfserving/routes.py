@@ -1,6 +1,7 @@
 """TF Serving's REST API: `:predict` and `/metadata` (the model status is the native
 GET /v1/models/{name}, which carries `model_version_status`). Errors answer
-{"error": "<message>"} (service/errors.py). Included before the models router."""
+{"error": "<message>"} (service/api/errors.py), declared here for every path of the
+protocol, including verbs it does not serve. Included before the models router."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from service.api.bodies.read import documented, parse
 from service.api.bodies.write import json_answer
 from service.api.deps import RegistryDep, predictor
 from service.api.docs.responses import plain
+from service.api.errors import declare_plain
 from service.dataplane import tfserving
 from service.wire.tfserving import (
     TFColumnarResponse,
@@ -22,6 +24,12 @@ from service.wire.tfserving import (
 )
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"])
+declare_plain(
+    "/v1/models/{name:segment}:{verb}",
+    "/v1/models/{name:segment}/versions/{version:segment}:{verb}",
+    "/v1/models/{name:segment}/metadata",
+    "/v1/models/{name:segment}/versions/{version:segment}/metadata",
+)
 PREDICT: dict[str, Any] = {
     "response_model": TFRowResponse | TFColumnarResponse,
     "openapi_extra": documented(TFPredictRequest),

@@ -14,14 +14,14 @@ from service.api.bodies.pieces import serialised
 from service.api.bodies.read import documented, parse_bytes
 from service.api.deps import predictor, ready, registry, session_ops
 from service.api.docs.responses import plain
+from service.api.errors import HttpError, declare_plain
 from service.api.middleware.auth import owner_of
 from service.config import Settings
+from service.dataplane.health import liveness, readiness
 from service.dataplane.oip import Decoded, Read, infer, model_metadata, outputs, read_request
 from service.dataplane.oip_prefix import check_prefix
 from service.dataplane.tensors import encode_outputs, split_body
-from service.errors import ServiceError
 from service.inference.model.interface import LoadedModel
-from service.runtime import Runtime
 from service.wire.oip import (
     InferenceRequest,
     InferenceResponse,
@@ -32,9 +32,16 @@ from service.wire.oip import (
 router = APIRouter(prefix="/v2", tags=["open inference protocol (v2)"])
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "sequence", "parameters"]
+NOT_READY = {
+    "loading": "loading models",
+    "draining": "shutting down",
+    "failed": "a batch worker has stopped; the server needs a restart",
+}
+# the protocol's error shape, {"error": "<message>"}, everywhere under /v2
+declare_plain("/v2", "/v2/{rest:path}")
 
 
-class NotTrue(ServiceError):
+class NotTrue(HttpError):
     """A V2 health answer of false: a 4xx, as the protocol says."""
 
     status = 400
@@ -58,18 +65,19 @@ def _probe(*statuses: int) -> dict[str, Any]:
 @router.get("/health/live", **_probe(400))
 async def live(request: Request) -> Response:
     """200 while the server can serve; 400 if a model's batch worker has stopped."""
-    runtime: Runtime = request.app.state.runtime
-    if runtime.engines is not None and runtime.engines.failures():
+    _, alive = liveness(request.app.state.runtime)
+    if not alive:
         raise NotTrue("a batch worker has stopped; the server needs a restart")
     return Response(status_code=200)
 
 
 @router.get("/health/ready", **_probe(400))
 async def server_ready(request: Request) -> Response:
-    """200 once every model is loaded; 400 while loading or shutting down."""
-    runtime: Runtime = request.app.state.runtime
-    if runtime.registry is None or runtime.draining:
-        raise NotTrue("not ready: " + ("shutting down" if runtime.draining else "loading models"))
+    """200 when /readyz is: every model loaded, no batch worker stopped, not shutting
+    down; 400 otherwise."""
+    health, ready = await readiness(request.app.state.runtime, counted=False)
+    if not ready:
+        raise NotTrue(f"not ready: {NOT_READY[health.status]}")
     return Response(status_code=200)
 
 

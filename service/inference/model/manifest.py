@@ -67,6 +67,12 @@ class Side(BaseModel):
         return self
 
     @property
+    def speaks_text(self) -> bool:
+        """Text is read (split by the tokenizer) and written (joined) on this side: the
+        one rule for every protocol. A tokenizer needs a vocabulary (checked above)."""
+        return self.tokenizer is not None
+
+    @property
     def size(self) -> int:
         assert self.cardinality is not None  # set by the validator
         return self.cardinality

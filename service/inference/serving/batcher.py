@@ -123,7 +123,7 @@ class Batcher:
             raise Overloaded(
                 f"{self.name}: {self._queue.rows} rows already queued (limit "
                 f"{self.max_queue_rows}, SERVICE_MAX_QUEUE_ROWS); retry shortly",
-                headers={"Retry-After": "1"},
+                retry_after=1,
             )
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._run_forever())
@@ -141,12 +141,12 @@ class Batcher:
             self._worker.cancel()
             self._worker = None
         # every 503 says when to retry (here: on another replica, or this one restarted)
-        self._fail_queued(Overloaded(f"{self.name}: shutting down", headers={"Retry-After": "1"}))
+        self._fail_queued(Overloaded(f"{self.name}: shutting down", retry_after=1))
 
     def _failed(self) -> NotReady:
         return NotReady(
             f"{self.name}: unavailable ({self.failure}); retry on another replica",
-            headers={"Retry-After": "1"},
+            retry_after=1,
         )
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:

@@ -170,7 +170,7 @@ class Engines:
             raise NotReady(
                 f"model '{model.spec.name}' version {model.spec.version} was unloaded "
                 "meanwhile; retry",
-                headers={"Retry-After": "1"},
+                retry_after=1,
             )
         return engine
 

@@ -1,0 +1,96 @@
+"""What a client is told about the served models: the native API's model list and
+details, and each version's status (AVAILABLE, or END with why it was refused), which
+TF Serving's status answer shares."""
+
+from __future__ import annotations
+
+from service.inference.model.interface import ModelSpec
+from service.inference.model.registry import Registry
+from service.wire.native import (
+    FailedVersion,
+    ModelDetail,
+    ModelList,
+    ModelSummary,
+    ModelVersionInfo,
+    ModelVersionStatus,
+    SideInfo,
+    VersionStatusCode,
+)
+
+
+def available(version: int) -> ModelVersionStatus:
+    return ModelVersionStatus(
+        version=str(version),
+        state="AVAILABLE",
+        status=VersionStatusCode(error_code="OK", error_message=""),
+    )
+
+
+def version_statuses(registry: Registry, name: str) -> list[ModelVersionStatus]:
+    """Every served version (AVAILABLE) and every refused version directory (END, with
+    why), newest first. A refusal of the model directory as a whole has no version."""
+    statuses = {v: available(v) for v in registry.versions(name)}
+    for version, error in registry.refused(name):
+        if version is not None:
+            statuses[int(version)] = ModelVersionStatus(
+                version=version,
+                state="END",
+                status=VersionStatusCode(error_code="UNKNOWN", error_message=error),
+            )
+    return [statuses[v] for v in sorted(statuses, reverse=True)]
+
+
+def version_info(spec: ModelSpec, statuses: list[ModelVersionStatus]) -> ModelVersionInfo:
+    m = spec.manifest
+    shared = m.source.vocabulary if m.source.vocabulary == m.target.vocabulary else None
+    return ModelVersionInfo(
+        name=spec.name,
+        version=str(spec.version),
+        kind=m.kind,
+        description=m.description,
+        source=SideInfo.model_validate(m.source.model_dump()),
+        target=SideInfo.model_validate(m.target.model_dump()),
+        input_encoding=m.source.encoding,
+        input_cardinality=m.source.size,
+        output_cardinality=m.output_cardinality,
+        start_token=m.start_id,
+        end_token=m.end_id,
+        max_steps=m.max_steps,
+        decoder_output=m.decoder_output,
+        vocabulary_size=len(shared) if shared else None,
+        vocabulary=shared,
+        state_shapes=[list(s) for s in spec.state_shapes],
+        memory_shape=list(spec.memory_shape) if spec.memory_shape is not None else None,
+        metrics=m.metrics,
+        model_version_status=statuses,
+    )
+
+
+def model_list(registry: Registry) -> ModelList:
+    summaries = []
+    for name in registry.names():
+        default = registry.get(name).spec
+        summaries.append(
+            ModelSummary(
+                name=name,
+                kind=default.manifest.kind,
+                versions=[str(v) for v in registry.versions(name)],
+                default_version=str(default.version),
+            )
+        )
+    return ModelList(models=summaries)
+
+
+def model_detail(registry: Registry, name: str) -> ModelDetail:
+    spec = registry.get(name).spec
+    return ModelDetail(
+        **version_info(spec, version_statuses(registry, name)).model_dump(),
+        versions=[str(v) for v in registry.versions(name)],
+        default_version=str(spec.version),
+        failed_versions=[FailedVersion(version=v, error=e) for v, e in registry.refused(name)],
+    )
+
+
+def version_detail(registry: Registry, name: str, version: str) -> ModelVersionInfo:
+    spec = registry.get(name, version).spec
+    return version_info(spec, [available(spec.version)])
