@@ -20,7 +20,7 @@ import numpy as np
 from rich.progress import Progress
 
 from bench import faults, inprocess, isolation, soak
-from bench.wrk import ROOT, LoadResult, post_script, rss_bytes, server, sessions_script, wrk
+from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
 
 SERVER_ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
@@ -123,7 +123,7 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
     extra: dict[str, object] = {}
     runs = Stages(progress, "wrk runs", 2 * len(CONCURRENCY) + 1)
     echo_body = json.dumps({"inputs": [SOURCE]})
-    with server(["bench.echo"], SERVER_ENV) as (url, _):
+    with running(SERVER_ENV, module=["bench.echo"], timeout=180) as (url, _):
         expected = json.dumps({"outputs": [SOURCE]}, separators=(",", ":"))
         for c in CONCURRENCY:
             runs.start(f"echo, {c} connections")
@@ -131,7 +131,7 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
                 wrk(f"{url}/echo", post_script("/echo", echo_body, expected), c, seconds, "echo")
             )
             print(results[-1], flush=True)
-    with server(["service", "serve"], SERVER_ENV) as (url, pid):
+    with running(SERVER_ENV, timeout=180) as (url, served):
         body = json.dumps({"inputs": [SOURCE]})
         answer = httpx.post(
             f"{url}/v1/models/reverse/predict",
@@ -154,7 +154,7 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
         runs.done()
         extra["predict_mismatches"] = verify_predict(url, progress)
         extra["session_mismatches"] = verify_sessions(url, progress)
-        extra["memory"] = session_rss(url, pid, progress)
+        extra["memory"] = session_rss(url, served.process.pid, progress)
     return results, extra
 
 

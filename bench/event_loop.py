@@ -16,14 +16,11 @@ import argparse
 import asyncio
 import gzip
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -193,12 +190,11 @@ def healthz_under_uploads(url: str, path: str, uploads: int = 10) -> tuple[float
 
 def run(fakes: bool, print_row: Callable[[str], Any] = print) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "bench.event_loop", "serve", "--port", str(port)]
-    proc = subprocess.Popen([*command, *(["--fakes"] if fakes else [])], env=os.environ.copy())
-    url = f"http://127.0.0.1:{port}"
+    command = ["bench.event_loop", "serve", "--port", str(port)]
+    server = start_server(port, module=[*command, *(["--fakes"] if fakes else [])])
+    url = server.url
     try:
-        # its output goes to this terminal: nothing to show on failure
-        wait_ready(url, proc, time.monotonic() + 120, "the server", lambda: "")
+        wait_ready(server, 120)
         with httpx.Client(base_url=url, timeout=120) as client:
             client.get("/_stall")
             time.sleep(0.2)
@@ -212,8 +208,7 @@ def run(fakes: bool, print_row: Callable[[str], Any] = print) -> None:
         slowest, polls = healthz_under_uploads(url, f"/v2/models/{model}/infer")
         print_row(f"\n/healthz under ten gzip uploads: slowest {slowest:.1f} ms ({polls} polls)")
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop(30)
 
 
 def main() -> None:

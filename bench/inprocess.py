@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from bench.wrk import ROOT
 from service.progress import Stages
 
 

@@ -66,7 +66,7 @@ def measure(slice_ms: str, seconds: int) -> dict[str, object]:
         "SERVICE_ACCESS_LOG": "false",
         "SERVICE_BATCH_SLICE_MS": slice_ms,
     }
-    with server(["service", "serve"], env) as (url, _pid):
+    with running(env, timeout=180) as (url, _):
         with httpx.Client(base_url=url, timeout=30) as http:
             ids = [
                 http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]

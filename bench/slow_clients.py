@@ -20,10 +20,8 @@ connection cap); otherwise `service.server.run` with default settings.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -194,18 +192,14 @@ def main() -> None:
     proc = subprocess.Popen([*command, *(["--baseline"] if args.baseline else [])], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while probe(url)[0] != "200":
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.1)
+        wait_ready(server, 60)
         print("baseline (before)" if args.baseline else "guarded (after)")
         big_headers(port, proc.pid, args.header_mb)
         idle_flood(url, port, args.idle, args.header_timeout + 2)
         busy(url, port, args.busy)
         print(f"   server RSS at the end {rss_mb(proc.pid):.0f} MB")
     finally:
-        proc.terminate()
-        proc.wait(30)
+        server.stop(30)
 
 
 if __name__ == "__main__":

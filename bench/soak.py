@@ -26,7 +26,6 @@ from bench.load import (
     Checked,
     Event,
     Recorder,
-    RedisProcess,
     Servers,
     Worker,
     counts,
@@ -37,7 +36,7 @@ from bench.load import (
     predict,
     sources,
 )
-from bench.wrk import rss_bytes, server
+from bench.wrk import rss_bytes
 from service.progress import bars
 
 PREDICT_SHARE = 0.4
@@ -231,12 +230,12 @@ def run(args: argparse.Namespace) -> int:
     }
     redis = None
     if args.backend == "redis":
-        redis = RedisProcess(persistent=False)
+        redis = RedisServer(persistent=False)
         redis.start()
         env |= {"SERVICE_SESSION_BACKEND": "redis", "SERVICE_REDIS_URL": redis.url}
     try:
-        with server(["service", "serve"], env) as (url, pid), bars() as progress:
-            return uvloop.run(drive(url, pid, args, progress))
+        with running(env, timeout=180) as (url, served), bars() as progress:
+            return uvloop.run(drive(url, served.process.pid, args, progress))
     finally:
         if redis is not None:
             redis.close()

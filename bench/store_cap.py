@@ -15,16 +15,16 @@ import time
 import numpy as np
 
 from service.errors import CapacityExceeded
-from service.sessions.base import Session, new_session_id
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import StoredSession, new_session_id
 
 SIZES = (1_000, 10_000, 100_000)
 REFUSALS = 2_000
 
 
-def _session() -> Session:
+def _session() -> StoredSession:
     state = np.zeros(128, np.float32)
-    return Session(new_session_id(), "reverse", 1, 0, (state, state), None, time.time())
+    return StoredSession(new_session_id(), "reverse", 1, 0, (state, state), None, time.time())
 
 
 async def per_refusal(size: int) -> tuple[float, float]:

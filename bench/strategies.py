@@ -21,7 +21,7 @@ import numpy as np
 
 from service.inference.model.interface import Decoding, LoadedModel
 from service.inference.model.store import load_store
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 from service.inference.reference.sampling import row_seeds
 from service.inference.serving.decoding import sampling
 
@@ -54,7 +54,10 @@ def measure(model: LoadedModel, batch: int, rounds: int) -> list[tuple[str, floa
         ("beam 1", lambda: compute.beam_decode(src, limits, 1, alpha)),
         ("beam 4", lambda: compute.beam_decode(src, limits, 4, alpha)),
         ("beam 8", lambda: compute.beam_decode(src, limits, 8, alpha)),
-        ("beam 4, per-step loop", lambda: LoopCompute.beam_decode(compute, src, limits, 4, alpha)),  # type: ignore[arg-type]
+        (
+            "beam 4, per-step loop",
+            lambda: ReferenceCompute.beam_decode(compute, src, limits, 4, alpha),
+        ),  # type: ignore[arg-type]
     ]
     return [(name, median_seconds(run, rounds)) for name, run in runs]
 

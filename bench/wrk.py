@@ -5,19 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # Every script shares this tail: count bad answers per thread, print one JSON line.
 LUA_TAIL = r"""

@@ -25,8 +25,8 @@ from service.api.v2 import routes as v2
 from service.config import Settings
 from service.inference.model.registry import Registry
 from service.runtime import Runtime
-from service.sessions.base import SessionStore
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import SessionStore
 
 log = logging.getLogger("service")
 CORS_REQUEST_HEADERS = [

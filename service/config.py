@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Warmup = Literal["all", "background", "lazy"]
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
     # 1 and 1 measured best on 2 cores (one for TF, one for the event loop); 0 = TF default
     tf_intra_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")
     tf_inter_op_threads: int = Field(default=1, ge=0, description="0 = TensorFlow default")
+    warmup: Warmup = Field(
+        default="background",
+        description="when a model's graphs compile. all: every graph before the model is "
+        "served; background: what greedy /predict and session steps use before, the rest "
+        "(beam, sampling, probabilities) right after on a low-priority thread; lazy: the rest "
+        "on first use. A graph a request needs and finds uncompiled is compiled then, once",
+    )
 
     # security (README "Security and operations")
     api_keys: str = Field(
@@ -138,3 +147,11 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = Field(
         default=30.0, gt=0, description="after the delay: in-flight requests get this long"
     )
+
+    @field_validator("warmup", mode="before")
+    @classmethod
+    def _warmup_known(cls, value: object) -> object:
+        allowed = get_args(Warmup)
+        if value not in allowed:
+            raise ValueError(f"SERVICE_WARMUP must be one of {', '.join(allowed)}, not {value!r}")
+        return value

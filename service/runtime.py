@@ -11,15 +11,15 @@ from pathlib import Path
 from service.config import Settings
 from service.dataplane.health import loaded
 from service.dataplane.predict import Predictor
-from service.dataplane.sessions import SessionOps
+from service.dataplane.session_ops import SessionOps
 from service.errors import Conflict, ServiceError
 from service.inference.model.registry import Registry, version_number
 from service.inference.model.reload import Reloader, ReloadReport
 from service.inference.serving.engine import BatchSettings, Engines
 from service.inference.serving.executor import ComputeExecutor
 from service.observability.metrics import Metrics, ModelState
-from service.sessions.base import SessionStore
 from service.sessions.instrumented import InstrumentedStore
+from service.sessions.store import SessionStore
 
 
 @dataclass

@@ -9,12 +9,12 @@ import numpy as np
 from service.inference.model.interface import LoadedModel, ModelSpec, States
 from service.inference.model.manifest import InputEncoding, Manifest
 from service.inference.model.registry import Registry
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 
 VOCAB = ["<s>", "a", "b", "c", "d", "e", "f", "</s>"]
 
 
-class CounterCompute(LoopCompute):
+class CounterCompute(ReferenceCompute):
     """Output token = (input token + 1 + offset) % V, where offset = round(h[0]).
 
     The encoder puts sum(source) % V into h, so sources steer the decode; c counts

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from service.dataplane.health import loaded
 from service.dataplane.predict import Predictor
-from service.dataplane.sessions import SessionOps
+from service.dataplane.session_ops import SessionOps
 from service.inference.model.registry import Registry
 from service.runtime import Runtime
 

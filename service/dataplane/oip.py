@@ -25,10 +25,10 @@ import numpy as np
 from service.config import Settings
 from service.dataplane.oip_inputs import TEXT, TOKENS, has_text, input_names, read_rows
 from service.dataplane.predict import Predictor
-from service.dataplane.sequences import sequence_step
-from service.dataplane.sessions import SessionOps
+from service.dataplane.session_ops import SessionOps
 from service.dataplane.tensors import Tensor
 from service.dataplane.tokens import TokensIn, to_text
+from service.dataplane.triton_sequences import sequence_step
 from service.errors import InvalidInput, shown
 from service.inference.model.interface import LoadedModel
 from service.wire.native import (

@@ -12,7 +12,7 @@ from service.dataplane.tokens import to_text, to_tokens
 from service.errors import NotFound, shown
 from service.inference.model.interface import LoadedModel
 from service.inference.serving.decoding import RowDecoded
-from service.sessions.base import Session
+from service.sessions.store import StoredSession
 from service.wire.native import SessionInfo, StepResponse
 
 
@@ -26,7 +26,7 @@ def not_found(session_id: str) -> NotFound:
     )
 
 
-def info(session: Session, include_state: bool = False) -> SessionInfo:
+def info(session: StoredSession, include_state: bool = False) -> SessionInfo:
     return SessionInfo(
         session_id=session.id,
         model=session.model,
@@ -41,14 +41,14 @@ def info(session: Session, include_state: bool = False) -> SessionInfo:
     )
 
 
-def carried(session: Session) -> tuple[np.ndarray, ...]:
+def carried(session: StoredSession) -> tuple[np.ndarray, ...]:
     """What the compute carries from step to step: the states, then the memory if any."""
     return session.states if session.memory is None else (*session.states, session.memory)
 
 
 def advanced(
-    session: Session, model: LoadedModel, row: RowDecoded, plan: Plan | None = None
-) -> tuple[Session, StepResponse]:
+    session: StoredSession, model: LoadedModel, row: RowDecoded, plan: Plan | None = None
+) -> tuple[StoredSession, StepResponse]:
     """The session after `row`'s first (best) hypothesis, and the answer."""
     changed = replace(
         session,

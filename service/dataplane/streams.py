@@ -23,14 +23,14 @@ from pydantic import BaseModel
 
 from service.dataplane.predict import Predicted, Predictor, prepare, response
 from service.dataplane.session_info import advanced, carried
-from service.dataplane.sessions import SessionOps
+from service.dataplane.session_ops import SessionOps
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import to_text, to_tokens
 from service.errors import InvalidInput
 from service.inference.model.interface import Decoding, LoadedModel
 from service.inference.serving.decoding import Hypothesis, RowDecoded
 from service.inference.serving.engine import ModelEngine
-from service.sessions.base import Session
+from service.sessions.store import StoredSession
 from service.wire.decoding import TokenEvent
 from service.wire.native import GenerateRequest, PredictRequest
 
@@ -171,7 +171,7 @@ async def stream_generate(
             yield Event("result", answer)
             return
         streamed = _Tokens(model, plan)
-        applied: Session = session  # the state after the last token sent
+        applied: StoredSession = session  # the state after the last token sent
         saved = False
         try:
             for t in range(steps):

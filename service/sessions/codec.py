@@ -17,7 +17,7 @@ import struct
 
 import numpy as np
 
-from service.sessions.base import Session
+from service.sessions.store import StoredSession
 
 MAGIC = b"S2S1"
 MAGIC_MEMORY = b"S2S2"
@@ -45,7 +45,7 @@ def _read_tensor(data: bytes, offset: int) -> tuple[np.ndarray, int]:
     return tensor, offset + 4 * size
 
 
-def encode(session: Session) -> bytes:
+def encode(session: StoredSession) -> bytes:
     name = session.model.encode()
     if session.owner is not None:
         magic = MAGIC_OWNER
@@ -75,7 +75,7 @@ def encode(session: Session) -> bytes:
     return b"".join(parts)
 
 
-def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
+def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> StoredSession:
     """Raises CodecError, and nothing else, for any bytes that are not a whole record."""
     try:
         magic, version, steps, next_token, created_at, revision, name_len = _HEADER.unpack_from(
@@ -110,7 +110,7 @@ def decode(session_id: str, data: bytes, expires_at: float = 0.0) -> Session:
             raise CodecError(f"{len(data) - offset} unexpected bytes after the last state")
     except (struct.error, UnicodeDecodeError, ValueError) as exc:  # CodecError is a ValueError
         raise CodecError(f"corrupt record ({exc})") from None
-    return Session(
+    return StoredSession(
         id=session_id,
         model=model,
         version=version,

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from service.errors import CapacityExceeded, ServiceError
 from service.observability.metrics import Metrics
-from service.sessions.base import Replay, Session, SessionStore
+from service.sessions.store import Replay, SessionStore, StoredSession
 
 T = TypeVar("T")
 OPERATIONS = ("create", "get", "save", "replay", "delete", "count", "lock")
@@ -38,13 +38,15 @@ class InstrumentedStore(SessionStore):
         finally:
             self._duration[operation].observe(time.perf_counter() - started)
 
-    async def create(self, session: Session) -> Session:
+    async def create(self, session: StoredSession) -> StoredSession:
         return await self._call("create", self.inner.create(session))
 
-    async def get(self, session_id: str) -> Session | None:
+    async def get(self, session_id: str) -> StoredSession | None:
         return await self._call("get", self.inner.get(session_id))
 
-    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+    async def save(
+        self, session: StoredSession, remember: tuple[str, Replay] | None = None
+    ) -> StoredSession:
         return await self._call("save", self.inner.save(session, remember))
 
     async def replay(self, session_id: str, key: str) -> Replay | None:

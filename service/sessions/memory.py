@@ -11,14 +11,14 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
-from service.sessions.base import (
+from service.sessions.locks import LocalLocks
+from service.sessions.store import (
     Replay,
-    Session,
     SessionStore,
+    StoredSession,
     capacity_exceeded,
     owner_quota_exceeded,
 )
-from service.sessions.locks import LocalLocks
 
 
 class MemorySessionStore(SessionStore):
@@ -49,7 +49,7 @@ class MemorySessionStore(SessionStore):
         self.keys_per_session = keys_per_session
         self.answer_bytes_per_session = answer_bytes_per_session
         self._clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, StoredSession] = {}
         self._expiry: list[tuple[float, str]] = []
         self._owned: dict[str, set[str]] = {}
         self._replays: dict[str, OrderedDict[str, Replay]] = {}
@@ -70,7 +70,7 @@ class MemorySessionStore(SessionStore):
             await asyncio.sleep(self._sweep_seconds)
             self.purge_expired()
 
-    def _put(self, session: Session) -> Session:
+    def _put(self, session: StoredSession) -> StoredSession:
         self._sessions[session.id] = session
         heapq.heappush(self._expiry, (session.expires_at, session.id))
         if len(self._expiry) > 2 * len(self._sessions) + 64:
@@ -78,7 +78,7 @@ class MemorySessionStore(SessionStore):
             heapq.heapify(self._expiry)
         return session
 
-    def _drop(self, session_id: str) -> Session | None:
+    def _drop(self, session_id: str) -> StoredSession | None:
         session = self._sessions.pop(session_id, None)
         self._replays.pop(session_id, None)
         if session is not None and session.owner is not None:
@@ -110,7 +110,7 @@ class MemorySessionStore(SessionStore):
         self._soonest()
         return before - len(self._sessions)
 
-    def _live(self, session_id: str) -> Session | None:
+    def _live(self, session_id: str) -> StoredSession | None:
         session = self._sessions.get(session_id)
         if session is not None and session.expires_at <= self._clock():
             self._drop(session_id)
@@ -120,7 +120,7 @@ class MemorySessionStore(SessionStore):
     def _retry_after(self, expires_at: float) -> int:
         return max(1, math.ceil(expires_at - self._clock()))
 
-    async def create(self, session: Session) -> Session:
+    async def create(self, session: StoredSession) -> StoredSession:
         if len(self._sessions) >= self.max_sessions:
             soonest = self._soonest()
             if len(self._sessions) >= self.max_sessions:
@@ -137,13 +137,15 @@ class MemorySessionStore(SessionStore):
             self._owned.setdefault(owner, set()).add(session.id)
         return self._put(replace(session, expires_at=self._clock() + self.ttl))
 
-    async def get(self, session_id: str) -> Session | None:
+    async def get(self, session_id: str) -> StoredSession | None:
         session = self._live(session_id)
         if session is None:
             return None
         return self._put(replace(session, expires_at=self._clock() + self.ttl))
 
-    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+    async def save(
+        self, session: StoredSession, remember: tuple[str, Replay] | None = None
+    ) -> StoredSession:
         stored = replace(
             session, revision=session.revision + 1, expires_at=self._clock() + self.ttl
         )

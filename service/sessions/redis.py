@@ -42,16 +42,16 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec
-from service.sessions.base import (
+from service.sessions.locks import LocalLocks, session_busy
+from service.sessions.redis_scripts import CREATE, DELETE, RENEW, SAVE, TOUCH, UNLOCK
+from service.sessions.store import (
     Replay,
-    Session,
     SessionStore,
+    StoredSession,
     capacity_exceeded,
     corrupt_session,
     owner_quota_exceeded,
 )
-from service.sessions.locks import LocalLocks, session_busy
-from service.sessions.redis_scripts import CREATE, DELETE, RENEW, SAVE, TOUCH, UNLOCK
 
 log = logging.getLogger("service")
 
@@ -153,7 +153,7 @@ class RedisSessionStore(SessionStore):
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def create(self, session: Session) -> Session:
+    async def create(self, session: StoredSession) -> StoredSession:
         status, millis = await self._call(
             self._create,
             keys=[self._index, self._key(session.id), self._owner_key(session.owner)],
@@ -173,7 +173,7 @@ class RedisSessionStore(SessionStore):
             raise owner_quota_exceeded(self.max_per_owner, retry)
         return replace(session, expires_at=self.expiry())
 
-    async def get(self, session_id: str) -> Session | None:
+    async def get(self, session_id: str) -> StoredSession | None:
         try:
             data = await self._call(
                 self._touch,
@@ -193,7 +193,9 @@ class RedisSessionStore(SessionStore):
         except codec.CodecError as exc:
             raise corrupt_session(session_id, str(exc)) from None
 
-    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+    async def save(
+        self, session: StoredSession, remember: tuple[str, Replay] | None = None
+    ) -> StoredSession:
         saved = replace(session, revision=session.revision + 1, expires_at=self.expiry())
         key, answer = remember if remember is not None else ("", None)
         if answer is not None:  # an answer over the budget never travels to Redis

@@ -18,7 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 from service.progress import bars, task
-from service.training.common import environment, save_models, seed_everything
+from service.training.basics import environment, save_models, seed_everything
 from service.training.date_text import (
     END,
     PAD,

@@ -10,7 +10,7 @@ import numpy as np
 
 from service.inference.model.manifest import Manifest, Side
 from service.progress import bars
-from service.training.common import environment, one_hot, save_models, seed_everything
+from service.training.basics import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 5
 SEQUENCES = ((3, 0, 1, 2, 3), (4, 0, 1, 2, 4))

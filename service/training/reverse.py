@@ -10,7 +10,7 @@ import numpy as np
 
 from service.inference.model.manifest import Manifest, Side
 from service.progress import bars, task
-from service.training.common import environment, one_hot, save_models, seed_everything
+from service.training.basics import environment, one_hot, save_models, seed_everything
 
 CARDINALITY = 51  # token 0 is the start/padding symbol
 SOURCE_LENGTH = 6

@@ -13,7 +13,6 @@ import pytest
 
 from service.errors import CapacityExceeded, Conflict, StoreUnavailable
 from service.observability.metrics import Metrics
-from service.sessions.base import Replay, Session, SessionStore, new_session_id
 from service.sessions.instrumented import InstrumentedStore
 from service.sessions.memory import MemorySessionStore
 from service.sessions.redis import RedisSessionStore
@@ -48,7 +47,7 @@ async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> Asy
 
 def session(model: str = "reverse") -> Session:
     rng = np.random.default_rng()
-    return Session(
+    return StoredSession(
         id=new_session_id(),
         model=model,
         version=3,
@@ -88,7 +87,7 @@ async def test_save_bumps_revision_and_replaces(make: Factory) -> None:
     s = await store.create(session())
     loaded = await store.get(s.id)
     assert loaded is not None
-    saved = await store.save(Session(**{**loaded.__dict__, "steps": 9, "next_token": None}))
+    saved = await store.save(StoredSession(**{**loaded.__dict__, "steps": 9, "next_token": None}))
     assert saved.revision == loaded.revision + 1
     again = await store.get(s.id)
     assert again is not None and again.steps == 9 and again.next_token is None
@@ -155,7 +154,7 @@ async def test_lock_serialises_load_compute_save(make: Factory) -> None:
             loaded = await store.get(s.id)
             assert loaded is not None
             await asyncio.sleep(0.002)  # a compute step
-            await store.save(Session(**{**loaded.__dict__, "steps": loaded.steps + 1}))
+            await store.save(StoredSession(**{**loaded.__dict__, "steps": loaded.steps + 1}))
 
     await asyncio.gather(*[increment() for _ in range(30)])
     final = await store.get(s.id)

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest

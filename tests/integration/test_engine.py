@@ -8,7 +8,7 @@ import pytest
 from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.interface import LoadedModel
 from service.inference.model.store import load_store
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 from tests.floats import assert_close
 from tests.integration.conftest import STORE
 
@@ -36,7 +36,7 @@ def test_compiled_decode_equals_reference_loop(models: dict[str, LoadedModel]) -
     sources = np.random.default_rng(1).integers(1, 51, size=(64, 6)).astype(np.int32)
     limits = np.asarray([1 + i % 5 for i in range(64)], np.int32)
     fast = engine.decode(sources, limits, True)
-    slow = LoopCompute.decode(engine, sources, limits, True)
+    slow = ReferenceCompute.decode(engine, sources, limits, True)
     np.testing.assert_array_equal(fast.lengths, limits)
     np.testing.assert_array_equal(fast.lengths, slow.lengths)
     for i, n in enumerate(limits):
@@ -46,7 +46,7 @@ def test_compiled_decode_equals_reference_loop(models: dict[str, LoadedModel]) -
     # generate from the encoded states also returns each row's final state
     start = np.zeros(64, np.int32)
     fast_gen = engine.generate(start, engine.encode(sources), limits, False)
-    slow_gen = LoopCompute.generate(engine, start, engine.encode(sources), limits, False)
+    slow_gen = ReferenceCompute.generate(engine, start, engine.encode(sources), limits, False)
     np.testing.assert_array_equal(fast_gen.tokens, fast.tokens)
     np.testing.assert_array_equal(fast_gen.lengths, slow_gen.lengths)
     close(fast_gen.states, slow_gen.states)
@@ -57,7 +57,7 @@ def test_compiled_run_equals_reference_loop(models: dict[str, LoadedModel]) -> N
     tokens = np.random.default_rng(2).integers(0, 5, size=(16, 9)).astype(np.int32)
     states = [np.random.default_rng(3).normal(size=(16, 20)).astype(np.float32) for _ in range(2)]
     fast = engine.run(tokens, states, True)
-    slow = LoopCompute.run(engine, tokens, states, True)
+    slow = ReferenceCompute.run(engine, tokens, states, True)
     np.testing.assert_array_equal(fast.tokens, slow.tokens)
     assert fast.probabilities is not None and slow.probabilities is not None
     assert_close(fast.probabilities, slow.probabilities)
@@ -81,14 +81,14 @@ def test_end_token_stops_rows_in_the_compiled_loop(
     )
     limits = np.full(3, 5, np.int32)
     fast = engine.decode(sources, limits, False)
-    slow = LoopCompute.decode(engine, sources, limits, False)
+    slow = ReferenceCompute.decode(engine, sources, limits, False)
     assert fast.lengths.tolist() == slow.lengths.tolist() == [2, 5, 3]
     assert fast.tokens[0, :2].tolist() == [40, 36]
     for i, n in enumerate(fast.lengths):
         assert fast.tokens[i, :n].tolist() == slow.tokens[i, :n].tolist()
     start = np.zeros(3, np.int32)
     fast_gen = engine.generate(start, engine.encode(sources), limits, False)
-    slow_gen = LoopCompute.generate(engine, start, engine.encode(sources), limits, False)
+    slow_gen = ReferenceCompute.generate(engine, start, engine.encode(sources), limits, False)
     assert fast_gen.lengths.tolist() == [2, 5, 3]
     close(fast_gen.states, slow_gen.states)
 

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from service.inference.model.formats import ModelFile, ModelFileError
-from service.inference.model.formats.base import Graph, TensorInfo
+from service.inference.model.formats.graph import Graph, TensorInfo
 from service.inference.model.formats.load import load_graph
 from service.inference.model.formats.saved_model import SavedModelGraph
 from tests.floats import assert_close

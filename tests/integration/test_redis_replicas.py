@@ -1,7 +1,11 @@
-"""Several server processes sharing one real redis-server."""
+"""Several server processes sharing one real redis-server.
 
-import os
-import signal
+The module starts two groups of replicas once: `pair` on the session's Redis, which every
+test shares with sessions of its own, and `capped` (a cap of two sessions, on a Redis of
+its own that one test stops and starts again). A test that kills or stops a replica
+leaves it so; the next test that asks for the group gets it started again.
+"""
+
 import socket
 import time
 from collections.abc import Iterator
@@ -34,26 +38,12 @@ class Replica:
         self.server = start_server(self.port, self.env)
         return self
 
-    def ready(self) -> "Replica":
-        assert self.server is not None
-        wait_ready(self.url, self.server)
-        return self
 
-    def kill(self) -> None:
-        assert self.server is not None
-        os.kill(self.server.process.pid, signal.SIGKILL)
-        self.server.process.wait()
-        self.server.log.close()
-        self.server = None
-
-    def log(self) -> str:
-        assert self.server is not None
-        return self.server.output()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+@pytest.fixture
+def replicas(pair: list[Replica]) -> list[Replica]:
+    """Both replicas of `pair`, running (started again if a test stopped one)."""
+    start_all(pair)
+    return pair
 
 
 @pytest.fixture
@@ -201,6 +191,96 @@ def test_redis_outage_and_recovery() -> None:
         assert "127.0.0.1" not in r.text and str(redis.port) not in r.text  # no address
         assert (
             httpx.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code
+
+
+def store_ready(url: str) -> None:
+    """Until /readyz says the session store answers (after Redis came back)."""
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{url}/readyz", timeout=30).json()["status"] != "ready":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_redis_outage_and_recovery(capped: list[Replica], own_redis: RedisServer) -> None:
+    redis = own_redis
+    start_all(capped)
+    replica = capped[0]
+    url = replica.url
+    store_ready(url)
+    try:
+        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
+        redis.stop()
+        r = httpx.post(f"{url}/v1/sessions/{sid}/step", json={"inputs": [3]}, timeout=30)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1"
+        assert r.json()["error"]["code"] == "session_store_unavailable"
+        assert "127.0.0.1" not in r.text and str(redis.port) not in r.text  # no address
+        assert (
+            httpx.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code
+            == 503
+        )
+        p = httpx.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)
+        assert p.status_code == 200 and p.json()["outputs"] == [[40, 36, 20]]
+        ready = httpx.get(f"{url}/readyz", timeout=30).json()
+        assert ready["status"] == "degraded" and "unavailable" in ready["detail"]["session_store"]
+        assert str(redis.port) not in str(ready)
+        assert str(redis.port) in replica.log()  # the detail is in the log
+        redis.start()  # same port, empty (no persistence in this test)
+        store_ready(url)
+        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
+        assert post(url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})["outputs"] == [0, 1]
+        assert httpx.delete(f"{url}/v1/sessions/{sid}").status_code == 204
+    finally:
+        if redis.process is None:
+            redis.start()
+
+
+def test_cap_is_shared_by_replicas(capped: list[Replica]) -> None:
+    start_all(capped)
+    a, b = capped
+    for r in capped:
+        store_ready(r.url)  # each one's connections to Redis, if another test restarted it
+    created: list[tuple[str, str]] = []
+    try:
+        for r in capped:
+            created.append((r.url, post(r.url, "/v1/sessions", {"model": "memory"})["session_id"]))
+        r = httpx.post(f"{a.url}/v1/sessions", json={"model": "memory"}, timeout=30)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    finally:
+        for url, sid in created:
+            httpx.delete(f"{url}/v1/sessions/{sid}", timeout=30)
+
+
+# the last two: one kills a replica of `pair`, the other stops them all (the next test
+# that asked for `pair` would wait for them to start again)
+
+
+def test_killing_a_replica_loses_nothing_acknowledged(replicas: list[Replica]) -> None:
+    a, b = replicas
+    sid = post(b.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    acknowledged: list[int] = []
+    for i, v in enumerate([3, 0, 1, 2, 4, 0]):
+        post((a if i % 2 else b).url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
+        acknowledged.append(v)
+    a.kill()  # mid-stream, without a clean shutdown
+    for v in [1, 2]:
+        post(b.url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
+        acknowledged.append(v)
+    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == len(acknowledged)
+    assert same(state(b.url, sid), replay(b.url, acknowledged)[1])
+
+
+def test_restarting_every_server_keeps_sessions(pair: list[Replica]) -> None:
+    first = pair[1]
+    start_all([first])  # running unless a test stopped it
+    sid = post(first.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    post(first.url, f"/v1/sessions/{sid}/step", {"inputs": [4, 0, 1]})
+    before = state(first.url, sid)
+    stop_all(pair)  # every server
+    second = pair[0]
+    start_all([second])  # a new process
+    assert same(state(second.url, sid), before)
+    r = post(second.url, f"/v1/sessions/{sid}/step", {"inputs": [2]})
+    assert r["outputs"] == [4] and r["steps"] == 4
             == 503
         )
         p = httpx.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)

@@ -8,16 +8,11 @@ hold requests in progress while the test looks.
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,11 +27,7 @@ PARTIAL = b"GET /v1/models HTTP/1.1\r\nHost: test\r\nX-Slow: "
 STALLED = b'POST /predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{"inputs": '
 
 
-@dataclass
-class Server(conftest.Server):
-    url: str = ""
-    port: int = 0
-
+class Server(harness.Server):
     def rss_mb(self) -> float:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return next(int(line.split()[1]) for line in status.splitlines() if "VmRSS" in line) / 1024
@@ -73,8 +64,8 @@ def servers() -> Iterator[tuple[Server, Server]]:
     )
     capped = start({"SERVICE_MAX_CONNECTIONS": "8", "SERVICE_PROBE_CONNECTIONS": "4"})
     try:
-        conftest.wait_ready(quick.url, quick, 60)
-        conftest.wait_ready(capped.url, capped, 60)
+        wait_ready(quick, 60)
+        wait_ready(capped, 60)
         yield quick, capped
     finally:
         quick.stop()

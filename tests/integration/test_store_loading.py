@@ -185,7 +185,7 @@ def test_serve_refuses_a_broken_store_with_a_clear_message(tmp_path: Path) -> No
 
 def test_importing_the_package_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, service, service.app, service.__main__, service.dataplane.sessions, "
+        "import sys, service, service.app, service.__main__, service.dataplane.session_ops, "
         "service.inference.model.store; "
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules; "
         "service.app.create_app(); print('ok')"

@@ -21,7 +21,7 @@ from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.interface import Beams, Decoded, Decoding, LoadedModel, Sampling
 from service.inference.model.store import load_store
 from service.inference.reference.beam import log_probs
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 from service.inference.reference.sampling import row_seeds
 from service.inference.serving.decoding import sampling
 from service.training.date_text import sample_dates
@@ -93,13 +93,13 @@ def test_compiled_beam_decode_equals_the_reference(
     sources = sources_of(models, name, 10, seed=width)
     limits, alphas = limits_and_alphas(10, models[name].spec.manifest.max_steps)
     fast = engine.beam_decode(sources, limits, width, alphas)
-    slow = LoopCompute.beam_decode(engine, sources, limits, width, alphas)
+    slow = ReferenceCompute.beam_decode(engine, sources, limits, width, alphas)
     assert_same_beams(fast, slow, states=False)
     # from the encoded states, beam also returns the best hypothesis's state
     start = np.full(len(sources), models[name].spec.manifest.start_id, np.int32)
     states = engine.encode(sources)
     fast = engine.beam(start, states, limits, width, alphas)
-    slow = LoopCompute.beam(engine, start, states, limits, width, alphas)
+    slow = ReferenceCompute.beam(engine, start, states, limits, width, alphas)
     assert_same_beams(fast, slow, states=True)
 
 
@@ -115,7 +115,7 @@ def test_compiled_beam_on_a_step_model_equals_the_reference(
     tokens = rng.integers(0, 5, size=batch).astype(np.int32)
     limits, alphas = limits_and_alphas(batch, 6)
     fast = engine.beam(tokens, states, limits, width, alphas)
-    slow = LoopCompute.beam(engine, tokens, states, limits, width, alphas)
+    slow = ReferenceCompute.beam(engine, tokens, states, limits, width, alphas)
     assert_same_beams(fast, slow, states=True)
 
 
@@ -159,7 +159,7 @@ def test_compiled_sampled_decode_equals_the_reference(
     limits = np.asarray([1 + i % models[name].spec.manifest.max_steps for i in range(batch)])
     chosen = mixed_sampling(batch, seed=2026)
     fast = engine.decode(sources, limits, probs, chosen)
-    slow = LoopCompute.decode(engine, sources, limits, probs, chosen)
+    slow = ReferenceCompute.decode(engine, sources, limits, probs, chosen)
     assert_same_decoded(fast, slow, states=False)
     greedy = engine.decode(sources, limits, False)
     for i in np.flatnonzero(chosen.temperature == 0):  # temperature 0: the argmax
@@ -174,7 +174,7 @@ def test_compiled_sampled_decode_equals_the_reference(
         )
     ]
     fast = engine.decode(sources[:4], limits[:4], probs, sampling(rows))
-    slow = LoopCompute.decode(engine, sources[:4], limits[:4], probs, sampling(rows))
+    slow = ReferenceCompute.decode(engine, sources[:4], limits[:4], probs, sampling(rows))
     assert_same_decoded(fast, slow, states=False)
 
 
@@ -192,7 +192,7 @@ def test_compiled_sampled_generate_equals_the_reference(models: dict[str, Loaded
         limits = np.asarray([1 + i % 9 for i in range(batch)], np.int32)
         chosen = mixed_sampling(batch, seed=77)
         fast = engine.generate(tokens, states, limits, True, chosen)
-        slow = LoopCompute.generate(engine, tokens, states, limits, True, chosen)
+        slow = ReferenceCompute.generate(engine, tokens, states, limits, True, chosen)
         assert_same_decoded(fast, slow, states=True)
 
 

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 from service.sessions import codec
-from service.sessions.base import Session
 from service.sessions.redis import REVISION_OFFSET
+from service.sessions.store import StoredSession
 
 pytestmark = pytest.mark.unit
 
 
-def sample(next_token: int | None = 4) -> Session:
-    return Session(
+def sample(next_token: int | None = 4) -> StoredSession:
+    return StoredSession(
         id="abc",
         model="mémoire",
         version=12,
@@ -43,7 +43,7 @@ def test_round_trip(next_token: int | None) -> None:
 
 
 def test_size_is_state_plus_a_small_header() -> None:
-    s = Session(
+    s = StoredSession(
         id="x",
         model="reverse",
         version=1,

@@ -6,8 +6,8 @@ import pytest
 
 from service.api.errors import status_of
 from service.errors import CapacityExceeded
-from service.sessions.base import Session, new_session_id
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import StoredSession, new_session_id
 
 pytestmark = pytest.mark.unit
 
@@ -20,8 +20,8 @@ class Clock:
         return self.now
 
 
-def session(sid: str | None = None) -> Session:
-    return Session(
+def session(sid: str | None = None) -> StoredSession:
+    return StoredSession(
         id=sid or new_session_id(),
         model="m",
         version=1,

@@ -14,8 +14,8 @@ from service.app import create_app
 from service.config import Settings
 from service.errors import StoreUnavailable
 from service.inference.model.registry import Registry
-from service.sessions.base import Replay, Session
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import Replay, StoredSession
 from tests import fakes
 
 pytestmark = pytest.mark.unit
@@ -167,7 +167,9 @@ class FlakyStore(MemorySessionStore):
 
     down = False
 
-    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+    async def save(
+        self, session: StoredSession, remember: tuple[str, Replay] | None = None
+    ) -> StoredSession:
         if self.down:
             raise StoreUnavailable("session store unavailable")
         return await super().save(session, remember)

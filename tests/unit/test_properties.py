@@ -1,7 +1,7 @@
 """Property tests (hypothesis): the session codec, the tokenizers and the decode loop.
 
 No TensorFlow: the codec is pure bytes, the tokenizers are manifest lookups, and the
-decoders are `LoopCompute` (service/inference/reference/loops.py, the reference the compiled
+decoders are `ReferenceCompute` (service/inference/reference/compute.py, the reference the compiled
 TensorFlow engine is checked against) driven through service/inference/serving/decoding.py by
 numpy models. Deterministic in CI (`CI` set: derandomized), random locally.
 """
@@ -33,10 +33,10 @@ from service.dataplane.tokens import (
 from service.errors import InvalidInput
 from service.inference.model.interface import ModelSpec, States
 from service.inference.model.manifest import Manifest, Side
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 from service.inference.serving.decoding import generate, greedy_decode, run_steps
 from service.sessions import codec
-from service.sessions.base import Session
+from service.sessions.store import StoredSession
 from tests import fakes
 
 pytestmark = pytest.mark.unit
@@ -78,7 +78,7 @@ def tensors(draw: st.DrawFn) -> np.ndarray:
 
 
 sessions = st.builds(
-    Session,
+    StoredSession,
     id=st.just("sid"),
     # name length is a u16 of UTF-8 bytes: 100 characters is at most 400 bytes
     model=st.text(max_size=100),
@@ -113,7 +113,7 @@ def f64_bits(value: float) -> bytes:
 @fuzz(300)
 @given(sessions, st.text(max_size=30), st.floats(allow_nan=False))
 def test_codec_round_trips_every_valid_session(
-    session: Session, session_id: str, expires_at: float
+    session: StoredSession, session_id: str, expires_at: float
 ) -> None:
     data = codec.encode(session)
     back = codec.decode(session_id, data, expires_at)
@@ -144,13 +144,13 @@ def test_codec_round_trips_every_valid_session(
 
 def test_zero_dim_state_round_trips() -> None:
     scalar = np.asarray(1.5, np.float32)
-    session = Session("sid", "m", 1, 0, (scalar,), None, 0.0, memory=scalar)
+    session = StoredSession("sid", "m", 1, 0, (scalar,), None, 0.0, memory=scalar)
     back = codec.decode("sid", codec.encode(session))
     assert back.states[0].shape == () and back.memory is not None and back.memory.shape == ()
 
 
-def decodes_or_codec_error(data: bytes) -> Session | None:
-    """The codec's promise: a Session, or CodecError and nothing else."""
+def decodes_or_codec_error(data: bytes) -> StoredSession | None:
+    """The codec's promise: a StoredSession, or CodecError and nothing else."""
     try:
         session = codec.decode("sid", data)
     except codec.CodecError:
@@ -220,7 +220,7 @@ def test_crafted_records_decode_or_raise_codec_error(record: bytes) -> None:
 @fuzz(200)
 @given(sessions, st.data())
 def test_truncated_or_extended_records_raise_codec_error(
-    session: Session, data: st.DataObject
+    session: StoredSession, data: st.DataObject
 ) -> None:
     record = codec.encode(session)
     cut = data.draw(st.integers(0, len(record) - 1), label="cut")
@@ -507,7 +507,7 @@ def test_client_states_are_finite_float32_of_the_model_shapes_or_invalid(
 # ------------------------------------------------------------------------ decoders
 
 
-class TableCompute(LoopCompute):
+class TableCompute(ReferenceCompute):
     """A random finite-state model with exact arithmetic: state h in 0..K-1 (kept as a
     float32), next h = T[h, token], probabilities P[next h] (a softmax row, distinct
     values so the argmax is unique); a step counter c as a second state. Encoding: h0 =

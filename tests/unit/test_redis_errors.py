@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from service.errors import StoreUnavailable
-from service.sessions.base import Session, new_session_id
 from service.sessions.redis import RedisSessionStore
 
 pytestmark = pytest.mark.unit
@@ -37,7 +36,7 @@ async def test_an_unreachable_redis_is_a_bare_503_and_a_detailed_log_line(
     port = free_port()  # nothing listens there
     store = RedisSessionStore(f"redis://app:p@ss@127.0.0.1:{port}/0", 30, 10)
     state = np.zeros(3, np.float32)
-    session = Session(new_session_id(), "m", 1, 0, (state,), None, time.time())
+    session = StoredSession(new_session_id(), "m", 1, 0, (state,), None, time.time())
     with (
         caplog.at_level(logging.WARNING, logger="service"),
         pytest.raises(StoreUnavailable) as refused,

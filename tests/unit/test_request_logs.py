@@ -17,8 +17,8 @@ from service.api.middleware import access_log
 from service.app import create_app
 from service.config import Settings
 from service.observability import logs
-from service.sessions.base import log_id
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import log_id
 from tests import fakes
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,8 @@ from service.api.middleware.access_log import redact
 from service.api.middleware.observe import relative
 from service.app import create_app
 from service.config import Settings
-from service.sessions.base import log_id
 from service.sessions.memory import MemorySessionStore
+from service.sessions.store import log_id
 from tests import fakes
 from tests.unit.test_api_fakes import error
 

@@ -19,7 +19,7 @@ from service.inference.model.interface import Beams, Decoding, LoadedModel, Mode
 from service.inference.model.registry import Registry
 from service.inference.reference import sampling as rule
 from service.inference.reference.beam import log_probs
-from service.inference.reference.loops import LoopCompute
+from service.inference.reference.compute import ReferenceCompute
 from service.inference.serving.decoding import beam_rows, decode
 from service.sessions.memory import MemorySessionStore
 from tests import fakes
@@ -32,7 +32,7 @@ END = 3
 UNITS = 3
 
 
-class TinyRNN(LoopCompute):
+class TinyRNN(ReferenceCompute):
     """h' = tanh(A h + B[token]), probabilities = softmax(C h'); the encoder sums S over
     the source. float64 inside, row by row (elementwise products summed over the last
     axis), so a row's numbers do not depend on its batch: brute force and beam search
@@ -73,7 +73,7 @@ class Hyp:
 
 
 def every_sequence(
-    compute: LoopCompute, token: int, states: Sequence[np.ndarray], steps: int
+    compute: ReferenceCompute, token: int, states: Sequence[np.ndarray], steps: int
 ) -> list[Hyp]:
     """Every output a decode of up to `steps` tokens can give from (token, states): a
     sequence ends at the end token or at `steps` tokens."""
@@ -201,7 +201,7 @@ def test_beam_from_given_states_keeps_the_best_hypothesis_state() -> None:
 
 
 def greedy_and_width_one(
-    compute: LoopCompute, sources: np.ndarray, limits: np.ndarray
+    compute: ReferenceCompute, sources: np.ndarray, limits: np.ndarray
 ) -> tuple[Any, Beams]:
     greedy = compute.decode(sources, limits, False)
     beams = compute.beam_decode(sources, limits, 1, np.zeros(len(sources), np.float32))

@@ -439,7 +439,7 @@ def test_a_large_answer_is_the_same_json_as_a_small_one(
 def test_a_sequence_ended_under_a_request_is_the_documented_400(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service.dataplane.sessions import SessionOps
+    from service.dataplane.session_ops import SessionOps
     from service.errors import Conflict, shown
 
     def infer(model: str, **parameters: Any) -> Any:

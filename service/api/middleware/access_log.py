@@ -20,7 +20,7 @@ from urllib.parse import quote, quote_from_bytes
 
 from starlette.types import Scope
 
-from service.sessions.base import log_id
+from service.sessions.store import log_id
 
 log = logging.getLogger("service.access")
 SESSION_PATH = re.compile(r"^(/v1/sessions/)([^/?#]+)")

@@ -1,4 +1,5 @@
-"""A version directory's files -> a checked, compiled, warmed-up model."""
+"""A version directory's files -> a checked, compiled model, warmed up as configured
+(compiled/warmup.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from service.inference.compiled import warmup
 from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.formats import ModelFile, ModelFileError
-from service.inference.model.formats.base import Graph
+from service.inference.model.formats.graph import Graph
 from service.inference.model.formats.load import load_graph
 from service.inference.model.interface import LoadedModel, ModelSpec
 from service.inference.model.layout import infer_layout
@@ -23,7 +25,8 @@ def build_model(
     decoder: Graph,
     warm_up: bool = True,
 ) -> LoadedModel:
-    """Roles from the graphs' shapes (or the manifest), then compiled graphs.
+    """Roles from the graphs' shapes (or the manifest), then compiled graphs: as the
+    configured SERVICE_WARMUP says, or (`warm_up=False`) each when first used.
     Raises ManifestError saying what does not fit."""
     layout = infer_layout(
         manifest,
@@ -35,7 +38,7 @@ def build_model(
     spec = ModelSpec(name, version, manifest, layout.state_shapes, layout.memory_shape)
     compute = KerasCompute(spec, layout, encoder, decoder)
     if warm_up:
-        compute.warm_up()
+        warmup.prepare(compute)
     return LoadedModel(spec, compute)
 
 

@@ -1,5 +1,5 @@
 """The greedy/sampled generate loop and the teacher-forced run loop as `tf.while_loop`s
-over a step function (the same rules as service/inference/reference/loops.py's reference)."""
+over a step function (the same rules as service/inference/reference/compute.py's reference)."""
 
 from __future__ import annotations
 

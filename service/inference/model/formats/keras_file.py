@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from service.inference.model.formats import ModelFileError
-from service.inference.model.formats.base import TensorInfo
+from service.inference.model.formats.graph import TensorInfo
 
 # Keras 2 recurrent layers: their configs carry `time_major`, which Keras 3 removed, and
 # their legacy call nodes pass `initial_state` as extra inputs ([x, h, c]).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from service.inference.model.formats import ModelFile, ModelFileError
-from service.inference.model.formats.base import Graph
+from service.inference.model.formats.graph import Graph
 from service.inference.model.formats.keras_file import load_h5, load_keras
 from service.inference.model.formats.saved_model import load_saved_model
 

@@ -20,7 +20,7 @@ from typing import Any, TypeGuard
 import tensorflow as tf
 
 from service.inference.model.formats import ModelFileError
-from service.inference.model.formats.base import TensorInfo
+from service.inference.model.formats.graph import TensorInfo
 from service.inference.model.formats.keras_file import unique_names
 
 SIGNATURE = "serving_default"

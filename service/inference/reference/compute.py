@@ -15,8 +15,16 @@ from service.inference.reference import sampling as rule
 from service.inference.reference.beam import beam_search, log_probs
 
 
-class LoopCompute:
-    """Subclasses provide `encode` and `step`; this class loops them."""
+def _start_ids(spec: ModelSpec, batch: int) -> np.ndarray:
+    start = spec.manifest.start_id
+    assert start is not None
+    return np.full(batch, start, dtype=np.int32)
+
+
+class ReferenceCompute:
+    """Subclasses provide `encode` and `step`; this class loops them. The tests also
+    call these methods unbound on a compiled model (`ReferenceCompute.decode(compiled, ...)`),
+    so they use only what every `Compute` has, and `spec`."""
 
     spec: ModelSpec
 
@@ -67,11 +75,6 @@ class LoopCompute:
         probabilities = np.stack(all_probs, axis=1) if probs else None
         return Decoded(out[:, :t], lengths, probabilities, final, scores[:, :t])
 
-    def _start_ids(self, batch: int) -> np.ndarray:
-        start = self.spec.manifest.start_id
-        assert start is not None
-        return np.full(batch, start, dtype=np.int32)
-
     def decode(
         self,
         sources: np.ndarray,
@@ -79,7 +82,7 @@ class LoopCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
-        tokens = self._start_ids(len(sources))
+        tokens = _start_ids(self.spec, len(sources))
         return self.generate(tokens, self.encode(sources), limits, probs, sampling)
 
     def beam(
@@ -98,7 +101,7 @@ class LoopCompute:
     def beam_decode(
         self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
     ) -> Beams:
-        tokens = self._start_ids(len(sources))
+        tokens = _start_ids(self.spec, len(sources))
         return self.beam(tokens, self.encode(sources), limits, width, alpha)
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:

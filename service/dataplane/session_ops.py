@@ -21,7 +21,13 @@ from service.inference.model.interface import LoadedModel
 from service.inference.model.registry import Registry
 from service.inference.serving.engine import Engines
 from service.observability.request_context import note_model
-from service.sessions.base import Replay, Session, SessionStore, corrupt_session, new_session_id
+from service.sessions.store import (
+    Replay,
+    SessionStore,
+    StoredSession,
+    corrupt_session,
+    new_session_id,
+)
 from service.wire.native import (
     CreateSessionRequest,
     GenerateRequest,
@@ -31,7 +37,7 @@ from service.wire.native import (
 )
 
 # a change to a session: its new value, and the answer to send
-Change = Callable[[Session, LoadedModel], Awaitable[tuple[Session, BaseModel]]]
+Change = Callable[[StoredSession, LoadedModel], Awaitable[tuple[StoredSession, BaseModel]]]
 
 
 class SessionOps:
@@ -43,7 +49,7 @@ class SessionOps:
         self.store = store
         self.settings = settings
 
-    async def open(self, session_id: str, owner: str | None) -> tuple[Session, LoadedModel]:
+    async def open(self, session_id: str, owner: str | None) -> tuple[StoredSession, LoadedModel]:
         """The live session and its model; a record its model cannot use is refused
         here, before it could reach a batch shared with other sessions. Another key's
         session is "not found": its existence is not revealed."""
@@ -148,7 +154,7 @@ class SessionOps:
                 memory = encoded[-1]
         else:
             states = tuple(s[0] for s in spec.zero_states(1))
-        session = Session(
+        session = StoredSession(
             id=session_id or new_session_id(),
             model=spec.name,
             version=spec.version,
@@ -181,7 +187,9 @@ class SessionOps:
         if not isinstance(request.inputs, str):  # text is checked once its model is known
             check_length(request.inputs, self.settings, "inputs")
 
-        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
+        async def apply(
+            session: StoredSession, model: LoadedModel
+        ) -> tuple[StoredSession, BaseModel]:
             manifest = model.spec.manifest
             side = "target" if manifest.kind == "seq2seq" else "source"
             ids = read_ids(manifest.token_side, request.inputs, "inputs", side, self.settings)
@@ -208,7 +216,9 @@ class SessionOps:
         owner: str | None = None,
         idempotent: Idempotency | None = None,
     ) -> Answer:
-        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
+        async def apply(
+            session: StoredSession, model: LoadedModel
+        ) -> tuple[StoredSession, BaseModel]:
             steps, plan = self.generation(session, model, request)
             row = await self.engines.get(model).generate(
                 carried(session),
@@ -224,7 +234,7 @@ class SessionOps:
         return await self._change(session_id, owner, idempotent, apply)
 
     def generation(
-        self, session: Session, model: LoadedModel, request: GenerateRequest
+        self, session: StoredSession, model: LoadedModel, request: GenerateRequest
     ) -> tuple[int, Plan]:
         """The checks before a session generates: steps and plan within the limits, a
         model that feeds its outputs back, a token to feed."""
@@ -260,7 +270,9 @@ class SessionOps:
         owner: str | None = None,
         idempotent: Idempotency | None = None,
     ) -> Answer:
-        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
+        async def apply(
+            session: StoredSession, model: LoadedModel
+        ) -> tuple[StoredSession, BaseModel]:
             changed = replace(session, states=parse_states(model.spec, request.state))
             return changed, self._info_after_save(changed, include_state=True)
 
@@ -269,14 +281,16 @@ class SessionOps:
     async def reset(
         self, session_id: str, owner: str | None = None, idempotent: Idempotency | None = None
     ) -> Answer:
-        async def apply(session: Session, model: LoadedModel) -> tuple[Session, BaseModel]:
+        async def apply(
+            session: StoredSession, model: LoadedModel
+        ) -> tuple[StoredSession, BaseModel]:
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
             changed = replace(session, states=zeros, steps=0, next_token=self._start_token(model))
             return changed, self._info_after_save(changed)
 
         return await self._change(session_id, owner, idempotent, apply)
 
-    def _info_after_save(self, changed: Session, include_state: bool = False) -> SessionInfo:
+    def _info_after_save(self, changed: StoredSession, include_state: bool = False) -> SessionInfo:
         """The answer is made before the save (to be stored with it): the expiry is the
         one the save is about to set."""
         return info(replace(changed, expires_at=self.store.expiry()), include_state)

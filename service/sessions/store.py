@@ -56,8 +56,8 @@ def corrupt_session(session_id: str, problem: str) -> SessionCorrupt:
 
 
 @dataclass(frozen=True)
-class Session:
-    """Immutable: a change is a new Session saved in place of the old one."""
+class StoredSession:
+    """Immutable: a change is a new StoredSession saved in place of the old one."""
 
     id: str
     model: str
@@ -125,16 +125,18 @@ class SessionStore(ABC):
     """
 
     @abstractmethod
-    async def create(self, session: Session) -> Session:
+    async def create(self, session: StoredSession) -> StoredSession:
         """Store a new session; raises CapacityExceeded at the cap, or at the per-owner
         cap for a session with an owner."""
 
     @abstractmethod
-    async def get(self, session_id: str) -> Session | None:
+    async def get(self, session_id: str) -> StoredSession | None:
         """The live session (its idle TTL refreshed), or None if unknown or expired."""
 
     @abstractmethod
-    async def save(self, session: Session, remember: tuple[str, Replay] | None = None) -> Session:
+    async def save(
+        self, session: StoredSession, remember: tuple[str, Replay] | None = None
+    ) -> StoredSession:
         """Replace a live session (revision + 1, TTL refreshed). `remember`: an
         Idempotency-Key and its answer, stored in the same atomic write as the change
         (the last `keys_per_session` per session are kept, deleted with the session).

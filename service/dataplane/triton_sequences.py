@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 
 from service.dataplane.limits import decode_steps
-from service.dataplane.sessions import SessionOps
+from service.dataplane.session_ops import SessionOps
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, NotFound, ServiceError, shown
 from service.inference.model.interface import LoadedModel

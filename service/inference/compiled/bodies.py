@@ -1,0 +1,164 @@
+"""What each compiled function computes: the Python that `tf.function` traces.
+
+The loops call the step and the encoder as their own compiled functions (a call op
+each, reached through `compiled`) instead of tracing the Keras models again in every
+loop: tracing a Keras model is most of a model's load time, and grappler inlines the
+calls anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from service.inference.compiled.graphs import beam, loops, sample
+from service.inference.model.formats.graph import Graph
+from service.inference.model.interface import ModelSpec
+from service.inference.model.layout import Layout
+from service.inference.model.manifest import Side
+
+Result = dict[str, Any]
+
+
+def _tokens(tokens: tf.Tensor, side: Side, dtype: str) -> tf.Tensor:
+    if side.encoding == "one_hot":
+        return tf.one_hot(tokens, side.size, dtype=dtype)
+    return tf.cast(tokens, dtype)
+
+
+class Bodies:
+    """One model's graph bodies. `compiled(name)` is the compiled function of that name
+    (here "step" and "encode"), traced first if it is not yet."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        layout: Layout,
+        encoder: Graph | None,
+        decoder: Graph,
+        compiled: Callable[[str], Any],
+    ):
+        manifest = spec.manifest
+        self.spec = spec
+        self.layout = layout
+        self._encoder = encoder
+        self._decoder = decoder
+        self._compiled = compiled
+        self._logits = manifest.decoder_output == "logits"
+        self._out_card = manifest.output_cardinality
+        self._end = manifest.end_id
+        self._start = manifest.start_id
+
+    def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
+        return list(self._compiled("step")(tokens, states))
+
+    def _encode_call(self, sources: tf.Tensor) -> list[tf.Tensor]:
+        return list(self._compiled("encode")(sources))
+
+    def encode(self, sources: tf.Tensor) -> list[tf.Tensor]:
+        """Sources -> [*states, memory?] (the compute-level state list)."""
+        assert self._encoder is not None
+        source = self._encoder.inputs[0]
+        x = _tokens(sources, self.spec.manifest.source, source.dtype)
+        outputs = self._encoder([x])
+        layout = self.layout
+        carried = [tf.cast(outputs[i], tf.float32) for i in layout.encoder_states]
+        if layout.encoder_memory is not None:
+            carried.append(tf.cast(outputs[layout.encoder_memory], tf.float32))
+        return carried
+
+    def step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+        """One decoder step: [probabilities, *new states, memory?]."""
+        layout, specs = self.layout, self._decoder.inputs
+        inputs: list[Any] = [None] * len(specs)
+        token = layout.decoder_token
+        inputs[token] = _tokens(tokens[:, None], self.spec.manifest.token_side, specs[token].dtype)
+        for k, i in enumerate(layout.decoder_states):
+            inputs[i] = tf.cast(carried[k], specs[i].dtype)
+        if layout.decoder_memory is not None:
+            inputs[layout.decoder_memory] = tf.cast(carried[-1], specs[layout.decoder_memory].dtype)
+        outputs = self._decoder(inputs)
+        probs = tf.cast(outputs[layout.decoder_probabilities], tf.float32)
+        if probs.shape.rank == 3:
+            probs = probs[:, -1, :]
+        if self._logits:
+            probs = tf.nn.softmax(probs, axis=-1)
+        new = [tf.cast(outputs[i], tf.float32) for i in layout.decoder_state_outputs]
+        if layout.decoder_memory is not None:
+            new.append(carried[-1])
+        return [probs, *new]
+
+    def generate(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        probs: bool,
+        choose: loops.Choose = loops.argmax,
+    ) -> Result:
+        return loops.generate(
+            self._step_call, tokens, states, limits, probs, self._out_card, self._end, choose
+        )
+
+    def sample(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        params: list[tf.Tensor],
+        probs: bool,
+    ) -> Result:
+        temperature, top_k, top_p, seeds, offsets = params
+
+        def choose(p: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+            u = sample.uniform(seeds, offsets + t)
+            return sample.choose(p, temperature, top_k, top_p, u)
+
+        return self.generate(tokens, states, limits, probs, choose)
+
+    def _start_tokens(self, sources: tf.Tensor) -> tf.Tensor:
+        assert self._start is not None
+        return tf.fill([tf.shape(sources)[0]], tf.constant(self._start, tf.int32))
+
+    def decode(
+        self,
+        sources: tf.Tensor,
+        limits: tf.Tensor,
+        params: list[tf.Tensor] | None = None,
+        *,
+        probs: bool,
+    ) -> Result:
+        states = self._encode_call(sources)
+        tokens = self._start_tokens(sources)
+        if params is None:
+            result = self.generate(tokens, states, limits, probs)
+        else:
+            result = self.sample(tokens, states, limits, params, probs=probs)
+        del result["states"]  # predict does not need them: fewer outputs to copy out
+        return result
+
+    def beam(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        limits: tf.Tensor,
+        width: tf.Tensor,
+        alpha: tf.Tensor,
+        keep_states: bool,
+    ) -> Result:
+        constant = 0 if self.spec.memory_shape is None else 1
+        return beam.beam_search(
+            self._step_call, tokens, states, limits, width, alpha, self._end, keep_states, constant
+        )
+
+    def beam_decode(
+        self, sources: tf.Tensor, limits: tf.Tensor, width: tf.Tensor, alpha: tf.Tensor
+    ) -> Result:
+        states = self._encode_call(sources)
+        tokens = self._start_tokens(sources)
+        return self.beam(tokens, states, limits, width, alpha, keep_states=False)
+
+    def run(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> Result:
+        return loops.run(self._step_call, tokens, states, probs, self._out_card)

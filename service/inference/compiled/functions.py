@@ -1,0 +1,139 @@
+"""The compiled-function table: one `tf.function` per graph a model can run, traced with
+an input signature once, when it is first needed (or ahead of that, by the warm-up).
+
+Input signatures leave batch, length and beam width open, so varying requests never
+retrace; whether probabilities are returned is a Python-level switch, so it names a
+graph of its own ("decode" and "decode_probs").
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import tensorflow as tf
+
+from service.inference.compiled.bodies import Bodies
+from service.inference.model.interface import ModelSpec
+
+log = logging.getLogger("service")
+
+# What greedy /predict and session steps call (the graphs a model is served with first);
+# the loops of every other graph call "step" and "encode".
+GREEDY = ("step", "encode", "decode", "generate", "run")
+
+
+def named(kind: str, probs: bool) -> str:
+    return f"{kind}_probs" if probs else kind
+
+
+@dataclass(frozen=True)
+class Recipe:
+    body: Callable[..., Any]
+    signature: list[Any]
+
+
+def _bound(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
+    """`fn` with Python-level options fixed: they stay out of the traced signature."""
+
+    def graph(*tensors: Any) -> Any:
+        return fn(*tensors, **options)
+
+    return graph
+
+
+def recipes(bodies: Bodies, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]:
+    """Every graph of a model by name, "step" and "encode" (their callees) first."""
+    tokens = tf.TensorSpec([None], tf.int32)
+    matrix = tf.TensorSpec([None, None], tf.int32)
+    floats = tf.TensorSpec([None], tf.float32)
+    width = tf.TensorSpec([], tf.int32)
+    states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
+    if spec.memory_shape is not None:
+        states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
+    # temperature, top_k, top_p, seeds, offsets
+    params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
+    table = {"step": Recipe(bodies.step, [tokens, states])}
+    if seq2seq:
+        table["encode"] = Recipe(bodies.encode, [matrix])
+    for probs in (False, True):
+        table[named("generate", probs)] = Recipe(
+            _bound(bodies.generate, probs=probs), [tokens, states, tokens]
+        )
+        table[named("sample", probs)] = Recipe(
+            _bound(bodies.sample, probs=probs), [tokens, states, tokens, params]
+        )
+        table[named("run", probs)] = Recipe(_bound(bodies.run, probs=probs), [matrix, states])
+        if seq2seq:
+            table[named("decode", probs)] = Recipe(
+                _bound(bodies.decode, probs=probs), [matrix, tokens]
+            )
+            table[named("sample_decode", probs)] = Recipe(
+                _bound(bodies.decode, probs=probs), [matrix, tokens, params]
+            )
+    table["beam"] = Recipe(
+        _bound(bodies.beam, keep_states=True), [tokens, states, tokens, width, floats]
+    )
+    if seq2seq:
+        table["beam_decode"] = Recipe(bodies.beam_decode, [matrix, tokens, width, floats])
+    return table
+
+
+class Functions:
+    """Concrete functions by graph name. Calling a concrete function directly skips
+    tf.function's per-call argument matching."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label  # for the log: "reverse v1"
+        self._recipes: dict[str, Recipe] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._concrete: dict[str, Any] = {}
+        self._traced: list[Any] = []
+
+    def define(self, table: dict[str, Recipe]) -> None:
+        self._recipes = dict(table)
+        self._locks = {name: threading.Lock() for name in table}
+
+    def names(self) -> list[str]:
+        return list(self._recipes)
+
+    def compiled(self, name: str) -> bool:
+        return name in self._concrete
+
+    def __call__(self, name: str) -> Any:
+        """The concrete function `name`, traced now if this is its first use."""
+        concrete = self._concrete.get(name)
+        if concrete is None:
+            self.compile(name, first_use=True)
+            concrete = self._concrete[name]
+        return concrete
+
+    def compile(self, name: str, first_use: bool = False) -> bool:
+        """Trace `name` unless it is traced; True if this call traced it. Under the
+        graph's own lock: a caller that finds another tracing it waits for that trace
+        instead of tracing it again. "step" and "encode" take no other graph's lock, so
+        a graph tracing its callees cannot deadlock."""
+        with self._locks[name]:
+            if name in self._concrete:
+                if first_use: log.warning("WAITED for %s %s", self._label, name)
+                return False
+            began = time.perf_counter()
+            recipe = self._recipes[name]
+            function = tf.function(recipe.body, input_signature=recipe.signature)
+            concrete = function.get_concrete_function()
+            self._traced.append(function)
+            self._concrete[name] = concrete
+        seconds = time.perf_counter() - began
+        if first_use:  # a request waited for it: worth a line at the default log level
+            log.info("%s: compiled %s on first use in %.2f s", self._label, name, seconds)
+        else:
+            log.debug("%s: compiled %s in %.2f s", self._label, name, seconds)
+        return True
+
+    def trace_count(self) -> int:
+        """Total traces so far: must not grow with new batch sizes or lengths."""
+        return sum(int(f.experimental_get_tracing_count()) for f in list(self._traced))
