@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from service.config import Settings
-from service.server import run
+from service.server import serve
 
 
 class EchoRequest(BaseModel):
@@ -32,4 +32,4 @@ def create_app() -> FastAPI:
 
 
 if __name__ == "__main__":
-    run(create_app(), Settings())
+    serve(create_app(), Settings())

@@ -5,8 +5,8 @@ python -m bench.slow_clients [--baseline] [--header-mb 64] [--idle 5000] [--busy
 The server runs the unit tests' numpy models (no TensorFlow, so its memory is the
 server's own) with its open-file limit set to OPEN_FILES, as a smaller copy of the
 20,000-descriptor machine the attacks were found on. --baseline: uvicorn as
-`service.server.run` configured it before (http="auto", no header bound, no timeouts, no
-connection cap); otherwise `service.server.run` with default settings.
+`service.server.serve` configured it before (http="auto", no header bound, no timeouts, no
+connection cap); otherwise `service.server.serve` with default settings.
 
 1. Four connections each send `--header-mb` MB of a header that never ends: server RSS
    growth and what each connection got back.
@@ -43,7 +43,7 @@ def serve(port: int, baseline: bool) -> None:
 
     from service.app import create_app
     from service.config import Settings
-    from service.server import run
+    from service.server import serve
     from tests import fakes
 
     settings = Settings(port=port, log_level="warning", access_log=False)
@@ -51,7 +51,7 @@ def serve(port: int, baseline: bool) -> None:
     if baseline:
         uvicorn.run(app, port=port, log_level="warning", access_log=False, http="auto")
     else:
-        run(app, settings)
+        serve(app, settings)
 
 
 def rss_mb(pid: int) -> float:

@@ -43,14 +43,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"cannot serve the model store: {exc}", file=sys.stderr)
         return 2
-    from service.server import run
+    from service.server import serve
 
     try:
         app = create_app(settings)
     except ValueError as exc:  # e.g. API keys that cannot be used
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
-    run(app, settings)
+    serve(app, settings)
     return 0
 
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--model-store", help="model store directory (SERVICE_MODEL_STORE, default ./model_store)"
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(handler=_serve)
 
     train = commands.add_parser("train", help="train a shipped model from scratch")
     train.add_argument("problem", choices=["reverse", "memory", "dates"])
@@ -115,13 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument(
         "--eval-size", type=int, default=10_000, help="reverse, dates: fresh eval sources"
     )
-    train.set_defaults(run=_train)
+    train.set_defaults(handler=_train)
 
     checker = commands.add_parser(
         "check", help="validate a model version directory and show what would be served"
     )
     checker.add_argument("directory", help="e.g. model_store/NAME/1")
-    checker.set_defaults(run=_check)
+    checker.set_defaults(handler=_check)
 
     importer = commands.add_parser(
         "import",
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--length", type=int, help="the source length the model was trained on")
     importer.add_argument("--max-steps", type=int, default=50, help="default decode steps")
     importer.add_argument("--description", help="shown in /v1/models")
-    importer.set_defaults(run=_import)
+    importer.set_defaults(handler=_import)
 
     register_client_commands(commands)  # predict, session, models: service/cli
 
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ start-up chatter out
     if args.command == "train" and args.epochs is None:
         args.epochs = {"reverse": 6, "memory": 3000, "dates": 12}[args.problem]
-    result: int = args.run(args)
+    result: int = args.handler(args)
     return result
 
 

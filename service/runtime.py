@@ -14,9 +14,9 @@ from service.dataplane.predict import Predictor
 from service.dataplane.session_ops import SessionOps
 from service.errors import Conflict, ServiceError
 from service.inference.model.registry import Registry, version_number
-from service.inference.model.reload import Reloader, ReloadReport
 from service.inference.serving.engine import BatchSettings, Engines
 from service.inference.serving.executor import ComputeExecutor
+from service.inference.serving.reload import Reloader, ReloadReport
 from service.observability.metrics import Metrics, ModelState
 from service.sessions.instrumented import InstrumentedStore
 from service.sessions.store import SessionStore

@@ -69,7 +69,7 @@ class GracefulServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def run(app: Any, settings: Settings) -> None:
+def serve(app: Any, settings: Settings) -> None:
     """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
     runtime = getattr(getattr(app, "state", None), "runtime", None)
     logs.configure(settings)

@@ -21,7 +21,7 @@ def _runner(name: str) -> Callable[[argparse.Namespace], int]:
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the client commands to `python -m service`'s subcommands."""
-    add_predict(commands).set_defaults(run=_runner("predict"))
+    add_predict(commands).set_defaults(handler=_runner("predict"))
     for action, parser in add_session(commands).items():
-        parser.set_defaults(run=_runner(f"session {action}"))
-    add_models(commands).set_defaults(run=_runner("models"))
+        parser.set_defaults(handler=_runner(f"session {action}"))
+    add_models(commands).set_defaults(handler=_runner("models"))

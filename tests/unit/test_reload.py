@@ -20,8 +20,8 @@ from service.errors import NotFound, NotReady
 from service.inference.model.interface import GREEDY, LoadedModel, States
 from service.inference.model.manifest import ManifestError
 from service.inference.model.registry import Registry
-from service.inference.model.reload import Reloader
 from service.inference.serving.engine import BatchSettings, Engines, PredictJob
+from service.inference.serving.reload import Reloader
 from tests import fakes
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from service.api.bodies.offload import SMALL_BODY, run
+from service.api.bodies.offload import SMALL_BODY, off_loop
 from service.errors import InvalidInput, PayloadTooLarge, shown
 
 WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -26,7 +26,7 @@ class Inflation:
         self.pieces: list[bytes] = []
         self.size = 0
 
-    def run(self, budget: int | None = None) -> bytes | None:
+    def inflate(self, budget: int | None = None) -> bytes | None:
         """Inflates about `budget` more bytes (None: all); the body once it is whole."""
         produced = 0
         while budget is None or produced < budget:
@@ -71,8 +71,8 @@ async def inflated(raw: bytes, encoding: str | None, limit: int) -> bytes:
             field="Content-Encoding",
         )
     inflation = Inflation(raw, encoding.lower(), limit)
-    body = inflation.run(SMALL_BODY)
+    body = inflation.inflate(SMALL_BODY)
     if body is None:
-        body = await run(False, inflation.run)
+        body = await off_loop(False, inflation.inflate)
     assert body is not None
     return body

@@ -36,7 +36,7 @@ def _one_thread() -> CapacityLimiter:
         return limiter
 
 
-async def run(inline: bool, work: Callable[[*Ts], T], *args: *Ts) -> T:
+async def off_loop(inline: bool, work: Callable[[*Ts], T], *args: *Ts) -> T:
     """`work(*args)`: here if `inline`, else in the worker thread (context variables,
     such as the request id in log lines, go with it)."""
     if inline:

@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from service.api.bodies.offload import SMALL_BODY, run
+from service.api.bodies.offload import SMALL_BODY, off_loop
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -28,7 +28,7 @@ async def parse(request: Request, model: type[Model], empty_ok: bool = False) ->
     raw = await request.body()
     if empty_ok and not raw.strip():
         raw = b"{}"
-    return await run(len(raw) <= SMALL_BODY, parse_bytes, raw, model)
+    return await off_loop(len(raw) <= SMALL_BODY, parse_bytes, raw, model)
 
 
 EXPLAINED = 20  # errors whose message is worked on; the error answer shows the first 5

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 
 from service import __version__
 from service.api.bodies.inflate import inflated
-from service.api.bodies.offload import SMALL_ANSWER, SMALL_BODY, run
+from service.api.bodies.offload import SMALL_ANSWER, SMALL_BODY, off_loop
 from service.api.bodies.pieces import serialised
 from service.api.bodies.read import documented, parse_bytes
 from service.api.deps import predictor, ready, registry, session_ops
@@ -140,9 +140,9 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
     )
     header_length = request.headers.get(HEADER_LENGTH)
     small = len(raw) <= SMALL_BODY
-    read = await run(small, _read, model, raw, header_length, settings)
+    read = await off_loop(small, _read, model, raw, header_length, settings)
     decoded = await infer(predictor(request), session_ops(request), model, read, owner_of(request))
-    entries, blobs = await run(decoded.values <= SMALL_ANSWER, _outputs, model, read, decoded)
+    entries, blobs = await off_loop(decoded.values <= SMALL_ANSWER, _outputs, model, read, decoded)
     answer: dict[str, object] = {
         "model_name": model.spec.name,
         "model_version": str(model.spec.version),
