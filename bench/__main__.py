@@ -22,6 +22,7 @@ from rich.progress import Progress
 from bench import faults, inprocess, isolation, soak
 from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
+from tests.harness import ROOT, running
 
 SERVER_ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
 CONCURRENCY = (1, 8, 32, 64)

@@ -25,9 +25,8 @@ from typing import Any
 
 import httpx
 
-from bench.wrk import free_port, wait_ready
+from tests.harness import ROOT, free_port, start_server, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
 TICK = 0.001
 V2_HEADER = "Inference-Header-Content-Length"
 

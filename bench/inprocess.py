@@ -11,6 +11,7 @@ import numpy as np
 from rich.progress import Progress
 
 from service.progress import Stages
+from tests.harness import ROOT
 
 
 @dataclass

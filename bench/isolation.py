@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import httpx
 import numpy as np
 
-from bench.wrk import LoadResult, post_script, server, sessions_script, wrk
+from bench.wrk import LoadResult, post_script, sessions_script, wrk
+from tests.harness import running
 
 SMALL = json.dumps({"inputs": [[20, 36, 40, 10, 34, 28]], "max_steps": 3})
 HEAVY_SOURCES = np.random.default_rng(3).integers(1, 51, size=(250, 6)).tolist()

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.harness import ROOT, free_port, start_server, wait_ready
+
 OPEN_FILES = 4096
 PARTIAL = b"GET /v1/models HTTP/1.1\r\nHost: bench\r\nX-Slow: "
 STALLED = b'POST /predict HTTP/1.1\r\nHost: bench\r\nContent-Length: 1000\r\n\r\n{"inputs": '
@@ -184,13 +185,10 @@ def main() -> None:
         return
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the client's sockets
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "bench.slow_clients", "serve", "--port", str(port)]
-    env = {**os.environ, "SERVICE_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen([*command, *(["--baseline"] if args.baseline else [])], env=env)
-    url = f"http://127.0.0.1:{port}"
+    port = free_port()
+    command = ["bench.slow_clients", "serve", "--port", str(port)]
+    server = start_server(port, module=[*command, *(["--baseline"] if args.baseline else [])])
+    proc, url = server.process, server.url
     try:
         wait_ready(server, 60)
         print("baseline (before)" if args.baseline else "guarded (after)")

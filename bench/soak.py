@@ -38,6 +38,7 @@ from bench.load import (
 )
 from bench.wrk import rss_bytes
 from service.progress import bars
+from tests.harness import RedisServer, running
 
 PREDICT_SHARE = 0.4
 RSS_LIMIT_PCT = 10.0

@@ -116,61 +116,6 @@ def wrk(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(
-    url: str,
-    process: subprocess.Popen[bytes],
-    deadline: float,
-    name: str,
-    output: Callable[[], str],
-    probe_timeout: float = 2,
-) -> None:
-    """Until /readyz answers 200; a process that exits first raises with its log's tail."""
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited:\n{output()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=probe_timeout).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{name} not ready")
-        time.sleep(0.2)
-
-
-@contextmanager
-def server(module: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """Start `python -m ...` on a free port; yield (url, pid) once /readyz answers."""
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
-    process = subprocess.Popen(
-        [sys.executable, "-m", *module],
-        cwd=ROOT,
-        env={**os.environ, **env, "SERVICE_PORT": str(port)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def output() -> str:
-        log.seek(0)
-        return log.read().decode()
-
-    try:
-        wait_ready(url, process, time.monotonic() + 180, f"{module}", output, probe_timeout=1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

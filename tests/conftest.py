@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis_server import RedisServer
+from tests.harness import RedisServer
 
 
 @pytest.fixture(scope="session")

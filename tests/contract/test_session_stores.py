@@ -16,7 +16,8 @@ from service.observability.metrics import Metrics
 from service.sessions.instrumented import InstrumentedStore
 from service.sessions.memory import MemorySessionStore
 from service.sessions.redis import RedisSessionStore
-from tests.redis_server import RedisServer
+from service.sessions.store import Replay, SessionStore, StoredSession, new_session_id
+from tests.harness import RedisServer
 
 pytestmark = pytest.mark.contract
 
@@ -45,7 +46,7 @@ async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> Asy
         await store.close()
 
 
-def session(model: str = "reverse") -> Session:
+def session(model: str = "reverse") -> StoredSession:
     rng = np.random.default_rng()
     return StoredSession(
         id=new_session_id(),
@@ -172,9 +173,9 @@ async def test_redis_save_is_compare_and_set(redis_server: RedisServer) -> None:
         s = await store.create(session())
         a, b = await store.get(s.id), await store.get(s.id)
         assert a is not None and b is not None
-        await store.save(Session(**{**a.__dict__, "steps": 100}))
+        await store.save(StoredSession(**{**a.__dict__, "steps": 100}))
         with pytest.raises(Conflict):
-            await store.save(Session(**{**b.__dict__, "steps": 200}))
+            await store.save(StoredSession(**{**b.__dict__, "steps": 200}))
         final = await store.get(s.id)
         assert final is not None and final.steps == 100
     finally:
@@ -189,7 +190,7 @@ async def test_redis_bytes_per_session(redis_server: RedisServer) -> None:
     store = RedisSessionStore(redis_server.url, 30, 100_000, prefix=prefix)
     client = redis.Redis.from_url(redis_server.url)
     try:
-        s = Session(
+        s = StoredSession(
             id=new_session_id(),
             model="reverse",
             version=1,
@@ -202,7 +203,7 @@ async def test_redis_bytes_per_session(redis_server: RedisServer) -> None:
         value = await client.memory_usage(f"{prefix}s:{s.id}")
         before = await client.memory_usage(f"{prefix}index")
         for _ in range(99):
-            await store.create(Session(**{**s.__dict__, "id": new_session_id()}))
+            await store.create(StoredSession(**{**s.__dict__, "id": new_session_id()}))
         index_per_session = (await client.memory_usage(f"{prefix}index") - before) / 99
         total = value + index_per_session
         print(

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from service.client import ModelList, ModelVersionInfo, PredictResponse, SessionInfo
-from tests.integration.conftest import ROOT, free_port
+from tests.harness import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from service.client import (
     TokenEvent,
     Unauthorized,
 )
-from tests.integration.conftest import running
+from tests.harness import running
 
 pytestmark = pytest.mark.integration
 

@@ -29,7 +29,7 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.integration.conftest import running
+from tests.harness import running
 from tests.unit.test_docs_offline import foreign_urls
 
 pytestmark = pytest.mark.integration

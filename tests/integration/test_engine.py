@@ -10,7 +10,7 @@ from service.inference.model.interface import LoadedModel
 from service.inference.model.store import load_store
 from service.inference.reference.compute import ReferenceCompute
 from tests.floats import assert_close
-from tests.integration.conftest import STORE
+from tests.harness import STORE
 
 pytestmark = pytest.mark.integration
 

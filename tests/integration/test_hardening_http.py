@@ -9,9 +9,8 @@ import pytest
 import redis
 
 from service.sessions import codec
-from service.sessions.base import log_id
-from tests.integration.conftest import Server, free_port, running
-from tests.redis_server import RedisServer
+from service.sessions.store import log_id
+from tests.harness import RedisServer, Server, free_port, running
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from service.sessions.base import log_id
-from tests.integration.conftest import STORE, running
+from service.sessions.store import log_id
+from tests.harness import STORE, running
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ import pytest
 from httpx import Client
 
 from tests.floats import assert_close
-from tests.integration.conftest import STORE
+from tests.harness import STORE
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot
 
 pytestmark = pytest.mark.integration

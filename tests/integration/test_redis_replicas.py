@@ -17,26 +17,17 @@ import numpy as np
 import pytest
 
 from tests.floats import close
-from tests.integration.conftest import Server, free_port, start_server, wait_ready
-from tests.redis_server import RedisServer
+from tests.harness import RedisServer, Replica, redis_env
+from tests.harness.replicas import replicas as group_of
+from tests.harness.replicas import start_all, stop_all
 
 pytestmark = pytest.mark.integration
 
 
-def redis_env(redis: RedisServer, **extra: str) -> dict[str, str]:
-    return {"SERVICE_SESSION_BACKEND": "redis", "SERVICE_REDIS_URL": redis.url, **extra}
-
-
-class Replica:
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: Server | None = None
-
-    def start(self) -> "Replica":
-        self.server = start_server(self.port, self.env)
-        return self
+@pytest.fixture(scope="module")
+def pair(redis_server: RedisServer) -> Iterator[list[Replica]]:
+    with group_of(redis_env(redis_server)) as group:
+        yield group
 
 
 @pytest.fixture
@@ -46,16 +37,21 @@ def replicas(pair: list[Replica]) -> list[Replica]:
     return pair
 
 
-@pytest.fixture
-def replicas(redis_server: RedisServer) -> Iterator[list[Replica]]:
-    pair = [Replica(redis_env(redis_server)).start() for _ in range(2)]
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[RedisServer]:
+    redis = RedisServer().start()
     try:
-        for r in pair:
-            r.ready()
-        yield pair
+        yield redis
     finally:
-        for r in pair:
-            r.stop()
+        redis.close()
+
+
+@pytest.fixture(scope="module")
+def capped(own_redis: RedisServer) -> Iterator[list[Replica]]:
+    """Two replicas whose sessions count against one cap of 2; each test deletes what it
+    created, so the next one starts from an empty store."""
+    with group_of(redis_env(own_redis, SERVICE_MAX_SESSIONS="2")) as group:
+        yield group
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -145,52 +141,56 @@ def test_200_concurrent_steps_through_two_processes(replicas: list[Replica]) -> 
     assert same(state(b.url, sid), final)
 
 
-def test_killing_a_replica_loses_nothing_acknowledged(replicas: list[Replica]) -> None:
+def keyed_step(url: str, sid: str, key: str, value: int) -> httpx.Response:
+    return httpx.post(
+        f"{url}/v1/sessions/{sid}/step",
+        json={"inputs": [value]},
+        headers={"Idempotency-Key": key},
+        timeout=60,
+    )
+
+
+def test_200_concurrent_retries_of_one_keyed_step_apply_it_once(
+    replicas: list[Replica],
+) -> None:
     a, b = replicas
-    sid = post(b.url, "/v1/sessions", {"model": "memory"})["session_id"]
-    acknowledged: list[int] = []
-    for i, v in enumerate([3, 0, 1, 2, 4, 0]):
-        post((a if i % 2 else b).url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
-        acknowledged.append(v)
-    a.kill()  # mid-stream, without a clean shutdown
-    for v in [1, 2]:
-        post(b.url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
-        acknowledged.append(v)
-    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == len(acknowledged)
-    assert same(state(b.url, sid), replay(b.url, acknowledged)[1])
+    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    post(a.url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})
+
+    def retry(i: int) -> httpx.Response:
+        return keyed_step((a if i % 2 else b).url, sid, "the-one-step", 1)
+
+    with ThreadPoolExecutor(32) as pool:
+        answers = list(pool.map(retry, range(200)))
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.content for r in answers}) == 1  # every retry got the first answer
+    assert answers[0].json()["steps"] == 3
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 199
+    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 3
+    assert same(state(a.url, sid), replay(a.url, [3, 0, 1])[1])
 
 
-def test_restarting_every_server_keeps_sessions(redis_server: RedisServer) -> None:
-    env = redis_env(redis_server)
-    first = Replica(env).start().ready()
-    try:
-        sid = post(first.url, "/v1/sessions", {"model": "memory"})["session_id"]
-        post(first.url, f"/v1/sessions/{sid}/step", {"inputs": [4, 0, 1]})
-        before = state(first.url, sid)
-    finally:
-        first.stop()
-    second = Replica(env).start().ready()
-    try:
-        assert same(state(second.url, sid), before)
-        r = post(second.url, f"/v1/sessions/{sid}/step", {"inputs": [2]})
-        assert r["outputs"] == [4] and r["steps"] == 4
-    finally:
-        second.stop()
-
-
-def test_redis_outage_and_recovery() -> None:
-    redis = RedisServer().start()
-    replica = Replica(redis_env(redis)).start().ready()
-    try:
-        url = replica.url
-        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
-        redis.stop()
-        r = httpx.post(f"{url}/v1/sessions/{sid}/step", json={"inputs": [3]}, timeout=30)
-        assert r.status_code == 503 and r.headers["retry-after"] == "1"
-        assert r.json()["error"]["code"] == "session_store_unavailable"
-        assert "127.0.0.1" not in r.text and str(redis.port) not in r.text  # no address
-        assert (
-            httpx.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code
+def test_a_step_whose_client_went_away_is_retried_without_applying_twice(
+    replicas: list[Replica],
+) -> None:
+    a, b = replicas
+    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
+    body = b'{"inputs": [4]}'
+    request = (
+        f"POST /v1/sessions/{sid}/step HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nIdempotency-Key: lost-answer\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with socket.create_connection(("127.0.0.1", a.port)) as conn:
+        conn.sendall(request)  # and hang up without reading the answer
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 0:
+        assert time.monotonic() < deadline, "the step was never applied"
+        time.sleep(0.05)
+    r = keyed_step(b.url, sid, "lost-answer", 4)  # the client retries, on another replica
+    assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"
+    assert r.json() == {"session_id": sid, "outputs": [0], "steps": 1}
+    assert httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 1
 
 
 def store_ready(url: str) -> None:
@@ -281,88 +281,3 @@ def test_restarting_every_server_keeps_sessions(pair: list[Replica]) -> None:
     assert same(state(second.url, sid), before)
     r = post(second.url, f"/v1/sessions/{sid}/step", {"inputs": [2]})
     assert r["outputs"] == [4] and r["steps"] == 4
-            == 503
-        )
-        p = httpx.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)
-        assert p.status_code == 200 and p.json()["outputs"] == [[40, 36, 20]]
-        ready = httpx.get(f"{url}/readyz", timeout=30).json()
-        assert ready["status"] == "degraded" and "unavailable" in ready["detail"]["session_store"]
-        assert str(redis.port) not in str(ready)
-        assert str(redis.port) in replica.log()  # the detail is in the log
-        redis.start()  # same port, empty (no persistence in this test)
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{url}/readyz", timeout=30).json()["status"] != "ready":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
-        assert post(url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})["outputs"] == [0, 1]
-    finally:
-        replica.stop()
-        redis.close()
-
-
-def test_cap_is_shared_by_replicas(redis_server: RedisServer) -> None:
-    env = redis_env(redis_server, SERVICE_MAX_SESSIONS="2", SERVICE_REDIS_PREFIX="cap:")
-    pair = [Replica(env).start() for _ in range(2)]
-    try:
-        for r in pair:
-            r.ready()
-        post(pair[0].url, "/v1/sessions", {"model": "memory"})
-        post(pair[1].url, "/v1/sessions", {"model": "memory"})
-        r = httpx.post(f"{pair[0].url}/v1/sessions", json={"model": "memory"}, timeout=30)
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    finally:
-        for r in pair:
-            r.stop()
-
-
-def keyed_step(url: str, sid: str, key: str, value: int) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/sessions/{sid}/step",
-        json={"inputs": [value]},
-        headers={"Idempotency-Key": key},
-        timeout=60,
-    )
-
-
-def test_200_concurrent_retries_of_one_keyed_step_apply_it_once(
-    replicas: list[Replica],
-) -> None:
-    a, b = replicas
-    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
-    post(a.url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})
-
-    def retry(i: int) -> httpx.Response:
-        return keyed_step((a if i % 2 else b).url, sid, "the-one-step", 1)
-
-    with ThreadPoolExecutor(32) as pool:
-        answers = list(pool.map(retry, range(200)))
-    assert {r.status_code for r in answers} == {200}
-    assert len({r.content for r in answers}) == 1  # every retry got the first answer
-    assert answers[0].json()["steps"] == 3
-    assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 199
-    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 3
-    assert same(state(a.url, sid), replay(a.url, [3, 0, 1])[1])
-
-
-def test_a_step_whose_client_went_away_is_retried_without_applying_twice(
-    replicas: list[Replica],
-) -> None:
-    a, b = replicas
-    sid = post(a.url, "/v1/sessions", {"model": "memory"})["session_id"]
-    body = b'{"inputs": [4]}'
-    request = (
-        f"POST /v1/sessions/{sid}/step HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: application/json\r\nIdempotency-Key: lost-answer\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
-    with socket.create_connection(("127.0.0.1", a.port)) as conn:
-        conn.sendall(request)  # and hang up without reading the answer
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 0:
-        assert time.monotonic() < deadline, "the step was never applied"
-        time.sleep(0.05)
-    r = keyed_step(b.url, sid, "lost-answer", 4)  # the client retries, on another replica
-    assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"
-    assert r.json() == {"session_id": sid, "outputs": [0], "steps": 1}
-    assert httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 1

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import STORE, running
+from tests.harness import STORE, running
 
 pytestmark = pytest.mark.integration
 

@@ -48,8 +48,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from service.api.errors import answers_plain
 from service.app import create_app
 from service.config import Settings
-from service.errors import plain_errors
-from tests.integration.conftest import Server, running
+from tests.harness import Server, running
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.sessions.base import log_id
-from tests.integration.conftest import Server, running
+from service.sessions.store import log_id
+from tests.harness import Server, running
 
 pytestmark = pytest.mark.integration
 

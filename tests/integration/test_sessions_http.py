@@ -8,7 +8,7 @@ import pytest
 from httpx import Client
 
 from tests.floats import assert_close
-from tests.integration.conftest import STORE, running
+from tests.harness import STORE, running
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot, sigmoid
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import STORE, Server, free_port, start_server, wait_ready
-from tests.redis_server import RedisServer
+from tests.harness import STORE, RedisServer, Server, start_server, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +26,9 @@ def one_model_store(root: Path, name: str) -> Path:
 
 
 def started(env: dict[str, str], store: Path) -> tuple[Server, str]:
-    port = free_port()
-    server = start_server(port, {"SERVICE_LOG_LEVEL": "info", **env}, store=store)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, server)
-    return server, url
+    server = start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, store=store)
+    wait_ready(server)
+    return server, server.url
 
 
 def in_background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[Any]]:

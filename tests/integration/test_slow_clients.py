@@ -1,5 +1,5 @@
 """Slow, idle and oversized clients, with raw sockets against real server processes
-(`service.server.run` on the unit tests' numpy models: tests/fake_server.py).
+(`service.server.serve` on the unit tests' numpy models: tests/harness/fake_server.py).
 
 Two servers, started together: `quick` with 1 s header and body timeouts, an 8 KiB header
 bound and a cap of 16 connections; `capped` with a cap of 8 and timeouts long enough to
@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration import conftest
-from tests.integration.conftest import ROOT, free_port
+from tests import harness
+from tests.harness import FAKES, start_server, wait_ready
 
 pytestmark = pytest.mark.integration
 WAIT = 10.0  # seconds: reached only if the server is broken
@@ -39,17 +39,8 @@ class Server(harness.Server):
 
 def start(env: dict[str, str]) -> Server:
     """A server on the fakes (no TensorFlow: it starts in about a second)."""
-    port = free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Server.stop
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_server"],
-        cwd=ROOT,
-        env={**os.environ, "SERVICE_PORT": str(port), "SERVICE_LOG_LEVEL": "info", **env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(process, log, f"http://127.0.0.1:{port}", port)
-    return server
+    server = start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, module=FAKES)
+    return Server(server.process, server.log, server.port)
 
 
 @pytest.fixture(scope="module")

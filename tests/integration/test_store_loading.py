@@ -14,7 +14,7 @@ from service.inference.model.manifest import ManifestError
 from service.inference.model.store import load_store
 from service.inference.serving.decoding import greedy_decode
 from tests.floats import assert_close
-from tests.integration.conftest import ROOT, STORE
+from tests.harness import ROOT, STORE
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from service.inference.reference.sampling import row_seeds
 from service.inference.serving.decoding import sampling
 from service.training.date_text import sample_dates
 from tests.floats import RTOL, assert_close
-from tests.integration.conftest import STORE
+from tests.harness import STORE
 
 pytestmark = pytest.mark.integration
 

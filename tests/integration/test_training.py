@@ -14,7 +14,7 @@ import pytest
 
 from service.inference.model.store import load_store
 from service.inference.serving.decoding import greedy_decode, run_steps
-from tests.integration.conftest import ROOT
+from tests.harness import ROOT
 
 pytestmark = pytest.mark.integration
 

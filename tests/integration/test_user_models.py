@@ -17,7 +17,8 @@ import pytest
 
 from tests import user_models
 from tests.floats import assert_close
-from tests.integration.conftest import ROOT, serving
+from tests.harness import ROOT
+from tests.integration.conftest import serving
 from tests.user_models import UserModel
 
 pytestmark = pytest.mark.integration

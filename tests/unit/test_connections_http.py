@@ -22,7 +22,7 @@ from service.config import Settings
 from service.inference.model.interface import LoadedModel, States
 from service.inference.model.registry import Registry
 from tests.fakes import CounterCompute, model
-from tests.threaded_server import serving_in_thread
+from tests.harness.threaded import serving_in_thread
 from tests.unit.test_streaming_fakes import PermittedCompute
 
 pytestmark = pytest.mark.unit

@@ -18,7 +18,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from tests import fakes
-from tests.threaded_server import serving_in_thread
+from tests.harness.threaded import serving_in_thread
 
 pytestmark = pytest.mark.unit
 WAIT = 30.0  # seconds: only ever reached if the server is broken

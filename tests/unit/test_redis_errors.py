@@ -8,14 +8,10 @@ import pytest
 
 from service.errors import StoreUnavailable
 from service.sessions.redis import RedisSessionStore
+from service.sessions.store import StoredSession, new_session_id
+from tests.harness import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize(

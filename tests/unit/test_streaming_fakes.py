@@ -19,7 +19,7 @@ from service.config import Settings
 from service.inference.model.interface import LoadedModel, ModelSpec, States
 from service.inference.model.registry import Registry
 from tests.fakes import CounterCompute, model
-from tests.threaded_server import serving_in_thread
+from tests.harness.threaded import serving_in_thread
 
 pytestmark = pytest.mark.unit
 WAIT = 10.0  # seconds: only ever reached if the server is broken
