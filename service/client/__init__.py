@@ -39,14 +39,8 @@ from service.client.options import DecodingOptions, PredictOptions
 from service.client.sync_client import DEFAULT_URL, Client
 from service.client.sync_session import Session
 from service.wire.decoding import TokenEvent
-from service.wire.native import (
-    ModelDetail,
-    ModelList,
-    ModelVersionInfo,
-    PredictResponse,
-    SessionInfo,
-    StepResponse,
-)
+from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
+from service.wire.native import PredictResponse, SessionInfo, StepResponse
 
 __all__ = [
     "DEFAULT_URL",

@@ -21,7 +21,8 @@ from service.client.options import PredictOptions
 from service.client.retry import Attempts, RetryPolicy
 from service.client.sync_client import DEFAULT_URL
 from service.wire.decoding import TokenEvent
-from service.wire.native import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
+from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
+from service.wire.native import PredictResponse
 
 
 class AsyncClient:

@@ -18,7 +18,8 @@ from service.client.options import PredictOptions
 from service.client.retry import Attempts, RetryPolicy
 from service.client.sync_session import Session
 from service.wire.decoding import TokenEvent
-from service.wire.native import ModelDetail, ModelList, ModelVersionInfo, PredictResponse
+from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
+from service.wire.native import PredictResponse
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from service.inference.model.interface import ModelSpec
 from service.inference.model.registry import Registry
-from service.wire.native import (
+from service.wire.model_info import (
     FailedVersion,
     ModelDetail,
     ModelList,

@@ -10,13 +10,12 @@ from dataclasses import replace
 from pydantic import BaseModel
 
 from service.config import Settings
-from service.dataplane import strategies
 from service.dataplane.idempotency import Answer, Idempotency, not_kept, reused
-from service.dataplane.limits import check_length, check_max_steps, check_work
+from service.dataplane.limits import check_length, check_work
 from service.dataplane.session_info import advanced, carried, info, not_found
-from service.dataplane.strategies import Plan
+from service.dataplane.session_rules import check_start, generation, unusable
 from service.dataplane.tokens import parse_states, read_ids, source_ids
-from service.errors import Conflict, InvalidInput, NotFound, VersionGone, shown
+from service.errors import NotFound, VersionGone, shown
 from service.inference.model.interface import LoadedModel
 from service.inference.model.registry import Registry
 from service.inference.serving.engine import Engines
@@ -66,17 +65,8 @@ class SessionOps:
                 "delete it and create a new session",
                 field="session_id",
             ) from None
-        spec = model.spec
-        shapes = tuple(s.shape for s in session.states)
-        card = spec.manifest.token_side.size
-        if shapes != spec.state_shapes:
-            problem = f"state shapes {shapes} do not match the model's {spec.state_shapes}"
-        elif not spec.memory_fits(session.memory):
-            got = None if session.memory is None else session.memory.shape
-            problem = f"memory of shape {got} does not fit the model's {spec.memory_shape}"
-        elif session.next_token is not None and not 0 <= session.next_token < card:
-            problem = f"next token {session.next_token} is outside 0..{card - 1}"
-        else:
+        problem = unusable(session, model)
+        if problem is None:
             return session, model
         raise corrupt_session(session_id, problem)
 
@@ -121,24 +111,11 @@ class SessionOps:
         model = self.registry.get(request.model, request.version)
         note_model(model.spec.name)
         spec = model.spec
-        if request.source is not None and request.state is not None:
-            raise InvalidInput("give either 'source' or 'state', not both", field="source")
+        check_start(spec, request)
         memory = None
-        if spec.memory_shape is not None and request.source is None:
-            raise InvalidInput(
-                f"source: required for '{spec.name}', whose decoder attends over the encoded "
-                "source (give 'source'; a state alone is not enough)",
-                field="source",
-            )
         if request.state is not None:
             states = parse_states(spec, request.state)
         elif request.source is not None:
-            if spec.manifest.kind != "seq2seq":
-                raise InvalidInput(
-                    f"source: '{spec.name}' is a step model with no encoder; omit 'source' "
-                    "(the state starts at zeros) or give 'state'",
-                    field="source",
-                )
             ids = source_ids(spec.manifest, request.source, "source", self.settings)
             check_work(
                 self.settings,
@@ -219,7 +196,7 @@ class SessionOps:
         async def apply(
             session: StoredSession, model: LoadedModel
         ) -> tuple[StoredSession, BaseModel]:
-            steps, plan = self.generation(session, model, request)
+            steps, plan = generation(session, model, request, self.settings)
             row = await self.engines.get(model).generate(
                 carried(session),
                 session.next_token or 0,
@@ -232,36 +209,6 @@ class SessionOps:
             return advanced(session, model, row, plan)
 
         return await self._change(session_id, owner, idempotent, apply)
-
-    def generation(
-        self, session: StoredSession, model: LoadedModel, request: GenerateRequest
-    ) -> tuple[int, Plan]:
-        """The checks before a session generates: steps and plan within the limits, a
-        model that feeds its outputs back, a token to feed."""
-        manifest = model.spec.manifest
-        steps = check_max_steps(request.max_steps, manifest.max_steps, self.settings)
-        plan = strategies.plan(request, model, self.settings, request.return_probabilities)
-        check_work(
-            self.settings,
-            steps=steps * plan.width,
-            what=f"max_steps {steps}{plan.width_note}",
-            field="max_steps",
-            outputs=steps,
-            width=manifest.output_cardinality if request.return_probabilities else None,
-        )
-        if not manifest.feeds_back:
-            raise InvalidInput(
-                f"'{model.spec.name}' outputs target tokens that are not among its inputs, "
-                "so generate cannot feed them back; use step",
-                field="session_id",
-            )
-        if session.next_token is None:
-            raise Conflict(
-                f"session {shown(session.id)} has no previous output to feed back: step at "
-                "least one input first",
-                field="session_id",
-            )
-        return steps, plan
 
     async def set_state(
         self,

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from service.dataplane.predict import Predicted, Predictor, prepare, response
 from service.dataplane.session_info import advanced, carried
 from service.dataplane.session_ops import SessionOps
+from service.dataplane.session_rules import generation
 from service.dataplane.strategies import Plan
 from service.dataplane.tokens import to_text, to_tokens
 from service.errors import InvalidInput
@@ -157,7 +158,7 @@ async def stream_generate(
 ) -> AsyncIterator[Event]:
     async with ops.store.lock(session_id):
         session, model = await ops.open(session_id, owner)
-        steps, plan = ops.generation(session, model, request)
+        steps, plan = generation(session, model, request, ops.settings)
         engine = ops.engines.get(model)
         probs = request.return_probabilities
         decoding = replace(plan.rows(1)[0], offset=session.steps)  # as unstreamed

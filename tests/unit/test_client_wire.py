@@ -192,6 +192,7 @@ def test_importing_the_client_and_its_commands_imports_nothing_of_the_server() -
     wire = {
         "service",
         "service.wire",
+        "service.wire.model_info",
         "service.wire.native",
         "service.wire.decoding",
         "service.wire.types",

@@ -7,7 +7,8 @@ from fastapi import APIRouter, Depends
 
 from service.api.deps import RuntimeDep
 from service.api.middleware.auth import require_admin
-from service.wire.native import ErrorBody, ModelVersionRef, RefusedEntry, ReloadResponse
+from service.wire.model_info import ModelVersionRef, RefusedEntry, ReloadResponse
+from service.wire.native import ErrorBody
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 

@@ -9,7 +9,7 @@ from service.api import paths  # noqa: F401 - registers the {...:segment} path c
 from service.api.deps import RegistryDep
 from service.api.docs.responses import errors
 from service.dataplane import model_info
-from service.wire.native import ModelDetail, ModelList, ModelVersionInfo
+from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
