@@ -84,7 +84,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from service.tools.check import import_model
+    from service.tools.importer import import_model
 
     return import_model(args)
 

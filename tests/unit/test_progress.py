@@ -145,7 +145,8 @@ def test_stdout_goes_above_the_bars_only_when_it_is_their_terminal(
 
 def test_importing_the_bars_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, service.progress, service.tools.check, service.training.reverse; "
+        "import sys, service.progress, service.tools.check, service.tools.importer, "
+        "service.training.reverse; "
         "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
     )
     done = subprocess.run(
