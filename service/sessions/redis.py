@@ -22,14 +22,12 @@ state: the second save is refused (409) instead of overwriting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -42,8 +40,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec
-from service.sessions.locks import LocalLocks, session_busy
-from service.sessions.redis_scripts import CREATE, DELETE, RENEW, SAVE, TOUCH, UNLOCK
+from service.sessions.locks import LocalLocks
+from service.sessions.redis_lock import RedisLocks
+from service.sessions.redis_scripts import CREATE, DELETE, SAVE, TOUCH
 from service.sessions.store import (
     Replay,
     SessionStore,
@@ -87,7 +86,6 @@ class RedisSessionStore(SessionStore):
         self.lock_wait = lock_wait
         self._clock = clock
         self._index = f"{prefix}index"
-        self._local = LocalLocks(lock_wait)
         self._client: redis.Redis = redis.Redis.from_url(
             url,
             socket_timeout=2.0,
@@ -104,8 +102,9 @@ class RedisSessionStore(SessionStore):
         self._touch = self._client.register_script(TOUCH)
         self._save = self._client.register_script(SAVE)
         self._delete = self._client.register_script(DELETE)
-        self._unlock = self._client.register_script(UNLOCK)
-        self._renew = self._client.register_script(RENEW)
+        self._locks = RedisLocks(
+            self._client, self._call, f"{prefix}lock:", lock_ttl, LocalLocks(lock_wait)
+        )
 
     def _key(self, session_id: str) -> str:
         return f"{self.prefix}s:{session_id}"
@@ -247,36 +246,4 @@ class RedisSessionStore(SessionStore):
         return int(await self._call(purge_and_count))
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
-        return self._lock(session_id)
-
-    @asynccontextmanager
-    async def _lock(self, session_id: str) -> AsyncIterator[None]:
-        # waiters in this process queue locally; only one at a time asks Redis. One
-        # deadline bounds both waits.
-        deadline = time.monotonic() + self.lock_wait
-        async with self._local.hold(session_id):
-            key, token = f"{self.prefix}lock:{session_id}", secrets.token_hex(16)
-            ttl_ms = max(1, int(self.lock_ttl * 1000))
-            pause = 0.001
-            while not await self._call(self._client.set, key, token, nx=True, px=ttl_ms):
-                if time.monotonic() > deadline:
-                    raise session_busy(self.lock_wait)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 0.02)
-            renewal = asyncio.create_task(self._keep(key, token, ttl_ms))
-            try:
-                yield
-            finally:
-                renewal.cancel()
-                with contextlib.suppress(RedisError, OSError):  # else it expires by itself
-                    await self._unlock(keys=[key], args=[token])
-
-    async def _keep(self, key: str, token: str, ttl_ms: int) -> None:
-        """Renew the lock while its holder computes, so that it is held at least as
-        long as the compute it protects (a holder that dies stops renewing: the lock
-        expires within lock_ttl)."""
-        while True:
-            await asyncio.sleep(ttl_ms / 3000)
-            with contextlib.suppress(RedisError, OSError):  # the next renewal may work
-                if not int(await self._renew(keys=[key], args=[token, ttl_ms])):
-                    return  # lost (expired while Redis was unreachable): the CAS guards
+        return self._locks.hold(session_id)

@@ -26,11 +26,11 @@ import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import ComputeFailed, NotReady, Overloaded
 from service.inference.serving.fair_queue import FairQueue
+from service.inference.serving.jobs import BatchStats, Continue, Job
 from service.observability.metrics import BatchObserver
 from service.observability.request_context import current_owner
 
@@ -39,33 +39,6 @@ log = logging.getLogger("service")
 # Runs on the compute thread: one group of payloads sharing a key -> one result each
 # (a value, an exception to raise in its caller, or Continue).
 Process = Callable[[Hashable, Sequence[Any]], Sequence[Any]]
-
-
-@dataclass(frozen=True)
-class Continue:
-    """A job's answer when it has more to do: run `payload` (now `rows` rows) again in
-    the next iteration."""
-
-    payload: Any
-    rows: int
-
-
-@dataclass
-class Job:
-    key: Hashable
-    rows: int
-    payload: Any
-    future: asyncio.Future[Any] = field(repr=False)
-    queued_at: float = 0.0  # time.perf_counter() at submit
-    owner: str = ""
-
-
-@dataclass
-class BatchStats:
-    batches: int = 0  # compute trips (iterations)
-    jobs: int = 0
-    rows: int = 0
-    largest: int = 0
 
 
 class Batcher:

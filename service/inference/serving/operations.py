@@ -19,9 +19,8 @@ import numpy as np
 from prometheus_client import Counter
 
 from service.inference.model.interface import LoadedModel, States
-from service.inference.serving.batcher import Continue
 from service.inference.serving.decoding import RowDecoded, decode, generate_rows, run_rows
-from service.inference.serving.jobs import GenerateJob, PredictJob, RunJob, Session
+from service.inference.serving.jobs import Carried, Continue, GenerateJob, PredictJob, RunJob
 from service.inference.serving.slicing.clock import SliceClock
 from service.inference.serving.slicing.decode import Progress, advance, start, start_decode
 from service.inference.serving.slicing.run import RunProgress, advance_runs, start_run
@@ -38,7 +37,7 @@ def _sliceable(key: Hashable) -> bool:
     return isinstance(key, tuple) and key[1][0] != "beam"
 
 
-def _stack(states: Sequence[Session]) -> States:
+def _stack(states: Sequence[Carried]) -> States:
     return [np.stack(column) for column in zip(*states, strict=True)]
 
 
@@ -93,7 +92,7 @@ class Operations:
     def run(self, key: Hashable, jobs: Sequence[Any]) -> list[Any]:
         return self._process(self._run, jobs, probs_of(key))
 
-    def encode(self, _length: Hashable, sources: Sequence[list[int]]) -> list[Session]:
+    def encode(self, _length: Hashable, sources: Sequence[list[int]]) -> list[Carried]:
         states = self.model.compute.encode(np.asarray(sources, dtype=np.int32))
         return [tuple(s[i].copy() for s in states) for i in range(len(sources))]
 
