@@ -4,23 +4,18 @@ the probabilities. Inferred from shapes where unambiguous, else named by the man
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
+from service.inference.model.described import (
+    Described,
+    Shape,
+    advice,
+    check_source,
+    expected,
+    is_token,
+)
 from service.inference.model.manifest import Manifest, ManifestError, Roles
-
-Shape = tuple[int | None, ...]
-
-
-class Described(Protocol):
-    @property
-    def name(self) -> str: ...
-    @property
-    def shape(self) -> Shape: ...
-    @property
-    def dtype(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -42,10 +37,6 @@ class Mismatch(ValueError):
     """The model and the manifest disagree (roles would not help)."""
 
 
-def describe(tensors: Sequence[Described]) -> str:
-    return ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)
-
-
 def _given(
     roles: Sequence[str] | Mapping[str, str] | None, tensors: Sequence[Described], what: str
 ) -> list[str] | None:
@@ -61,13 +52,6 @@ def _given(
     return list(roles)
 
 
-def _is_token(t: Described, encoding: str, card: int, any_length: bool = False) -> bool:
-    steps_fit = any_length or t.shape[1:2] in ((None,), (1,))
-    if encoding == "one_hot":
-        return len(t.shape) == 3 and steps_fit and t.shape[2] == card
-    return len(t.shape) == 2 and steps_fit
-
-
 def _compatible(a: Shape, b: Shape) -> bool:
     return len(a) == len(b) and all(
         x is None or y is None or x == y for x, y in zip(a, b, strict=True)
@@ -78,7 +62,7 @@ def _decoder_inputs(
     inputs: Sequence[Described], manifest: Manifest, memory: Shape | None
 ) -> list[str]:
     side = manifest.token_side
-    tokens = [i for i, t in enumerate(inputs) if _is_token(t, side.encoding, side.size)]
+    tokens = [i for i, t in enumerate(inputs) if is_token(t, side.encoding, side.size)]
     memories = [
         i
         for i, t in enumerate(inputs)
@@ -146,38 +130,15 @@ def infer_layout(
     """Roles of every tensor; raises ManifestError saying what to write in `roles`."""
     roles = manifest.roles or Roles()
     if manifest.kind == "seq2seq":
-        _check_source(manifest, encoder_inputs)
+        check_source(manifest, encoder_inputs)
     try:
         return _layout(roles, manifest, decoder_inputs, decoder_outputs, encoder_outputs)
     except Mismatch as exc:
         raise ManifestError(str(exc)) from None
     except ValueError as exc:
         raise ManifestError(
-            _advice(str(exc), manifest, decoder_inputs, decoder_outputs, encoder_outputs)
+            advice(str(exc), manifest, decoder_inputs, decoder_outputs, encoder_outputs)
         ) from None
-
-
-def _expected(encoding: str, card: int) -> str:
-    return f"(batch, time, {card}) one-hot" if encoding == "one_hot" else "(batch, time) ids"
-
-
-def _check_source(manifest: Manifest, inputs: Sequence[Described]) -> None:
-    side = manifest.source
-    if len(inputs) != 1:
-        raise ManifestError(
-            f"the encoder must take one input (the source); it takes {describe(inputs)}"
-        )
-    shape = inputs[0].shape
-    if not _is_token(inputs[0], side.encoding, side.size, any_length=True):
-        raise ManifestError(
-            f"encoder input {inputs[0].name} {list(shape)} does not fit the manifest's source "
-            f"(expected {_expected(side.encoding, side.size)})"
-        )
-    if side.length is not None and shape[1] not in (None, side.length):
-        raise ManifestError(
-            f"encoder input {inputs[0].name} {list(shape)} has {shape[1]} time steps, the "
-            f"manifest's source.length is {side.length}"
-        )
 
 
 def _layout(
@@ -208,10 +169,10 @@ def _layout(
         raise ValueError("the decoder needs exactly one token input")
     token = dec_in[in_roles.index("token")]
     side = manifest.token_side
-    if not _is_token(token, side.encoding, side.size):
+    if not is_token(token, side.encoding, side.size):
         raise Mismatch(
             f"token input {token.name} {list(token.shape)} does not fit the manifest (expected "
-            f"{_expected(side.encoding, side.size)} with one or open time steps)"
+            f"{expected(side.encoding, side.size)} with one or open time steps)"
         )
     if in_roles.count("memory") != (memory is not None):
         raise ValueError("the encoder's memory and the decoder's memory input must go together")
@@ -260,27 +221,3 @@ def _layout(
         state_shapes=state_shapes,
         memory_shape=tuple(memory) if memory is not None else None,
     )
-
-
-def _advice(
-    problem: str,
-    manifest: Manifest,
-    dec_in: Sequence[Described],
-    dec_out: Sequence[Described],
-    enc_out: Sequence[Described],
-) -> str:
-    what = "decoder" if manifest.kind == "seq2seq" else "step model"
-    lines = [f"cannot tell the model's tensors apart: {problem}."]
-    if enc_out:
-        lines.append(f"encoder outputs: {describe(enc_out)}.")
-    lines.append(f"{what} inputs: {describe(dec_in)}; outputs: {describe(dec_out)}.")
-    example = {
-        "decoder_inputs": ["token", *(["memory"] if enc_out else []), "state"],
-        "decoder_outputs": ["probabilities", "state"],
-    }
-    lines.append(
-        'Name them in model.json, one role per tensor in order, e.g. "roles": '
-        f"{json.dumps(example)} (encoder_outputs: memory|state|ignore; decoder_inputs: "
-        "token|memory|state; decoder_outputs: probabilities|state|ignore)"
-    )
-    return " ".join(lines)
