@@ -1,1 +1,4 @@
-"""Model store, manifests and compute. Only `keras_model` imports TensorFlow."""
+"""Models and their computation: model/ (what a model is: manifest, roles, files,
+registry), compiled/ (its graphs), reference/ (their numpy twins), serving/ (engine,
+batchers, reload). TensorFlow is imported by model/formats/ and compiled/ only, and
+only once models load (never by `import service` or `service.app`)."""
