@@ -119,7 +119,6 @@ class Functions:
         a graph tracing its callees cannot deadlock."""
         with self._locks[name]:
             if name in self._concrete:
-                if first_use: log.warning("WAITED for %s %s", self._label, name)
                 return False
             began = time.perf_counter()
             recipe = self._recipes[name]
