@@ -20,12 +20,13 @@ from service.client import (
     TokenEvent,
     Unauthorized,
 )
-from tests.harness import running
+from tests.harness import Server
+from tests.integration.conftest import API_KEYS
 
 pytestmark = pytest.mark.integration
 
 SOURCE = [20, 36, 40, 10, 34, 28]
-KEY = "client-3c1e5b2d4f6a7f3a9"
+KEY = API_KEYS["client"]
 
 
 @pytest.fixture
@@ -35,9 +36,9 @@ def client(server_url: str) -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def keyed_url() -> Iterator[str]:
-    with running({"SERVICE_API_KEYS": f"client:{KEY}"}) as (url, _):
-        yield url
+def keyed_url(keyed_server: tuple[str, Server]) -> str:
+    """The session's server with keys, KEY among them."""
+    return keyed_server[0]
 
 
 def test_models_and_their_detail(client: Client) -> None:

@@ -29,12 +29,13 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.harness import running
+from tests.harness import Server
+from tests.integration.conftest import API_KEYS
 from tests.unit.test_docs_offline import foreign_urls
 
 pytestmark = pytest.mark.integration
 
-KEY = "docs-browser-0123456789abcdef"
+KEY = API_KEYS["docs"]
 TIMEOUT_MS = 60_000  # a loaded 2-core machine; every wait is for a condition, not a time
 BLOCKED_BY_BROWSER = {"csp", "net::ERR_BLOCKED_BY_CSP"}
 
@@ -50,9 +51,9 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    with running({"SERVICE_API_KEYS": f"docs:{KEY}"}) as (url, _):
-        yield url
+def server(keyed_server: tuple[str, Server]) -> str:
+    """The session's server with keys, KEY among them."""
+    return keyed_server[0]
 
 
 @pytest.fixture(scope="module")

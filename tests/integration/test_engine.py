@@ -16,9 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, LoadedModel]:
-    registry = load_store(STORE)
-    return {name: registry.get(name) for name in registry.names()}
+def models(shipped_models: dict[str, LoadedModel]) -> dict[str, LoadedModel]:
+    return shipped_models
 
 
 def compute(model: LoadedModel) -> KerasCompute:

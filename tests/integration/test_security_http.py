@@ -1,27 +1,21 @@
 """API keys, ownership, browser checks and what the log shows, on a real server process."""
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from service.sessions.store import log_id
-from tests.harness import Server, running
+from tests.harness import Server
+from tests.integration.conftest import API_KEYS
 
 pytestmark = pytest.mark.integration
 
-ALICE, BOB = "alice-7f3a9c1e5b2d4f6a", "bob-2e4c6a8b0d1f3e5a"
+ALICE, BOB = API_KEYS["alice"], API_KEYS["bob"]
 
 
 @pytest.fixture(scope="module")
-def keyed() -> Iterator[tuple[str, Server]]:
-    env = {
-        "SERVICE_API_KEYS": f"alice:{ALICE},bob:{BOB}",
-        "SERVICE_LOG_LEVEL": "info",
-        "SERVICE_ACCESS_LOG": "true",
-    }
-    with running(env) as served:
-        yield served
+def keyed(keyed_server: tuple[str, Server]) -> tuple[str, Server]:
+    """The session's server with keys (info logs, access log on)."""
+    return keyed_server
 
 
 def test_keys_ownership_and_a_log_without_secrets(keyed: tuple[str, Server]) -> None:

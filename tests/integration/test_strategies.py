@@ -19,14 +19,12 @@ from service.config import Settings
 from service.dataplane.tokens import source_ids
 from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.interface import Beams, Decoded, Decoding, LoadedModel, Sampling
-from service.inference.model.store import load_store
 from service.inference.reference.beam import log_probs
 from service.inference.reference.compute import ReferenceCompute
 from service.inference.reference.sampling import row_seeds
 from service.inference.serving.decoding import sampling
 from service.training.date_text import sample_dates
 from tests.floats import RTOL, assert_close
-from tests.harness import STORE
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +33,8 @@ DATE_TEXTS = [text for text, _ in sample_dates(12, 31337)] + ["21 Nov 2026", "11
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, LoadedModel]:
-    registry = load_store(STORE)
-    return {name: registry.get(name) for name in registry.names()}
+def models(shipped_models: dict[str, LoadedModel]) -> dict[str, LoadedModel]:
+    return shipped_models
 
 
 def compute(models: dict[str, LoadedModel], name: str) -> KerasCompute:
