@@ -41,8 +41,8 @@ CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"
 
 def _load(settings: Settings) -> Registry:
     from service.inference.compiled import background, warmup
+    from service.inference.compiled.loader import load_store
     from service.inference.compiled.threads import configure_threads
-    from service.inference.model.store import load_store
 
     configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     warmup.configure(settings.warmup)

@@ -48,8 +48,8 @@ def predictions(step: Any, manifest: Manifest) -> tuple[list[list[int]], float]:
 
     Returns the argmax predictions and the lowest probability among the chosen outputs.
     """
+    from service.inference.compiled.loader import build_model
     from service.inference.model.formats.keras_file import KerasGraph
-    from service.inference.model.loader import build_model
     from service.inference.serving.decoding import run_steps
 
     loaded = build_model("memory", 0, manifest, None, KerasGraph(step), warm_up=False)

@@ -52,8 +52,8 @@ def build(units: int = 128) -> tuple[Any, Any, Any]:
 
 def exact_accuracy(encoder: Any, decoder: Any, manifest: Manifest, sources: np.ndarray) -> float:
     """Exact-sequence accuracy through the same compute and decoding code the server uses."""
+    from service.inference.compiled.loader import build_model
     from service.inference.model.formats.keras_file import KerasGraph
-    from service.inference.model.loader import build_model
     from service.inference.serving.decoding import greedy_decode
 
     compute = build_model(

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.inference.compiled import tensors as t
-from service.inference.compiled.bodies import Bodies
 from service.inference.compiled.functions import Functions, named, recipes
+from service.inference.compiled.model_graphs import Bodies
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import Beams, Decoded, ModelSpec, Sampling, States
 from service.inference.model.layout import Layout

@@ -1,17 +1,15 @@
-"""Scan `model_store/<name>/<version>/` and load every version."""
+"""Scan `model_store/<name>/<version>/` and check every version without TensorFlow
+(layout, manifests, files); compiled/loader.py loads them."""
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
 from service.inference.model.formats import ModelFile, ModelFileError, find_model_file
-from service.inference.model.interface import LoadedModel
 from service.inference.model.manifest import STEMS_BY_KIND, Manifest, ManifestError
-from service.inference.model.registry import Registry, version_number
+from service.inference.model.registry import version_number
 
-log = logging.getLogger("service")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -99,17 +97,3 @@ Checked = tuple[str, int, Path, Manifest, list[ModelFile]]
 def check_store(root: Path) -> list[Checked]:
     """Everything that can be checked without TensorFlow: layout, manifests, files."""
     return [(n, v, d, *check_version(d)) for n, v, d in scan(root)]
-
-
-def load_store(root: Path, default_model: str | None = None) -> Registry:
-    checked = check_store(root)
-    from service.inference.model.loader import load_model  # TensorFlow from here on
-
-    models: dict[str, dict[int, LoadedModel]] = {}
-    for name, version, directory, manifest, files in checked:
-        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest, files)
-        log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
-    try:
-        return Registry(models, default_model)
-    except ValueError as exc:
-        raise ManifestError(f"{root}: {exc}") from None

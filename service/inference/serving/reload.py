@@ -41,7 +41,7 @@ Load = Callable[[Path, str, int], LoadedModel]
 
 def load_version(directory: Path, name: str, version: int) -> LoadedModel:
     """Check, load and warm up one version directory (on a worker thread)."""
-    from service.inference.model.loader import load_model  # TensorFlow from here on
+    from service.inference.compiled.loader import load_model  # TensorFlow from here on
 
     manifest, files = check_version(directory)
     return load_model(directory, name, version, manifest, files)

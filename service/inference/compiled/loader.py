@@ -1,8 +1,9 @@
 """A version directory's files -> a checked, compiled model, warmed up as configured
-(compiled/warmup.py)."""
+(compiled/warmup.py); a whole model store -> a registry of them."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,10 @@ from service.inference.model.formats.load import load_graph
 from service.inference.model.interface import LoadedModel, ModelSpec
 from service.inference.model.layout import infer_layout
 from service.inference.model.manifest import Manifest, ManifestError
+from service.inference.model.registry import Registry
+from service.inference.model.store import check_store
+
+log = logging.getLogger("service")
 
 
 def build_model(
@@ -57,3 +62,16 @@ def load_model(
     except ManifestError as exc:
         raise ManifestError(f"{directory}: {exc}") from None
     return replace(model, load_seconds=time.perf_counter() - started)
+
+
+def load_store(root: Path, default_model: str | None = None) -> Registry:
+    checked = check_store(root)
+
+    models: dict[str, dict[int, LoadedModel]] = {}
+    for name, version, directory, manifest, files in checked:
+        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest, files)
+        log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
+    try:
+        return Registry(models, default_model)
+    except ValueError as exc:
+        raise ManifestError(f"{root}: {exc}") from None
