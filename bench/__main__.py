@@ -31,7 +31,7 @@ SOURCE = [20, 36, 40, 10, 34, 28]
 
 def verify_predict(url: str, progress: Progress, n: int = 2000) -> int:
     """Distinct sources sent 32 at a time must equal unbatched in-process decodes."""
-    from service.inference.model.store import load_store
+    from service.inference.compiled.loader import load_store
 
     engine = load_store(ROOT / "model_store").get("reverse").compute
     sources = np.random.default_rng(11).integers(1, 51, size=(n, 6)).astype(np.int32)
@@ -53,7 +53,7 @@ def verify_predict(url: str, progress: Progress, n: int = 2000) -> int:
 
 def verify_sessions(url: str, progress: Progress, sessions: int = 64, steps: int = 20) -> int:
     """64 sessions stepped concurrently must equal unbatched in-process replays."""
-    from service.inference.model.store import load_store
+    from service.inference.compiled.loader import load_store
 
     model = load_store(ROOT / "model_store").get("memory")
     values = np.random.default_rng(12).integers(0, 5, size=(sessions, steps)).tolist()

@@ -36,7 +36,7 @@ def measure(progress: Progress, seconds: float = 4.0) -> tuple[list[Timing], boo
     stages.start("loading the reverse model")
     import keras
 
-    from service.inference.model.store import load_store
+    from service.inference.compiled.loader import load_store
 
     version = ROOT / "model_store" / "reverse" / "1"
     engine = load_store(Path(ROOT / "model_store")).get("reverse").compute

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.inference.compiled.loader import load_store
 from service.inference.model.interface import Decoding, LoadedModel
-from service.inference.model.store import load_store
 from service.inference.reference.compute import ReferenceCompute
 from service.inference.reference.sampling import row_seeds
 from service.inference.serving.decoding import sampling

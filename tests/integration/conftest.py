@@ -96,7 +96,7 @@ def http(server_url: str) -> Iterator[httpx.Client]:
 def shipped_models() -> dict[str, LoadedModel]:
     """The shipped store loaded into this process once, for the tests that call the
     compiled graphs directly (test_engine.py, test_strategies.py); they only read it."""
-    from service.inference.model.store import load_store
+    from service.inference.compiled.loader import load_store
 
     registry = load_store(STORE)
     return {name: registry.get(name) for name in registry.names()}

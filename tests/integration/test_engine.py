@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from service.inference.compiled.keras_model import KerasCompute
+from service.inference.compiled.loader import load_store
 from service.inference.model.interface import LoadedModel
-from service.inference.model.store import load_store
 from service.inference.reference.compute import ReferenceCompute
 from tests.floats import assert_close
 from tests.harness import STORE

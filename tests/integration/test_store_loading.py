@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.inference.compiled.loader import load_store
 from service.inference.model.manifest import ManifestError
-from service.inference.model.store import load_store
 from service.inference.serving.decoding import greedy_decode
 from tests.floats import assert_close
 from tests.harness import ROOT, STORE

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.inference.model.store import load_store
+from service.inference.compiled.loader import load_store
 from service.inference.serving.decoding import greedy_decode, run_steps
 from tests.harness import ROOT
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from service.inference.compiled.bodies import Bodies
+from service.inference.compiled.model_graphs import Bodies
 from service.inference.model.interface import ModelSpec
 
 log = logging.getLogger("service")
