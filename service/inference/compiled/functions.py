@@ -17,7 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from service.inference.compiled.model_graphs import Bodies
+from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.model.interface import ModelSpec
 
 log = logging.getLogger("service")
@@ -46,7 +46,7 @@ def _bound(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     return graph
 
 
-def recipes(bodies: Bodies, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]:
+def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]:
     """Every graph of a model by name, "step" and "encode" (their callees) first."""
     tokens = tf.TensorSpec([None], tf.int32)
     matrix = tf.TensorSpec([None, None], tf.int32)
@@ -57,29 +57,29 @@ def recipes(bodies: Bodies, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]
         states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
     # temperature, top_k, top_p, seeds, offsets
     params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
-    table = {"step": Recipe(bodies.step, [tokens, states])}
+    table = {"step": Recipe(graphs.step, [tokens, states])}
     if seq2seq:
-        table["encode"] = Recipe(bodies.encode, [matrix])
+        table["encode"] = Recipe(graphs.encode, [matrix])
     for probs in (False, True):
         table[named("generate", probs)] = Recipe(
-            _bound(bodies.generate, probs=probs), [tokens, states, tokens]
+            _bound(graphs.generate, probs=probs), [tokens, states, tokens]
         )
         table[named("sample", probs)] = Recipe(
-            _bound(bodies.sample, probs=probs), [tokens, states, tokens, params]
+            _bound(graphs.sample, probs=probs), [tokens, states, tokens, params]
         )
-        table[named("run", probs)] = Recipe(_bound(bodies.run, probs=probs), [matrix, states])
+        table[named("run", probs)] = Recipe(_bound(graphs.run, probs=probs), [matrix, states])
         if seq2seq:
             table[named("decode", probs)] = Recipe(
-                _bound(bodies.decode, probs=probs), [matrix, tokens]
+                _bound(graphs.decode, probs=probs), [matrix, tokens]
             )
             table[named("sample_decode", probs)] = Recipe(
-                _bound(bodies.decode, probs=probs), [matrix, tokens, params]
+                _bound(graphs.decode, probs=probs), [matrix, tokens, params]
             )
     table["beam"] = Recipe(
-        _bound(bodies.beam, keep_states=True), [tokens, states, tokens, width, floats]
+        _bound(graphs.beam, keep_states=True), [tokens, states, tokens, width, floats]
     )
     if seq2seq:
-        table["beam_decode"] = Recipe(bodies.beam_decode, [matrix, tokens, width, floats])
+        table["beam_decode"] = Recipe(graphs.beam_decode, [matrix, tokens, width, floats])
     return table
 
 

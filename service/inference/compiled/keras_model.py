@@ -8,7 +8,7 @@ import numpy as np
 
 from service.inference.compiled import tensors as t
 from service.inference.compiled.functions import Functions, named, recipes
-from service.inference.compiled.model_graphs import Bodies
+from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import Beams, Decoded, ModelSpec, Sampling, States
 from service.inference.model.layout import Layout
@@ -30,8 +30,8 @@ class KerasCompute:
         self.layout = layout
         self.seq2seq = encoder is not None
         self._functions = Functions(f"{spec.name} v{spec.version}")
-        bodies = Bodies(spec, layout, encoder, decoder, self._functions)
-        self._functions.define(recipes(bodies, spec, self.seq2seq))
+        graphs = ModelGraphs(spec, layout, encoder, decoder, self._functions)
+        self._functions.define(recipes(graphs, spec, self.seq2seq))
         for name in ("step", "encode") if self.seq2seq else ("step",):
             self._functions.compile(name)
 

@@ -28,8 +28,8 @@ def _tokens(tokens: tf.Tensor, side: Side, dtype: str) -> tf.Tensor:
     return tf.cast(tokens, dtype)
 
 
-class Bodies:
-    """One model's graph bodies. `compiled(name)` is the compiled function of that name
+class ModelGraphs:
+    """One model's graph graphs. `compiled(name)` is the compiled function of that name
     (here "step" and "encode"), traced first if it is not yet."""
 
     def __init__(
