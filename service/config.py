@@ -97,7 +97,7 @@ class Settings(BaseSettings):
         "on first use. A graph a request needs and finds uncompiled is compiled then, once",
     )
 
-    # security (README "Security and operations")
+    # security (docs/security.md)
     api_keys: str = Field(
         default="", description="comma-separated API keys; empty with no file: no authentication"
     )

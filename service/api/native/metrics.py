@@ -19,5 +19,5 @@ router = APIRouter(tags=["health"])
 )
 async def metrics(runtime: RuntimeDep) -> Response:
     """HTTP requests, batching, decode steps, sessions, the session store and model
-    versions; see the README's Observability section."""
+    versions; see docs/observability.md."""
     return Response(await runtime.scrape(), media_type=CONTENT_TYPE)
