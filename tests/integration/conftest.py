@@ -1,15 +1,17 @@
 """Real server processes on the shipped models, reached over real HTTP.
 
-Two are shared by the whole session, each started at most once, and both at once (their
-loads overlap) when the first test that needs either runs: `server_url`, open to all, and
-`keyed_server`, with API keys (one owner per test module that needs keys, so what one
-creates the others cannot see) and info logs with the access log.
+Two are shared by the whole session: `server_url`, open to all, and `keyed_server`, with
+API keys (one owner per test module that needs keys, so what one creates the others
+cannot see) and info logs with the access log. They, and the Keras 2 files
+(`keras2_dir`), are started in the background as soon as the tests to run are known, if
+any of them needs them (tests/harness/early.py).
 """
 
 from __future__ import annotations
 
-import subprocess
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +20,11 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from tests.harness import ROOT, STORE, Server, running
+from tests.harness.early import Early, Job
+
 if TYPE_CHECKING:
     from service.inference.model.interface import LoadedModel
-
-from tests.harness import ROOT, STORE, Server, running, start_server, wait_ready
 
 API_KEYS = {
     "alice": "alice-7f3a9c1e5b2d4f6a",  # test_security_http.py
@@ -37,52 +40,43 @@ SHARED = {
         "SERVICE_ACCESS_LOG": "true",
     },
 }
-needed: set[str] = set()  # the shared servers the selected tests use
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        needed.update(name for name in SHARED if name in getattr(item, "fixturenames", ()))
+def keras2_files() -> Job:
+    """tests/keras2_files.py, run with tf_keras in its own process, into a new directory."""
+    out = Path(tempfile.mkdtemp(prefix="keras2-"))
+    return Job([sys.executable, str(ROOT / "tests" / "keras2_files.py"), str(out)], out=out)
 
 
-class Shared:
-    """The shared servers, started together on first use, each waited for when asked."""
-
-    def __init__(self) -> None:
-        self.servers: dict[str, Server] = {}
-
-    def get(self, name: str) -> Server:
-        if name not in self.servers:
-            for other in sorted((needed | {name}) - set(self.servers)):
-                self.servers[other] = start_server(None, SHARED[other])
-        server = self.servers[name]
-        wait_ready(server)
-        return server
-
-    def stop(self) -> None:
-        for server in self.servers.values():
-            server.terminate()
-        for server in self.servers.values():
-            server.stop()
+EARLY = Early(SHARED, {"keras2_dir": keras2_files})
 
 
-@pytest.fixture(scope="session")
-def shared() -> Iterator[Shared]:
-    servers = Shared()
-    try:
-        yield servers
-    finally:
-        servers.stop()
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Before the first test: start what the selected tests will use (not on --co)."""
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        return  # collection errors: no test will run
+    used: set[str] = set()
+    for item in session.items:
+        used.update(getattr(item, "fixturenames", ()))
+    EARLY.launch(used)
+
+
+def pytest_sessionfinish() -> None:
+    outs = [job.out for job in EARLY.jobs.values() if job.out is not None]
+    EARLY.stop()
+    for out in outs:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def server_url(shared: Shared) -> str:
-    return shared.get("server_url").url
+def server_url() -> str:
+    return EARLY.server("server_url").url
 
 
 @pytest.fixture(scope="session")
-def keyed_server(shared: Shared) -> tuple[str, Server]:
-    server = shared.get("keyed_server")
+def keyed_server() -> tuple[str, Server]:
+    server = EARLY.server("keyed_server")
     return server.url, server
 
 
@@ -110,16 +104,11 @@ def serving(store: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def keras2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def keras2_dir() -> Path:
     """Real Keras 2 files (tests/keras2_files.py, run with tf_keras in its own process)
     and Keras 2's own predictions and decodes."""
-    out = tmp_path_factory.mktemp("keras2")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "keras2_files.py"), str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    job = EARLY.job("keras2_dir")
+    result = job.result(timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out
+    assert job.out is not None
+    return job.out

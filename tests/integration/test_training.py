@@ -5,8 +5,8 @@ import io
 import json
 import os
 import re
-import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,47 +14,93 @@ import pytest
 
 from service.inference.compiled.loader import load_store
 from service.inference.serving.decoding import greedy_decode, run_steps
-from tests.harness import ROOT
+from tests.harness.early import Job
 
 pytestmark = pytest.mark.integration
 
 
-def train(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "service", "train", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def training(args: list[str], out: Path, env: dict[str, str] | None = None) -> Job:
+    """`python -m service train <args> --out <out>`, started now."""
+    return Job([sys.executable, "-m", "service", "train", *args, "--out", str(out)], env, out)
+
+
+def tty_env(name: str) -> dict[str, str]:
+    """Rich's own variables: stderr a terminal for the "terminal" run, not for the other."""
+    tty = "1" if name == "terminal" else "0"
+    env = {**os.environ, "TTY_COMPATIBLE": tty, "TTY_INTERACTIVE": tty, "COLUMNS": "120"}
+    return {k: v for k, v in env.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+
+
+TINY = ["reverse", "--seed", "3", "--epochs", "1", "--examples", "200", "--eval-size", "50"]
+# every run the tests of this module make, and which test reads it
+RUNS = {
+    "memory": (["memory", "--seed", "1"], "test_train_memory_reaches_the_bar"),
+    "reverse": (
+        ["reverse", "--seed", "5", "--examples", "100000", "--epochs", "1", "--eval-size", "2000"],
+        "test_train_reverse_one_epoch_reaches_the_bar",
+    ),
+    "terminal": (TINY, "test_train_reverse_draws_bars_on_a_terminal_and_changes_nothing_else"),
+    "log": (TINY, "test_train_reverse_draws_bars_on_a_terminal_and_changes_nothing_else"),
+}
+
+
+@pytest.fixture(scope="module")
+def trainings(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Job]]:
+    """The runs the selected tests read, all started when the first of them is asked for:
+    each is one process on about one core, so they overlap."""
+    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
+    root = tmp_path_factory.mktemp("training")
+    started: dict[str, Job] = {}
+    try:
+        for name, (args, test) in RUNS.items():
+            if test in selected:
+                if name in ("terminal", "log"):
+                    started[name] = training(args, root / name, tty_env(name))
+                else:
+                    started[name] = training(args, root / name / name / "1")
+        yield started
+    finally:
+        for job in started.values():
+            job.stop()
+
+
+def out_dir(trainings: dict[str, Job], name: str) -> Path:
+    """The run's --out directory."""
+    directory = trainings[name].out
+    assert directory is not None
+    return directory
+
+
+def trained(trainings: dict[str, Job], name: str) -> tuple[str, Path]:
+    """The run's stdout once it succeeded, and its --out directory."""
+    result = trainings[name].result()
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+    return result.stdout, out_dir(trainings, name)
 
 
-def test_train_memory_reaches_the_bar(tmp_path: Path) -> None:
-    out = tmp_path / "store" / "memory" / "1"
-    log = train("memory", "--out", str(out), "--seed", "1")
+def test_train_memory_reaches_the_bar(trainings: dict[str, Job]) -> None:
+    log, out = trained(trainings, "memory")
     assert "both sequences exact" in log
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["metrics"]["sequences_exact"] == 2
     assert manifest["training"]["epochs_needed"] > 0
-    model = load_store(tmp_path / "store").get("memory")
+    model = load_store(out.parent.parent).get("memory")
     run = run_steps(model.compute, model.spec.zero_states(2), [[3, 0, 1, 2], [4, 0, 1, 2]], False)
     assert run.outputs == [[0, 1, 2, 3], [0, 1, 2, 4]]
 
 
-def test_train_reverse_one_epoch_reaches_the_bar(tmp_path: Path) -> None:
+def test_train_reverse_one_epoch_reaches_the_bar(trainings: dict[str, Job]) -> None:
     """REFERENCE.md: one epoch of 100,000 examples is enough. Measured here: 99.18%
     (seed 1) and 98.9% (seed 5) exact sequences after one epoch, in ~30 s."""
-    out = tmp_path / "store" / "reverse" / "1"
-    args = ["--seed", "5", "--examples", "100000", "--epochs", "1", "--eval-size", "2000"]
-    log = train("reverse", "--out", str(out), *args)
+    log, out = trained(trainings, "reverse")
     assert "epoch 1/1: exact-sequence accuracy on 2000 fresh sources" in log
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["metrics"]["eval_sources"] == 2000
     assert manifest["metrics"]["exact_sequence_accuracy"] >= 0.95
     assert manifest["training"]["seed"] == 5
-    model = load_store(tmp_path / "store").get("reverse")
+    model = load_store(out.parent.parent).get("reverse")
     assert model.spec.state_shapes == ((128,), (128,))
     # re-measured on other fresh sources through the serving code, not taken on trust
     sources = np.random.default_rng(99).integers(1, 51, size=(2000, 6))
@@ -89,23 +135,14 @@ def test_epoch_bars_advance_once_per_epoch_across_fit_calls() -> None:
     assert "3/3" in last_frame[0] and "4/4" in last_frame[1], last_frame
 
 
-def test_train_reverse_draws_bars_on_a_terminal_and_changes_nothing_else(tmp_path: Path) -> None:
+def test_train_reverse_draws_bars_on_a_terminal_and_changes_nothing_else(
+    trainings: dict[str, Job],
+) -> None:
     """A tiny run with stderr forced to be a terminal (rich's own variables) and the same run
     without: bars on stderr only in the first, stdout's lines and model.json's figures the
     same in both (Keras's own line per epoch is what the bar replaces)."""
-    args = ["--seed", "3", "--epochs", "1", "--examples", "200", "--eval-size", "50"]
-    runs = {}
-    for name, tty in (("terminal", "1"), ("log", "0")):
-        env = {**os.environ, "TTY_COMPATIBLE": tty, "TTY_INTERACTIVE": tty, "COLUMNS": "120"}
-        out = tmp_path / name
-        runs[name] = subprocess.run(
-            [sys.executable, "-m", "service", "train", "reverse", "--out", str(out), *args],
-            cwd=ROOT,
-            env={k: v for k, v in env.items() if k not in ("FORCE_COLOR", "NO_COLOR")},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+    runs = {name: trainings[name].result() for name in ("terminal", "log")}
+    for name in runs:
         assert runs[name].returncode == 0, runs[name].stderr[-3000:]
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", runs["terminal"].stderr)
     assert re.search(r"epochs  accuracy \d\.\d{4}  loss \d+\.\d{4} .*1/1", drawn), drawn[-2000:]
@@ -113,11 +150,11 @@ def test_train_reverse_draws_bars_on_a_terminal_and_changes_nothing_else(tmp_pat
     assert "━" not in runs["log"].stderr and "\x1b[" not in runs["log"].stderr
 
     def stdout(name: str) -> str:  # the output directory is the one thing that differs
-        return runs[name].stdout.replace(str(tmp_path / name), "OUT")
+        return runs[name].stdout.replace(str(out_dir(trainings, name)), "OUT")
 
     keras_line = re.compile(r"^7/7 - .*loss: .*\n", re.MULTILINE)
     assert keras_line.search(stdout("log"))
     assert keras_line.sub("", stdout("log")) == stdout("terminal")
     assert "epoch 1/1: exact-sequence accuracy on 50 fresh sources" in runs["terminal"].stdout
-    written = {name: json.loads((tmp_path / name / "model.json").read_text()) for name in runs}
+    written = {n: json.loads((out_dir(trainings, n) / "model.json").read_text()) for n in runs}
     assert written["terminal"]["metrics"] == written["log"]["metrics"]
