@@ -69,7 +69,9 @@ _plain: list[re.Pattern[str]] = []
 def declare_plain(*paths: str) -> None:
     """A protocol's router: errors at these paths (Starlette path templates) answer
     {"error": "<message>"}, and 400 for invalid input."""
-    _plain.extend(compile_path(path)[0] for path in paths)
+    # DOTALL: a path may hold any character once decoded (%0A is a newline), and
+    # `{rest:path}` must still cover it
+    _plain.extend(re.compile(compile_path(path)[0].pattern, re.DOTALL) for path in paths)
 
 
 def answers_plain(path: str) -> bool:
