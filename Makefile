@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test container-test lint docs bench train-reverse train-memory train-dates clean
+.PHONY: serve test check container-test lint docs bench train-reverse train-memory train-dates clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ test: $(STAMP)
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest
+
+# the fast tier for the edit-test loop: lint, then every test that needs no server process
+# and no TensorFlow model (tests/unit, tests/contract), but those marked slow; under a minute
+check: lint
+	scripts/ensure-redis-server
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/contract
 
 container-test: $(STAMP)
 	scripts/container-test

@@ -117,6 +117,7 @@ async def wait_past(deadline: float) -> None:
     await asyncio.sleep(max(0.0, deadline - time.monotonic()) + 0.05)
 
 
+@pytest.mark.slow  # waits out the TTL
 async def test_idle_sessions_expire_and_access_refreshes(make: Factory) -> None:
     store = make(ttl=TTL)
     idle = (await store.create(session())).id
@@ -132,6 +133,7 @@ async def test_idle_sessions_expire_and_access_refreshes(make: Factory) -> None:
     assert await store.count() == 1
 
 
+@pytest.mark.slow  # waits out the TTL
 async def test_cap_refuses_with_retry_after_and_purges_expired(make: Factory) -> None:
     store = make(ttl=TTL, cap=2)
     await store.create(session())

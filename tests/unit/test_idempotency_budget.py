@@ -97,6 +97,7 @@ def remembered_answers(client: TestClient) -> int:
     return sent
 
 
+@pytest.mark.slow  # tracemalloc over 5 MB of answers
 def test_memory_kept_for_answers_is_bounded_by_sessions_times_the_budget() -> None:
     """Python heap retained after the attack: every answer before the budget (5.6 MB),
     at most sessions x budget with it, plus 1 MB for the rest (sessions, markers, the

@@ -14,7 +14,11 @@ DOMAIN = ["service.dataplane", "service.inference", "service.sessions", "service
 WEB = ("fastapi", "starlette", "uvicorn")
 
 
-@pytest.mark.parametrize("package", DOMAIN)
+@pytest.mark.parametrize(
+    "package",
+    # service.inference imports TensorFlow (seconds): not in make check
+    [pytest.param(p, marks=pytest.mark.slow) if p == "service.inference" else p for p in DOMAIN],
+)
 def test_importing_the_domain_loads_no_web_framework(package: str) -> None:
     code = (
         "import importlib, pkgutil, sys\n"
