@@ -1,14 +1,42 @@
-from collections.abc import Iterator
+from __future__ import annotations
+
+import threading
 
 import pytest
 
 from tests.harness import RedisServer
 
 
+class SharedRedis:
+    """The session's redis-server, started on first use (by a fixture, or by a server
+    started early that needs its URL), closed at the end of the session."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.server: RedisServer | None = None
+
+    def get(self) -> RedisServer:
+        with self.lock:
+            if self.server is None:
+                self.server = RedisServer().start()
+            return self.server
+
+    def close(self) -> None:
+        with self.lock:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
+
+
+REDIS = SharedRedis()
+
+
+def pytest_sessionfinish() -> None:
+    """After tests/integration/conftest.py's (hooks run last-registered first), so after
+    the servers that use it have stopped."""
+    REDIS.close()
+
+
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.close()
+def redis_server() -> RedisServer:
+    return REDIS.get()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,11 +112,17 @@ def record(module: Sequence[str], env: dict[str, str]) -> None:
             f.write(f"{' '.join(module)}\t{caller}\t{sorted(env)}\n")
 
 
-def wait_ready(server: Server, timeout: float = 120, probe_timeout: float = 1) -> None:
-    """Until `/readyz` answers 200; a process that exits first raises with its output."""
+def wait_ready(
+    server: Server,
+    timeout: float = 120,
+    probe_timeout: float = 1,
+    cancel: Callable[[], bool] | None = None,
+) -> None:
+    """Until `/readyz` answers 200 (or `cancel()` is true); a process that exits first
+    raises with its output."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=probe_timeout) as probe:
-        while True:
+        while cancel is None or not cancel():
             if not server.alive():
                 raise RuntimeError(
                     f"server exited with {server.process.returncode}:\n{server.output()[-10_000:]}"

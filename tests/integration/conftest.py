@@ -2,14 +2,13 @@
 
 Two are shared by the whole session: `server_url`, open to all, and `keyed_server`, with
 API keys (one owner per test module that needs keys, so what one creates the others
-cannot see) and info logs with the access log. They, and the Keras 2 files
-(`keras2_dir`), are started in the background as soon as the tests to run are known, if
-any of them needs them (tests/harness/early.py).
+cannot see) and info logs with the access log. They, the Keras 2 files (`keras2_dir`) and
+the servers test modules plan with `EARLY`, are started in the background as soon as the
+tests to run are known, if any of them needs them (tests/harness/early.py).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.harness import ROOT, STORE, Server, running
-from tests.harness.early import Early, Job
+from tests.harness.early import Early, Job, Plan
 
 if TYPE_CHECKING:
     from service.inference.model.interface import LoadedModel
@@ -41,14 +40,19 @@ SHARED = {
     },
 }
 
+EARLY = Early()
+EARLY.plan("server_url", Plan(SHARED["server_url"]))
+EARLY.plan("keyed_server", Plan(SHARED["keyed_server"]))
 
-def keras2_files() -> Job:
+
+def keras2_files(selected: set[str]) -> Job:
     """tests/keras2_files.py, run with tf_keras in its own process, into a new directory."""
     out = Path(tempfile.mkdtemp(prefix="keras2-"))
-    return Job([sys.executable, str(ROOT / "tests" / "keras2_files.py"), str(out)], out=out)
+    argv = [sys.executable, str(ROOT / "tests" / "keras2_files.py"), str(out)]
+    return Job(argv, out=out, nice=10, cleanup=out)
 
 
-EARLY = Early(SHARED, {"keras2_dir": keras2_files})
+EARLY.add_job("keras2_dir", keras2_files)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -56,17 +60,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     """Before the first test: start what the selected tests will use (not on --co)."""
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return  # collection errors: no test will run
-    used: set[str] = set()
-    for item in session.items:
-        used.update(getattr(item, "fixturenames", ()))
-    EARLY.launch(used)
+    EARLY.launch(session.items)
 
 
 def pytest_sessionfinish() -> None:
-    outs = [job.out for job in EARLY.jobs.values() if job.out is not None]
     EARLY.stop()
-    for out in outs:
-        shutil.rmtree(out, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +105,7 @@ def serving(store: Path) -> Iterator[str]:
 def keras2_dir() -> Path:
     """Real Keras 2 files (tests/keras2_files.py, run with tf_keras in its own process)
     and Keras 2's own predictions and decodes."""
-    job = EARLY.job("keras2_dir")
+    job: Job = EARLY.job("keras2_dir")
     result = job.result(timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert job.out is not None

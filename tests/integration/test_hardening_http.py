@@ -1,6 +1,7 @@
 """Inputs that used to answer 500, unbounded work and bodies, and corrupt Redis
 records, against a real server process over real HTTP."""
 
+import os
 import struct
 from collections.abc import Iterator
 
@@ -10,7 +11,10 @@ import redis
 
 from service.sessions import codec
 from service.sessions.store import log_id
-from tests.harness import RedisServer, Server, free_port, running
+from tests.conftest import REDIS
+from tests.harness import RedisServer, Server
+from tests.harness.early import Plan
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
@@ -85,23 +89,37 @@ def test_bodies_over_the_limit_are_413(http: httpx.Client) -> None:
     assert http.post("/predict", json={"inputs": [[1, 2, 3]]}).status_code == 200
 
 
+PREFIX = f"corrupt{os.getpid()}:"
+EARLY.plan(
+    "corruptible_server",
+    Plan(
+        lambda: {
+            "SERVICE_SESSION_BACKEND": "redis",
+            "SERVICE_REDIS_URL": REDIS.get().url,
+            "SERVICE_REDIS_PREFIX": PREFIX,
+        }
+    ),
+)
+
+
+@pytest.fixture
+def corruptible_server() -> Iterator[Server]:
+    """A server of its own on the session's Redis, under a key prefix of its own."""
+    try:
+        yield EARLY.server("corruptible_server")
+    finally:
+        EARLY.release("corruptible_server")
+
+
 @pytest.fixture
 def redis_served(
-    redis_server: RedisServer,
+    redis_server: RedisServer, corruptible_server: Server
 ) -> Iterator[tuple[httpx.Client, redis.Redis, str, Server]]:
-    port = free_port()
-    prefix = f"corrupt{port}:"
-    env = {
-        "SERVICE_SESSION_BACKEND": "redis",
-        "SERVICE_REDIS_URL": redis_server.url,
-        "SERVICE_REDIS_PREFIX": prefix,
-    }
     with (
-        running(env) as (url, server),
-        httpx.Client(base_url=url, timeout=30) as http,
+        httpx.Client(base_url=corruptible_server.url, timeout=30) as http,
         redis.Redis.from_url(redis_server.url) as client,
     ):
-        yield http, client, prefix, server
+        yield http, client, PREFIX, corruptible_server
 
 
 def test_corrupt_redis_records_answer_410_and_nothing_else_breaks(

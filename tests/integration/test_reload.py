@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness import STORE, running
+from tests.harness import STORE
+from tests.harness.early import Plan, Prepared
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
@@ -27,18 +29,38 @@ def publish(root: Path, name: str, version: int, source: Path) -> None:
     staging.rename(root / name / str(version))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("store")
+def two_models(root: Path) -> Path:
     for name in ("reverse", "memory"):
         shutil.copytree(STORE / name / "1", root / name / "1")
     return root
 
 
+def memory_model(root: Path) -> Path:
+    shutil.copytree(STORE / "memory" / "1", root / "memory" / "1")
+    return root
+
+
+EARLY.plan("reload_server", Plan({"SERVICE_MODEL_POLL_SECONDS": "0"}, store=two_models))
+EARLY.plan("poller_server", Plan({"SERVICE_MODEL_POLL_SECONDS": "0.2"}, store=memory_model))
+
+
 @pytest.fixture(scope="module")
-def url(store: Path) -> Iterator[str]:
-    with running({"SERVICE_MODEL_POLL_SECONDS": "0"}, store=store) as (url, _):
-        yield url
+def reload_server() -> Iterator[Prepared]:
+    """A server of its own (its models change), on a store of its own, polling never."""
+    try:
+        yield EARLY.prepared("reload_server")
+    finally:
+        EARLY.release("reload_server")
+
+
+@pytest.fixture(scope="module")
+def store(reload_server: Prepared) -> Path:
+    return reload_server.store
+
+
+@pytest.fixture(scope="module")
+def url(reload_server: Prepared) -> str:
+    return reload_server.server.url
 
 
 @pytest.fixture
@@ -196,17 +218,26 @@ def test_a_version_directory_that_is_not_a_number_leaves_its_model_as_it_is(
     assert reload(http)["failed"] == []
 
 
-def test_the_poller_picks_up_a_new_version_by_itself(tmp_path: Path) -> None:
-    shutil.copytree(STORE / "memory" / "1", tmp_path / "memory" / "1")
-    with running({"SERVICE_MODEL_POLL_SECONDS": "0.2"}, store=tmp_path) as (url, server):
-        publish(tmp_path, "memory", 2, STORE / "memory" / "1")
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{url}/v1/models/memory").json()["default_version"] != "2":
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
-        r = httpx.post(f"{url}/v1/models/memory/predict", json={"inputs": [[3, 0, 1, 2]]})
-        assert r.status_code == 200 and r.json()["version"] == "2"
-        shutil.rmtree(tmp_path / "memory" / "1")
-        while httpx.get(f"{url}/v1/models/memory").json()["versions"] != ["2"]:
-            assert time.monotonic() < deadline, server.output()
-            time.sleep(0.1)
+@pytest.fixture
+def poller_server() -> Iterator[Prepared]:
+    """A server polling its own store every 0.2 s."""
+    try:
+        yield EARLY.prepared("poller_server")
+    finally:
+        EARLY.release("poller_server")
+
+
+def test_the_poller_picks_up_a_new_version_by_itself(poller_server: Prepared) -> None:
+    store, server = poller_server.store, poller_server.server
+    url = server.url
+    publish(store, "memory", 2, STORE / "memory" / "1")
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{url}/v1/models/memory").json()["default_version"] != "2":
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)
+    r = httpx.post(f"{url}/v1/models/memory/predict", json={"inputs": [[3, 0, 1, 2]]})
+    assert r.status_code == 200 and r.json()["version"] == "2"
+    shutil.rmtree(store / "memory" / "1")
+    while httpx.get(f"{url}/v1/models/memory").json()["versions"] != ["2"]:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.1)

@@ -48,7 +48,9 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from service.api.errors import answers_plain
 from service.app import create_app
 from service.config import Settings
-from tests.harness import Server, running
+from tests.harness import Server
+from tests.harness.early import Plan
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +89,17 @@ OPENAPI = create_app(Settings(**SETTINGS)).openapi()  # type: ignore[arg-type]
 schema = schemathesis.openapi.from_dict(OPENAPI)
 
 
+EARLY.plan("fuzz_server", Plan({f"SERVICE_{k.upper()}": str(v) for k, v in SETTINGS.items()}))
+
+
 @pytest.fixture(scope="module")
 def fuzz_server() -> Iterator[tuple[str, Server]]:
     """Its own server: what the fuzzing creates (sessions) stays out of other tests."""
-    with running({f"SERVICE_{k.upper()}": str(v) for k, v in SETTINGS.items()}) as served:
-        yield served
+    server = EARLY.server("fuzz_server")
+    try:
+        yield server.url, server
+    finally:
+        EARLY.release("fuzz_server")
 
 
 @pytest.fixture(scope="module")

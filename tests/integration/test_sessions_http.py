@@ -1,4 +1,5 @@
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -8,7 +9,9 @@ import pytest
 from httpx import Client
 
 from tests.floats import assert_close
-from tests.harness import STORE, running
+from tests.harness import STORE
+from tests.harness.early import Plan
+from tests.integration.conftest import EARLY
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot, sigmoid
 
 pytestmark = pytest.mark.integration
@@ -168,12 +171,26 @@ def test_unknown_session_is_404(http: Client) -> None:
         assert r.status_code == 404, (method, path, r.text)
 
 
-def test_expiry_and_cap_on_a_configured_server() -> None:
+TTL = 3.0
+EARLY.plan(
+    "expiry_server", Plan({"SERVICE_SESSION_TTL_SECONDS": str(TTL), "SERVICE_MAX_SESSIONS": "2"})
+)
+
+
+@pytest.fixture
+def expiry_server() -> Iterator[str]:
+    """A server of its own, with a short TTL and a cap of 2 sessions."""
+    try:
+        yield EARLY.server("expiry_server").url
+    finally:
+        EARLY.release("expiry_server")
+
+
+def test_expiry_and_cap_on_a_configured_server(expiry_server: str) -> None:
     """Real time: "alive" checks have seconds of slack and the "expired" check waits
     until the TTL has passed since the session was last touched."""
-    ttl = 3.0
-    env = {"SERVICE_SESSION_TTL_SECONDS": str(ttl), "SERVICE_MAX_SESSIONS": "2"}
-    with running(env) as (url, _), Client(base_url=url, timeout=30) as http:
+    ttl = TTL
+    with Client(base_url=expiry_server, timeout=30) as http:
         kept = create(http, model="memory")
         doomed = create(http, model="memory")
         doomed_due = time.monotonic() + ttl

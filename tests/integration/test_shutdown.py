@@ -6,14 +6,17 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.harness import STORE, RedisServer, Server, start_server, wait_ready
+from tests.conftest import REDIS
+from tests.harness import STORE, Server, start_server, wait_ready
+from tests.harness.early import Plan, Prepared
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +29,59 @@ def one_model_store(root: Path, name: str) -> Path:
 
 
 def started(env: dict[str, str], store: Path) -> tuple[Server, str]:
-    server = start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, store=store)
+    server = start_server(None, env, store=store)
     wait_ready(server)
     return server, server.url
+
+
+# Every batch waits 6 s to fill, so a request sent before SIGTERM is still queued in its
+# batcher after the 3 s delay, when the server stops accepting connections.
+EARLY.plan(
+    "draining_server",
+    Plan(
+        {
+            "SERVICE_LOG_LEVEL": "info",
+            "SERVICE_SHUTDOWN_DELAY_SECONDS": "3",
+            "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "20",
+            "SERVICE_BATCH_MAX_DELAY_MS": "6000",
+        },
+        store=lambda root: one_model_store(root, "reverse"),
+    ),
+)
+
+
+def redis_env() -> dict[str, str]:
+    return {
+        "SERVICE_LOG_LEVEL": "info",
+        "SERVICE_SESSION_BACKEND": "redis",
+        "SERVICE_REDIS_URL": REDIS.get().url,
+        "SERVICE_REDIS_PREFIX": f"shutdown-{time.monotonic_ns()}:",
+        "SERVICE_SHUTDOWN_DELAY_SECONDS": "0.5",
+    }
+
+
+EARLY.plan(
+    "redis_backed_server", Plan(redis_env, store=lambda root: one_model_store(root, "memory"))
+)
+
+
+@pytest.fixture
+def draining_server() -> Iterator[Server]:
+    """A server of its own: the test stops it."""
+    try:
+        yield EARLY.server("draining_server")
+    finally:
+        EARLY.release("draining_server")
+
+
+@pytest.fixture
+def redis_backed_server() -> Iterator[Prepared]:
+    """A server of its own on the session's Redis: the test stops it, and starts another
+    with the same settings and store."""
+    try:
+        yield EARLY.prepared("redis_backed_server")
+    finally:
+        EARLY.release("redis_backed_server")
 
 
 def in_background(call: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[Any]]:
@@ -52,18 +105,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def test_sigterm_turns_readiness_503_finishes_in_flight_work_and_exits_0(tmp_path: Path) -> None:
-    # Every batch waits 6 s to fill, so a request sent before SIGTERM is still queued
-    # in its batcher after the 3 s delay, when the server stops accepting connections.
+def test_sigterm_turns_readiness_503_finishes_in_flight_work_and_exits_0(
+    draining_server: Server,
+) -> None:
     # (Generous margins: the machine running the tests may be busy.)
-    server, url = started(
-        {
-            "SERVICE_SHUTDOWN_DELAY_SECONDS": "3",
-            "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "20",
-            "SERVICE_BATCH_MAX_DELAY_MS": "6000",
-        },
-        one_model_store(tmp_path, "reverse"),
-    )
+    server, url = draining_server, draining_server.url
     try:
         body = {"inputs": [SOURCE]}
         first, first_result = in_background(
@@ -112,16 +158,10 @@ def _refused(url: str) -> bool:
 
 
 def test_redis_sessions_keep_every_acknowledged_step_across_a_graceful_restart(
-    tmp_path: Path, redis_server: RedisServer
+    redis_backed_server: Prepared,
 ) -> None:
-    store = one_model_store(tmp_path, "memory")
-    env = {
-        "SERVICE_SESSION_BACKEND": "redis",
-        "SERVICE_REDIS_URL": redis_server.url,
-        "SERVICE_REDIS_PREFIX": f"shutdown-{time.monotonic_ns()}:",
-        "SERVICE_SHUTDOWN_DELAY_SECONDS": "0.5",
-    }
-    server, url = started(env, store)
+    env, store = redis_backed_server.env, redis_backed_server.store
+    server, url = redis_backed_server.server, redis_backed_server.server.url
     try:
         r = httpx.post(f"{url}/v1/sessions", json={"model": "memory"})
         assert r.status_code == 201, r.text

@@ -5,8 +5,9 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,15 @@ import pytest
 from service.inference.compiled.loader import load_store
 from service.inference.serving.decoding import greedy_decode, run_steps
 from tests.harness.early import Job
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
 
 def training(args: list[str], out: Path, env: dict[str, str] | None = None) -> Job:
     """`python -m service train <args> --out <out>`, started now."""
-    return Job([sys.executable, "-m", "service", "train", *args, "--out", str(out)], env, out)
+    argv = [sys.executable, "-m", "service", "train", *args, "--out", str(out)]
+    return Job(argv, env, out, nice=10)
 
 
 def tty_env(name: str) -> dict[str, str]:
@@ -44,26 +47,34 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module")
-def trainings(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Job]]:
-    """The runs the selected tests read, all started when the first of them is asked for:
-    each is one process on about one core, so they overlap."""
-    selected = {getattr(item, "originalname", item.name) for item in request.session.items}
-    root = tmp_path_factory.mktemp("training")
-    started: dict[str, Job] = {}
-    try:
+class Trainings:
+    """The runs the selected tests read, started together under one temporary directory."""
+
+    def __init__(self, selected: set[str]) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="training-"))
+        self.runs: dict[str, Job] = {}
         for name, (args, test) in RUNS.items():
             if test in selected:
                 if name in ("terminal", "log"):
-                    started[name] = training(args, root / name, tty_env(name))
+                    self.runs[name] = training(args, self.root / name, tty_env(name))
                 else:
-                    started[name] = training(args, root / name / name / "1")
-        yield started
-    finally:
-        for job in started.values():
+                    self.runs[name] = training(args, self.root / name / name / "1")
+
+    def stop(self) -> None:
+        for job in self.runs.values():
             job.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# started in the background as soon as the selected tests are known (each run is one
+# process on about one core, niced: it takes what the tests before it leave)
+EARLY.add_job("trainings", Trainings)
+
+
+@pytest.fixture(scope="module")
+def trainings() -> dict[str, Job]:
+    runs: Trainings = EARLY.job("trainings")
+    return runs.runs
 
 
 def out_dir(trainings: dict[str, Job], name: str) -> Path:
