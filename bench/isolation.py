@@ -66,6 +66,7 @@ def measure(slice_ms: str, seconds: int) -> dict[str, object]:
         "SERVICE_LOG_LEVEL": "warning",
         "SERVICE_ACCESS_LOG": "false",
         "SERVICE_BATCH_SLICE_MS": slice_ms,
+        "SERVICE_WARMUP": "all",  # nothing compiles during the measurement
     }
     with running(env, timeout=180) as (url, _):
         with httpx.Client(base_url=url, timeout=30) as http:

@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         "SERVICE_LOG_LEVEL": "warning",
         "SERVICE_ACCESS_LOG": "false",
         "SERVICE_DEFAULT_MODEL": "reverse",
+        "SERVICE_WARMUP": "all",  # nothing compiles during the measurement
     }
     redis = None
     if args.backend == "redis":
