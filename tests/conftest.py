@@ -8,12 +8,15 @@ from tests.harness import RedisServer
 
 
 class SharedRedis:
-    """The session's redis-server, started on first use (by a fixture, or by a server
-    started early that needs its URL), closed at the end of the session."""
+    """A redis-server started on first use (by a fixture, or by a server started early
+    that needs its URL), closed at the end of the session at the latest."""
+
+    made: list[SharedRedis] = []
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.server: RedisServer | None = None
+        SharedRedis.made.append(self)
 
     def get(self) -> RedisServer:
         with self.lock:
@@ -28,13 +31,14 @@ class SharedRedis:
                 self.server = None
 
 
-REDIS = SharedRedis()
+REDIS = SharedRedis()  # the session's
 
 
 def pytest_sessionfinish() -> None:
     """After tests/integration/conftest.py's (hooks run last-registered first), so after
-    the servers that use it have stopped."""
-    REDIS.close()
+    the servers that use them have stopped."""
+    for redis in SharedRedis.made:
+        redis.close()
 
 
 @pytest.fixture(scope="session")

@@ -5,73 +5,33 @@ the other can load the servers the next tests need, and run the long subprocesse
 builds, training) that a test only reads the result of.
 
 A conftest or test module names what can be started early: server `plan`s (settings, a
-store) and jobs (`add_job`: subprocesses), each under the name of the fixture that uses
-it. Once
-the selected tests are known (`launch`), the jobs start at once, niced (they take the
-cores the tests leave), and a thread starts the planned servers in the order the tests
-first use them, one at a time, at most `lookahead` of them ready and not yet asked for.
-A fixture asks with `server(name)` (started then if the thread has not reached it) or
-`job(name)`, and gives a server back with `release(name)` when its scope ends.
+store) and jobs (`add_job`: subprocesses, tests/harness/jobs.py), each under the name of
+the fixture that uses it. Once the selected tests are known (`launch`), the jobs start at
+once (niced, their subprocesses take the cores the tests leave), and a thread starts the
+planned servers in the order the tests first use them, one at a time, at most
+`lookahead` of them started and not yet asked for. A fixture asks with `server(name)`
+(started then if the thread has not reached it) or `job(name)`, and gives a server back
+with `release(name)` when its scope ends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
-from tests.harness.server import ROOT, STORE, Server, start_server, wait_ready
+from tests.harness.server import STORE, Server, start_server, wait_ready
 
 
 class Stoppable(Protocol):
     def stop(self) -> None: ...
-
-
-class Job:
-    """A subprocess started now, its output in files (not pipes: a full pipe would stall
-    it while nobody reads); `result()` waits for it. `nice`: a lower priority;
-    `cleanup`: a directory to remove when it is stopped."""
-
-    def __init__(
-        self,
-        argv: Sequence[str],
-        env: dict[str, str] | None = None,
-        out: Path | None = None,
-        nice: int = 0,
-        cleanup: Path | None = None,
-    ):
-        self.out = out  # where it writes, when the caller says
-        self.cleanup = cleanup  # a directory removed by stop
-        self.stdout = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop
-        self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop
-        prefix = ["nice", "-n", str(nice)] if nice and shutil.which("nice") else []
-        self.process = subprocess.Popen(
-            [*prefix, *argv], cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, text=True
-        )
-
-    def result(self, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        self.process.wait(timeout=timeout)
-        self.stdout.seek(0)
-        self.stderr.seek(0)
-        return subprocess.CompletedProcess(
-            self.process.args, self.process.returncode, self.stdout.read(), self.stderr.read()
-        )
-
-    def stop(self) -> None:
-        self.process.kill()  # a no-op once it has exited
-        self.process.wait()
-        self.stdout.close()
-        self.stderr.close()
-        if self.cleanup is not None:
-            shutil.rmtree(self.cleanup, ignore_errors=True)
 
 
 @dataclass
@@ -83,6 +43,7 @@ class Plan:
     env: dict[str, str] | Callable[[], dict[str, str]] = field(default_factory=dict)
     store: Callable[[Path], Path] | None = None
     timeout: float = 120
+    fixture: str | None = None  # the fixture whose use calls for it, if not its name
 
 
 @dataclass
@@ -105,12 +66,27 @@ def start(plan: Plan) -> Prepared:
     return Prepared(start_server(None, env, store), env, store, directory)
 
 
+class Slot:
+    """A planned server being started (its store prepared, then its process)."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.prepared: Prepared | None = None
+        self.error: BaseException | None = None
+
+    def get(self) -> Prepared:
+        self.started.wait()
+        if self.prepared is None:
+            raise RuntimeError("the server could not be started") from self.error
+        return self.prepared
+
+
 class Early:
     def __init__(self, lookahead: int = 2) -> None:
         self.lookahead = lookahead
         self.plans: dict[str, Plan] = {}
         self.starters: dict[str, Callable[[set[str]], Stoppable]] = {}
-        self.started: dict[str, Prepared] = {}
+        self.slots: dict[str, Slot] = {}  # started, not released
         self.ever: set[str] = set()  # started once: the thread does not start it again
         self.claimed: set[str] = set()
         self.jobs: dict[str, Stoppable] = {}
@@ -128,12 +104,14 @@ class Early:
 
     def launch(self, items: Iterable[pytest.Item]) -> None:
         """Start the jobs the selected tests use, and the thread for their servers."""
-        order: list[str] = []
+        order: list[str] = []  # plans and jobs, in the order the tests first use them
         for item in items:
             self.selected.add(getattr(item, "originalname", item.name))
-            for name in getattr(item, "fixturenames", ()):
-                if (name in self.plans or name in self.starters) and name not in order:
-                    order.append(name)
+            for fixture in getattr(item, "fixturenames", ()):
+                names = [n for n, p in self.plans.items() if (p.fixture or n) == fixture]
+                if fixture in self.starters:
+                    names.append(fixture)
+                order += [name for name in names if name not in order]
         for name in order:
             if name in self.starters:
                 self.job(name)
@@ -148,33 +126,61 @@ class Early:
                 self.lock.wait_for(lambda: self.closing or self._unclaimed() < self.lookahead)
                 if self.closing:
                     return
-                if name in self.ever:
-                    continue
-                prepared = self._start(name)
+                slot, mine = self._slot(name, again=False)
+            if not mine:
+                continue
+            self._fill(name, slot)
             # one at a time: each load keeps about one core busy; a failure is the
             # business of the fixture that asks for it
             with contextlib.suppress(Exception):
-                wait_ready(prepared.server, self.plans[name].timeout, cancel=self._closing)
+                wait_ready(slot.get().server, self.plans[name].timeout, cancel=self._closing)
 
     def _closing(self) -> bool:
         return self.closing
 
     def _unclaimed(self) -> int:
-        return sum(name not in self.claimed for name in self.started)
+        return sum(name not in self.claimed for name in self.slots)
 
-    def _start(self, name: str) -> Prepared:  # under the lock
-        prepared = start(self.plans[name])
-        self.started[name] = prepared
+    def _slot(self, name: str, again: bool) -> tuple[Slot | None, bool]:
+        """Under the lock: the slot of `name` and whether the caller is to start it (a new
+        slot); `again`: a new one even if `name` ran and was released before."""
+        if name in self.slots:
+            return self.slots[name], False
+        if name in self.ever and not again:
+            return None, False
+        self.slots[name] = Slot()
         self.ever.add(name)
-        return prepared
+        return self.slots[name], True
+
+    def _fill(self, name: str, slot: Slot | None) -> None:
+        """Outside the lock: a store may take time (one may wait for a job)."""
+        assert slot is not None
+        try:
+            slot.prepared = start(self.plans[name])
+        except BaseException as error:
+            slot.error = error
+            raise
+        finally:
+            slot.started.set()
 
     def prepared(self, name: str) -> Prepared:
         """The planned server `name`, ready, and the store it serves."""
+        return self.prepared_all([name])[0]
+
+    def prepared_all(self, names: list[str]) -> list[Prepared]:
+        """Several planned servers, those not started yet started together, all ready."""
         with self.lock:
-            self.claimed.add(name)
-            prepared = self.started.get(name) or self._start(name)
+            self.claimed.update(names)
+            slots = [self._slot(name, again=True) for name in names]
             self.lock.notify_all()
-        wait_ready(prepared.server, self.plans[name].timeout)
+        for name, (slot, mine) in zip(names, slots, strict=True):
+            if mine:
+                self._fill(name, slot)
+        prepared = []
+        for name, (slot, _) in zip(names, slots, strict=True):
+            assert slot is not None
+            prepared.append(slot.get())
+            wait_ready(prepared[-1].server, self.plans[name].timeout)
         return prepared
 
     def server(self, name: str) -> Server:
@@ -183,17 +189,20 @@ class Early:
     def release(self, name: str) -> None:
         """Stop the server `name` (its scope is over); asked for again, it starts anew."""
         with self.lock:
-            prepared = self.started.pop(name, None)
+            slot = self.slots.pop(name, None)
             self.claimed.discard(name)
             self.lock.notify_all()
-        if prepared is not None:
-            prepared.stop()
+        if slot is not None:
+            slot.started.wait()
+            if slot.prepared is not None:
+                slot.prepared.stop()
 
     def job(self, name: str) -> Any:
         """The job `name`, started now if it was not launched with the others."""
-        if name not in self.jobs:
-            self.jobs[name] = self.starters[name](self.selected)
-        return self.jobs[name]
+        with self.lock:
+            if name not in self.jobs:
+                self.jobs[name] = self.starters[name](self.selected)
+            return self.jobs[name]
 
     def stop(self) -> None:
         with self.lock:
@@ -201,11 +210,12 @@ class Early:
             self.lock.notify_all()
         if self.thread is not None:
             self.thread.join()
-        for prepared in self.started.values():
-            prepared.server.terminate()  # their clean shutdowns overlap
-        for prepared in self.started.values():
-            prepared.stop()
+        prepared = [s.prepared for s in self.slots.values() if s.prepared is not None]
+        for p in prepared:
+            p.server.terminate()  # their clean shutdowns overlap
+        for p in prepared:
+            p.stop()
         for job in self.jobs.values():
             job.stop()
-        self.started.clear()
+        self.slots.clear()
         self.jobs.clear()

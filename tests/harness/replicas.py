@@ -18,12 +18,14 @@ def redis_env(redis: RedisServer, **extra: str) -> dict[str, str]:
 
 
 class Replica:
-    def __init__(self, env: dict[str, str], log: Path | None = None):
+    """`server`: one already started with `env` (started early), which it takes over."""
+
+    def __init__(self, env: dict[str, str], log: Path | None = None, server: Server | None = None):
         self.env = env
-        self.port = free_port()
+        self.port = server.port if server is not None else free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
-        self.server: Server | None = None
+        self.server = server
 
     def start(self) -> Replica:
         """Start (again, on the same port), not waited for: see `ready`."""

@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from tests.harness import ROOT, STORE, Server, running
-from tests.harness.early import Early, Job, Plan
+from tests.harness.early import Early, Plan
+from tests.harness.jobs import Job
 
 if TYPE_CHECKING:
     from service.inference.model.interface import LoadedModel
@@ -101,12 +102,18 @@ def serving(store: Path) -> Iterator[str]:
         yield url
 
 
+def built_keras2_files() -> Path:
+    """The Keras 2 files, once written (by the job `keras2_dir`, started if it was not)."""
+    job: Job = EARLY.job("keras2_dir")
+    result = job.result(timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"tests/keras2_files.py failed:\n{result.stderr[-3000:]}")
+    assert job.out is not None
+    return job.out
+
+
 @pytest.fixture(scope="session")
 def keras2_dir() -> Path:
     """Real Keras 2 files (tests/keras2_files.py, run with tf_keras in its own process)
     and Keras 2's own predictions and decodes."""
-    job: Job = EARLY.job("keras2_dir")
-    result = job.result(timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert job.out is not None
-    return job.out
+    return built_keras2_files()

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from tests.floats import assert_close
-from tests.integration.conftest import serving
+from tests.harness import Server
+from tests.harness.early import Plan
+from tests.integration.conftest import EARLY, built_keras2_files
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +40,9 @@ MANIFESTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def url(keras2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    store = tmp_path_factory.mktemp("keras2_store")
+def keras2_store(store: Path) -> Path:
+    """Each model in each format, as its own model, once the Keras 2 files are written."""
+    keras2_dir = built_keras2_files()
     for model, manifest in MANIFESTS.items():
         for fmt in ("h5", "saved_model"):
             directory = store / f"{model}_{fmt}" / "1"
@@ -51,8 +53,24 @@ def url(keras2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 else:
                     shutil.copytree(keras2_dir / f"{model}_{part}", directory / part)
             (directory / "model.json").write_text(json.dumps(manifest))
-    with serving(store) as url:
-        yield url
+    return store
+
+
+# started as soon as the Keras 2 files are (slow start-ups allowed: many models)
+EARLY.plan("keras2_server", Plan(store=keras2_store, timeout=300))
+
+
+@pytest.fixture(scope="module")
+def keras2_server() -> Iterator[Server]:
+    try:
+        yield EARLY.server("keras2_server")
+    finally:
+        EARLY.release("keras2_server")
+
+
+@pytest.fixture(scope="module")
+def url(keras2_dir: Path, keras2_server: Server) -> str:
+    return keras2_server.url
 
 
 def keras2_decodes(keras2_dir: Path, model: str) -> list[tuple[list[int], Any, Any]]:

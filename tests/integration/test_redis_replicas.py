@@ -1,9 +1,10 @@
 """Several server processes sharing one real redis-server.
 
-The module starts two groups of replicas once: `pair` on the session's Redis, which every
-test shares with sessions of its own, and `capped` (a cap of two sessions, on a Redis of
-its own that one test stops and starts again). A test that kills or stops a replica
-leaves it so; the next test that asks for the group gets it started again.
+The module has two groups of replicas, started once (early, tests/harness/early.py):
+`pair` on the session's Redis, which every test shares with sessions of its own, and
+`capped` (a cap of two sessions, on a Redis of its own that one test stops and starts
+again). A test that kills or stops a replica leaves it so; the next test that asks for
+the group gets it started again.
 """
 
 import socket
@@ -16,18 +17,41 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.conftest import REDIS, SharedRedis
 from tests.floats import close
 from tests.harness import RedisServer, Replica, redis_env
-from tests.harness.replicas import replicas as group_of
+from tests.harness.early import Plan
 from tests.harness.replicas import start_all, stop_all
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
 
+OWN_REDIS = SharedRedis()  # the capped group's
+PAIR = ["pair-0", "pair-1"]
+CAPPED = ["capped-0", "capped-1"]
+for name in PAIR:
+    EARLY.plan(name, Plan(lambda: redis_env(REDIS.get()), fixture="pair"))
+for name in CAPPED:
+    EARLY.plan(
+        name, Plan(lambda: redis_env(OWN_REDIS.get(), SERVICE_MAX_SESSIONS="2"), fixture="capped")
+    )
+
+
+def group(names: list[str]) -> list[Replica]:
+    """The planned servers `names` (started early, or now and together) as replicas."""
+    return [Replica(p.env, server=p.server) for p in EARLY.prepared_all(names)]
+
+
 @pytest.fixture(scope="module")
 def pair(redis_server: RedisServer) -> Iterator[list[Replica]]:
-    with group_of(redis_env(redis_server)) as group:
-        yield group
+    replicas = group(PAIR)
+    try:
+        yield replicas
+    finally:
+        stop_all(replicas)
+        for name in PAIR:
+            EARLY.release(name)
 
 
 @pytest.fixture
@@ -39,19 +63,23 @@ def replicas(pair: list[Replica]) -> list[Replica]:
 
 @pytest.fixture(scope="module")
 def own_redis() -> Iterator[RedisServer]:
-    redis = RedisServer().start()
     try:
-        yield redis
+        yield OWN_REDIS.get()
     finally:
-        redis.close()
+        OWN_REDIS.close()
 
 
 @pytest.fixture(scope="module")
 def capped(own_redis: RedisServer) -> Iterator[list[Replica]]:
     """Two replicas whose sessions count against one cap of 2; each test deletes what it
     created, so the next one starts from an empty store."""
-    with group_of(redis_env(own_redis, SERVICE_MAX_SESSIONS="2")) as group:
-        yield group
+    replicas = group(CAPPED)
+    try:
+        yield replicas
+    finally:
+        stop_all(replicas)
+        for name in CAPPED:
+            EARLY.release(name)
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:

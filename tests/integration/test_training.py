@@ -15,7 +15,7 @@ import pytest
 
 from service.inference.compiled.loader import load_store
 from service.inference.serving.decoding import greedy_decode, run_steps
-from tests.harness.early import Job
+from tests.harness.jobs import Job
 from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
