@@ -7,7 +7,10 @@
 - `redis`: a redis-server of our own on a free port in a temporary directory;
 - `replicas`: server processes sharing one Redis, started together;
 - `threaded`: the app served by uvicorn in a thread of the test process (fakes only);
-- `fake_server`: the server process on the unit tests' numpy models (no TensorFlow).
+- `fake_server`: the server process on the unit tests' numpy models (no TensorFlow);
+- `early`: servers and jobs started in the background once the selected tests are
+  known, in the order the tests will use them;
+- `jobs`: a subprocess (a model build, a training run) whose result a test reads later.
 """
 
 from tests.harness.ports import free_port

@@ -44,6 +44,7 @@ class Plan:
     store: Callable[[Path], Path] | None = None
     timeout: float = 120
     fixture: str | None = None  # the fixture whose use calls for it, if not its name
+    after: str | None = None  # a job its store needs: the thread starts it once that ends
 
 
 @dataclass
@@ -120,12 +121,22 @@ class Early:
             self.thread = threading.Thread(target=self._prefetch, args=(queue,), daemon=True)
             self.thread.start()
 
+    def _waits(self, name: str) -> bool:
+        """`name` needs a job that is still running."""
+        after = self.plans[name].after
+        return after is not None and not self.job(after).finished()
+
     def _prefetch(self, queue: list[str]) -> None:
-        for name in queue:
+        while queue:
             with self.lock:
                 self.lock.wait_for(lambda: self.closing or self._unclaimed() < self.lookahead)
                 if self.closing:
                     return
+                name = next((n for n in queue if not self._waits(n)), None)
+                if name is None:  # each one left waits for a job: look again soon
+                    self.lock.wait(0.5)
+                    continue
+                queue.remove(name)
                 slot, mine = self._slot(name, again=False)
             if not mine:
                 continue

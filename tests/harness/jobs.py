@@ -36,6 +36,9 @@ class Job:
             [*prefix, *argv], cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, text=True
         )
 
+    def finished(self) -> bool:
+        return self.process.poll() is not None
+
     def result(self, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """Once it has exited (any thread may ask, any number of times)."""
         self.process.wait(timeout=timeout)

@@ -57,7 +57,7 @@ def keras2_store(store: Path) -> Path:
 
 
 # started as soon as the Keras 2 files are (slow start-ups allowed: many models)
-EARLY.plan("keras2_server", Plan(store=keras2_store, timeout=300))
+EARLY.plan("keras2_server", Plan(store=keras2_store, timeout=300, after="keras2_dir"))
 
 
 @pytest.fixture(scope="module")
