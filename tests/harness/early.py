@@ -140,10 +140,10 @@ class Early:
                 slot, mine = self._slot(name, again=False)
             if not mine:
                 continue
-            self._fill(name, slot)
-            # one at a time: each load keeps about one core busy; a failure is the
-            # business of the fixture that asks for it
+            # one at a time: each load keeps about one core busy; a failure (kept in the
+            # slot) is the business of the fixture that asks for it
             with contextlib.suppress(Exception):
+                self._fill(name, slot)
                 wait_ready(slot.get().server, self.plans[name].timeout, cancel=self._closing)
 
     def _closing(self) -> bool:

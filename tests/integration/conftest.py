@@ -59,6 +59,8 @@ EARLY.add_job("keras2_dir", keras2_files)
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> None:
     """Before the first test: start what the selected tests will use (not on --co)."""
+    if session.config.option.collectonly:
+        return
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return  # collection errors: no test will run
     EARLY.launch(session.items)
