@@ -15,6 +15,8 @@ PLAIN = [
     "/v1/models/reverse:classify",  # a verb TF Serving has and this server does not serve
     "/v1/models/reverse/versions/9/metadata",
     "/v1/models/x/versions/\r:predict",
+    "/v1/models/:x\r;/versions/94/metadata",  # a name no route serves
+    "/v1/models/a:b:predict",
 ]
 NATIVE = ["/v1/models/nope", "/v1/sessions/x", "/predict", "/v1/nothing", "/healthz"]
 

@@ -24,11 +24,12 @@ from service.wire.tfserving import (
 )
 
 router = APIRouter(prefix="/v1/models", tags=["tf-serving"])
+# any name, even one the routes cannot serve (a ':' in it): still this protocol's path
 declare_plain(
-    "/v1/models/{name:segment}:{verb}",
-    "/v1/models/{name:segment}/versions/{version:segment}:{verb}",
-    "/v1/models/{name:segment}/metadata",
-    "/v1/models/{name:segment}/versions/{version:segment}/metadata",
+    "/v1/models/{name}:{verb}",
+    "/v1/models/{name}/versions/{version}:{verb}",
+    "/v1/models/{name}/metadata",
+    "/v1/models/{name}/versions/{version}/metadata",
 )
 PREDICT: dict[str, Any] = {
     "response_model": TFRowResponse | TFColumnarResponse,
