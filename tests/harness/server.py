@@ -89,7 +89,10 @@ def start_server(
     argv = [sys.executable, "-m", *module]
     if tuple(module) == SERVE:
         argv += ["--port", str(port), "--model-store", str(store)]
-    defaults = {"SERVICE_LOG_LEVEL": "warning"}
+    # lazy: a test server compiles a beam, sampling or probability graph when a test
+    # first asks for one, not all of them on a background thread while the suite runs
+    # (the shared server_url keeps the default, background, so that it is tested too)
+    defaults = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_WARMUP": "lazy"}
     if tuple(module) == SERVE and store == STORE:
         defaults["SERVICE_DEFAULT_MODEL"] = "reverse"
     out = log.open("w+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop

@@ -33,7 +33,7 @@ API_KEYS = {
     "docs": "docs-browser-0123456789abcdef",  # test_docs_browser.py
 }
 SHARED = {
-    "server_url": {"SERVICE_MAX_SESSIONS": "1000"},
+    "server_url": {"SERVICE_MAX_SESSIONS": "1000", "SERVICE_WARMUP": "background"},
     "keyed_server": {
         "SERVICE_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in API_KEYS.items()),
         "SERVICE_LOG_LEVEL": "info",
