@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,87 +18,74 @@ import pytest
 
 from tests import user_models
 from tests.floats import assert_close
-from tests.harness import ROOT
-from tests.integration.conftest import serving
+from tests.harness import ROOT, Server
+from tests.harness.early import Plan
+from tests.harness.jobs import Job
+from tests.integration.conftest import EARLY
 from tests.user_models import UserModel
+from tests.user_store import built, weights_hash
 
 pytestmark = pytest.mark.integration
 
 BUILT: dict[str, UserModel] = {}
 
 
-def _write(store: Path, name: str, model: UserModel, ext: str = "keras") -> None:
-    directory = store / name / "1"
-    directory.mkdir(parents=True)
-    model.encoder.save(directory / f"encoder.{ext}")
-    model.decoder.save(directory / f"decoder.{ext}")
-    (directory / "model.json").write_text(json.dumps(model.manifest))
+def user_store(selected: set[str]) -> Job:
+    """tests/user_store.py in a process of its own, into a new directory."""
+    out = Path(tempfile.mkdtemp(prefix="user-store-"))
+    argv = [sys.executable, "-m", "tests.user_store", str(out)]
+    return Job(argv, out=out, nice=10, cleanup=out)
+
+
+def written_store(_: Path) -> Path:
+    """The store user_store wrote (once it has ended)."""
+    job: Job = EARLY.job("user_store")
+    assert job.out is not None
+    return job.out / "store"
+
+
+# written, and served, in the background (slow start-ups allowed: many models)
+EARLY.add_job("user_store", user_store)
+EARLY.plan("user_models_server", Plan(store=written_store, timeout=300, after="user_store"))
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(7)
-    root = tmp_path_factory.mktemp("store")
-    for build in user_models.ALL:
-        model = build()
-        BUILT[model.name] = model
-        _write(root, model.name, model)
-    chars = BUILT["chars"]
-    BUILT["chars_h5"] = chars
-    _write(root, "chars_h5", chars, "h5")
-    # keras-io saves only the training model: `import` splits it
-    training = root.parent / "s2s_model.keras"
-    chars.training.save(training)
-    vocab = root.parent / "target.txt"
-    vocab.write_text(
-        "\n".join(t.replace("\t", "\\t").replace("\n", "\\n") for t in user_models.TARGET_CHARS)
-        + "\n"
-    )
-    (root.parent / "source.json").write_text(json.dumps(user_models.SOURCE_CHARS))
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "service",
-            "import",
-            str(training),
-            "--out",
-            str(root / "chars_imported" / "1"),
-            "--source-vocab",
-            str(root.parent / "source.json"),
-            "--target-vocab",
-            str(vocab),
-            "--tokenizer",
-            "char",
-            "--start",
-            "\\t",
-            "--end",
-            "\\n",
-            "--pad",
-            " ",
-            "--length",
-            "8",
-            "--max-steps",
-            "7",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "split check: max |training - step-by-step|" in done.stdout
-    assert "servable" in done.stdout and "sample:" in done.stdout
-    BUILT["chars_imported"] = chars
-    return root
+def store(user_store: Job) -> Path:
+    """The store, once written, and in BUILT the same models built here (the same seed,
+    the same weights: checked), for the tutorials' decode loops."""
+    result = user_store.result(timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert user_store.out is not None
+    models = built()
+    written = (user_store.out / "weights.txt").read_text()
+    assert weights_hash(models.values()) == written, "the served models are not these"
+    BUILT.update(models)
+    BUILT["chars_h5"] = BUILT["chars"]
+    # keras-io saves only the training model: `import` split it
+    done = json.loads((user_store.out / "import.json").read_text())
+    assert done["returncode"] == 0, done["stdout"] + done["stderr"]
+    assert "split check: max |training - step-by-step|" in done["stdout"]
+    assert "servable" in done["stdout"] and "sample:" in done["stdout"]
+    BUILT["chars_imported"] = BUILT["chars"]
+    return user_store.out / "store"
 
 
 @pytest.fixture(scope="module")
-def url(store: Path) -> Iterator[str]:
-    with serving(store) as url:
-        yield url
+def user_store() -> Job:
+    return EARLY.job("user_store")
+
+
+@pytest.fixture(scope="module")
+def user_models_server() -> Iterator[Server]:
+    try:
+        yield EARLY.server("user_models_server")
+    finally:
+        EARLY.release("user_models_server")
+
+
+@pytest.fixture(scope="module")
+def url(store: Path, user_models_server: Server) -> str:
+    return user_models_server.url
 
 
 @pytest.fixture
