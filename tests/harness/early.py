@@ -83,7 +83,7 @@ class Slot:
 
 
 class Early:
-    def __init__(self, lookahead: int = 2) -> None:
+    def __init__(self, lookahead: int = 3) -> None:
         self.lookahead = lookahead
         self.plans: dict[str, Plan] = {}
         self.starters: dict[str, Callable[[set[str]], Stoppable]] = {}
