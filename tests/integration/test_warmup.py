@@ -13,6 +13,8 @@ import pytest
 
 from tests.floats import assert_close
 from tests.harness import Server, running
+from tests.harness.early import Plan
+from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
 
@@ -21,18 +23,28 @@ BEAM = {"strategy": "beam", "beam_width": 3, "num_return_sequences": 2, "return_
 SAMPLE = {"strategy": "sample", "seed": 7, "temperature": 0.8, "return_probabilities": True}
 
 
+# both start in the background before this module's tests (tests/harness/early.py)
+EARLY.plan("warmup_all", Plan({"SERVICE_WARMUP": "all"}, fixture="everything"))
+# two compute threads: two batchers' first calls of one graph can overlap
+LAZY = {"SERVICE_WARMUP": "lazy", "SERVICE_COMPUTE_THREADS": "2", "SERVICE_LOG_LEVEL": "info"}
+EARLY.plan("warmup_lazy", Plan(LAZY, fixture="lazy"))
+
+
 @pytest.fixture(scope="module")
 def everything() -> Iterator[str]:
-    with running({"SERVICE_WARMUP": "all"}) as (url, _):
-        yield url
+    try:
+        yield EARLY.server("warmup_all").url
+    finally:
+        EARLY.release("warmup_all")
 
 
 @pytest.fixture(scope="module")
 def lazy() -> Iterator[tuple[str, Server]]:
-    # two compute threads: two batchers' first calls of one graph can overlap
-    env = {"SERVICE_WARMUP": "lazy", "SERVICE_COMPUTE_THREADS": "2", "SERVICE_LOG_LEVEL": "info"}
-    with running(env) as served:
-        yield served
+    try:
+        server = EARLY.server("warmup_lazy")
+        yield server.url, server
+    finally:
+        EARLY.release("warmup_lazy")
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
