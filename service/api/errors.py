@@ -129,7 +129,7 @@ def _path(request: Request) -> str:
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, domain.ServiceError)
-    return error_response(exc, _path(request), getattr(exc, "headers", None))
+    return error_response(exc, _path(request))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

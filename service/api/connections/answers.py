@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from service.api.connections.cap import ConnectionCap
-from service.api.errors import HttpError, answers_plain, render
+from service.api.errors import HttpError, answers_plain, render, retry_header
 
 if TYPE_CHECKING:
     from service.api.connections.protocol import GuardedProtocol
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"})
-RETRY = {"Retry-After": "1"}
+RETRY = retry_header(1)
 
 
 @dataclass(frozen=True)
