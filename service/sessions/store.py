@@ -17,7 +17,12 @@ log = logging.getLogger("service")
 
 
 def new_session_id() -> str:
-    return secrets.token_urlsafe(24)  # 192 random bits
+    """192 random bits, URL-safe; never starting with "-", which a command line (ours
+    included) would read as an option (ids from before this rule still work: pass them
+    after `--`)."""
+    while (session_id := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return session_id
 
 
 def log_id(session_id: str) -> str:

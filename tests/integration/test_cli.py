@@ -18,8 +18,10 @@ SOURCE = "20 36 40 10 34 28"
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # "--url" goes before any "--" (after which everything is positional)
+    cut = args.index("--") if "--" in args else len(args)
     return subprocess.run(
-        [sys.executable, "-m", "service", *args, "--url", url],
+        [sys.executable, "-m", "service", *args[:cut], "--url", url, *args[cut:]],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -98,6 +100,8 @@ def test_cli_errors(server_url: str) -> None:
     assert message.startswith("error 404 not_found: model 'nope' not found")
     message = failed(server_url, "predict", "--model", "reverse", "20 99")
     assert message.startswith("error 422 invalid_input: inputs[0][1]: token 99 is out of range")
+    message = failed(server_url, "session", "show", "--", "-older-id")  # ids from before
+    assert message.startswith("error 404 not_found: session '-older-id' not found")
     message = failed(server_url, "session", "generate", "no-such-session")
     assert message.startswith("error 404 not_found")
     # refused before anything is sent: exit status 2, as for a bad command line

@@ -38,6 +38,11 @@ def test_ids_are_long_and_distinct() -> None:
     assert all(len(i) >= 32 for i in ids)  # 24 random bytes, base64url
 
 
+def test_ids_never_start_with_a_dash() -> None:
+    # a command line reads "-abc" as an option (the CLI failed on 1 id in 64 before)
+    assert not any(new_session_id().startswith("-") for _ in range(5000))
+
+
 async def test_idle_sessions_expire_and_access_refreshes() -> None:
     clock = Clock()
     store = MemorySessionStore(ttl_seconds=10, max_sessions=10, clock=clock)
