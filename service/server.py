@@ -69,11 +69,10 @@ class GracefulServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(app: Any, settings: Settings) -> None:
-    """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
+def uvicorn_config(app: Any, settings: Settings, open_files: int) -> uvicorn.Config:
+    """The server's uvicorn settings: one worker, httptools with the connection guards
+    and cap. `open_files`: the soft open-file limit the cap must fit under."""
     runtime = getattr(getattr(app, "state", None), "runtime", None)
-    logs.configure(settings)
-    open_files = raise_open_files_limit()
     try:
         max_connections = fit(settings.max_connections, settings.probe_connections, open_files)
     except ValueError as exc:  # no room under the open-file limit: a message, not a traceback
@@ -85,7 +84,7 @@ def serve(app: Any, settings: Settings) -> None:
     metrics = getattr(runtime, "metrics", None)
     if metrics is not None:  # reasons are the guards' fixed phrases: bounded labels
         cap.tally.counted = lambda reason: metrics.connections_cut.labels(reason).inc()
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -101,5 +100,12 @@ def serve(app: Any, settings: Settings) -> None:
         ws="none",  # no WebSocket routes; an upgraded connection would leave the count
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
+
+
+def serve(app: Any, settings: Settings) -> None:
+    """`app.state.runtime`, if the app has one, is told at once when shutdown begins."""
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    logs.configure(settings)
+    config = uvicorn_config(app, settings, raise_open_files_limit())
     on_signal = getattr(runtime, "start_draining", None)
     GracefulServer(config, settings.shutdown_delay_seconds, on_signal).run()
