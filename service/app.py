@@ -19,7 +19,15 @@ from service.api.middleware import observe
 from service.api.middleware.auth import ApiKeyAuth, load_keys
 from service.api.middleware.body_limit import BodyLimit
 from service.api.middleware.origins import BrowserGuard, split_list
-from service.api.native import admin, health, metrics, models, predict, sessions
+from service.api.native import (
+    admin,
+    health,
+    metrics,
+    models,
+    predict,
+    session_socket,
+    sessions,
+)
 from service.api.tfserving import routes as tfserving
 from service.api.v2 import routes as v2
 from service.config import Settings
@@ -40,14 +48,16 @@ CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"
 
 
 def _load(settings: Settings) -> Registry:
-    from service.inference.compiled import background, warmup
+    from service.inference.compiled import background, warmup, xla
     from service.inference.compiled.loader import load_store
     from service.inference.compiled.threads import configure_threads
 
     configure_threads(settings.tf_intra_op_threads, settings.tf_inter_op_threads)
     warmup.configure(settings.warmup)
+    xla.configure(settings.xla, settings.batch_max_rows)
     registry = load_store(settings.model_store, settings.default_model)
     background.start()  # SERVICE_WARMUP=background: the graphs greedy requests do not use
+    xla.start()  # the XLA buckets queued while loading (SERVICE_XLA)
     return registry
 
 
@@ -143,7 +153,8 @@ def create_app(
     observe.install(app, runtime)  # X-Request-ID, HTTP metrics, access log
     # hot routes first: routing tries routes in order
     # tfserving before models: its `:predict` routes come before /v1/models/{name}
-    for module in (predict, sessions, v2, tfserving, models, admin, health, metrics):
+    routers = (predict, sessions, session_socket, v2, tfserving, models, admin, health, metrics)
+    for module in routers:
         app.include_router(module.router)
     docs.install(app)
     return app

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Warmup = Literal["all", "background", "lazy"]
+Xla = Literal["auto", "on", "off"]
 
 
 class Settings(BaseSettings):
@@ -56,6 +57,22 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="from headers to the whole body; 408 after"
     )
+    # session steps over WebSocket (api/native/session_socket.py)
+    ws_idle_timeout_seconds: float = Field(
+        default=300.0, gt=0, description="a WebSocket with no message this long is closed (1000)"
+    )
+    ws_max_message_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description="a WebSocket message over this closes the connection (1009); "
+        "default: SERVICE_MAX_BODY_BYTES",
+    )
+    ws_ping_interval_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="ping an open WebSocket this often; no pong within as long: closed "
+        "(1011). 0: no pings",
+    )
     max_connections: int = Field(
         default=1000, ge=1, description="open connections; beyond: an idle one gives way, or 503"
     )
@@ -95,6 +112,13 @@ class Settings(BaseSettings):
         "served; background: what greedy /predict and session steps use before, the rest "
         "(beam, sampling, probabilities) right after on a low-priority thread; lazy: the rest "
         "on first use. A graph a request needs and finds uncompiled is compiled then, once",
+    )
+
+    xla: Xla = Field(
+        default="auto",
+        description="XLA-compiled graphs, per shape bucket (batch padded to a power of two). "
+        "auto: XLA where it compiles, TF graphs for a model it cannot; on: a model XLA "
+        "cannot compile is refused at start-up; off: TF graphs only",
     )
 
     # security (docs/security.md)
@@ -147,6 +171,14 @@ class Settings(BaseSettings):
     shutdown_timeout_seconds: float = Field(
         default=30.0, gt=0, description="after the delay: in-flight requests get this long"
     )
+
+    @field_validator("xla", mode="before")
+    @classmethod
+    def _xla_known(cls, value: object) -> object:
+        allowed = get_args(Xla)
+        if value not in allowed:
+            raise ValueError(f"SERVICE_XLA must be one of {', '.join(allowed)}, not {value!r}")
+        return value
 
     @field_validator("warmup", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ import uvicorn
 from service.api.connections.answers import Limits
 from service.api.connections.cap import ConnectionCap, fit, raise_open_files_limit
 from service.api.connections.protocol import protocol_class
+from service.api.connections.websocket import GuardedWebSocket
 from service.config import Settings
 from service.observability import logs
 
@@ -97,7 +98,14 @@ def uvicorn_config(app: Any, settings: Settings, open_files: int) -> uvicorn.Con
         # limit_concurrency is not used: it answers every request 503 at the limit, probes
         # too, and never refuses a connection whose headers do not finish
         http=protocol_class(limits, cap),
-        ws="none",  # no WebSocket routes; an upgraded connection would leave the count
+        # session steps over WebSocket; the upgrade keeps the connection in the cap
+        # (api/connections/protocol.py, websocket.py)
+        ws=GuardedWebSocket,
+        ws_max_size=settings.ws_max_message_bytes or settings.max_body_bytes,
+        ws_ping_interval=settings.ws_ping_interval_seconds or None,
+        ws_ping_timeout=settings.ws_ping_interval_seconds or None,
+        # small JSON messages: compression would cost more CPU than it saves
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
     )
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -132,21 +133,15 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc, _path(request))
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    path = _path(request)
-    errors = exc.errors()
+def explain_validation(errors: Sequence[Any]) -> tuple[str, str, str]:
+    """A validation error's (code, message, field), as the 422 answer and a WebSocket
+    error message (api/native/session_socket.py) say it."""
     if errors and errors[0].get("type") == "json_invalid":
         detail = errors[0].get("ctx", {}).get("error", "invalid JSON")
-        return render(path, 422, "invalid_json", f"body: not valid JSON ({detail})", "body")
+        return "invalid_json", f"body: not valid JSON ({detail})", "body"
     if errors and tuple(errors[0].get("loc", ())) == ("body",):
-        return render(
-            path,
-            422,
-            "invalid_input",
-            "body: expected a JSON object (send it with Content-Type: application/json)",
-            "body",
-        )
+        message = "body: expected a JSON object (send it with Content-Type: application/json)"
+        return "invalid_input", message, "body"
     first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
     field = _field(tuple(first.get("loc", ())))
     messages = []
@@ -154,7 +149,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         where = _field(tuple(err.get("loc", ())))
         messages.append(f"{where}: {err.get('msg', 'invalid')}")
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return render(path, 422, "invalid_input", "; ".join(messages) + more, field)
+    return "invalid_input", "; ".join(messages) + more, field
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    code, message, field = explain_validation(exc.errors())
+    return render(_path(request), 422, code, message, field)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

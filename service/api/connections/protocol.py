@@ -15,14 +15,15 @@ close`; then the server half-closes and discards what the client still sends for
 LINGER_SECONDS, so the client reads the answer instead of a reset.
 
 Only httptools: h11 bounds headers (h11_max_incomplete_event_size, answered 400) but has
-no header or body timeout either, and one guarded parser is enough. WebSockets are off:
-the service has no WebSocket route, and a connection handed to another protocol would
-leave the count.
+no header or body timeout either, and one guarded parser is enough. A connection upgraded
+to a WebSocket (websocket.py) keeps its place in the count until it closes; one in the
+probe band is refused (503) instead of upgraded.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any, ClassVar, Literal
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -36,6 +37,7 @@ from service.api.connections.answers import (
     raw_answer,
 )
 from service.api.connections.cap import Band, ConnectionCap
+from service.api.connections.websocket import GuardedWebSocket
 
 LINGER_SECONDS = 2.0
 
@@ -142,6 +144,26 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._update_waiting()
+
+    def handle_websocket_upgrade(self) -> None:
+        """The connection becomes a WebSocket: its timers stop, its place is kept (in
+        progress, never idle) until the WebSocket closes."""
+        self._disarm()
+        self.finished = True  # the HTTP side reads nothing more
+        if self.band is not self.cap.main:
+            self.cap.tally.add("WebSocket refused in the probe band")
+            self.transport.write(raw_answer(503, "too_many_connections", at_cap_message(self.cap)))
+            self.transport.close()
+            return
+        self.band.waits(self, False)
+        upgraded = partial(GuardedWebSocket, on_lost=self._upgraded_closed)
+        self.ws_protocol_class = upgraded  # type: ignore[assignment]
+        super().handle_websocket_upgrade()
+
+    def _upgraded_closed(self) -> None:
+        if self.band is not None:
+            self.band.leave(self)
+            self.band = None
 
     # ---------------------------------------------------------------- timeouts
     def _arm(self, seconds: float, callback: Any) -> None:

@@ -49,6 +49,23 @@ SECURITY_SCHEMES = {
 }
 
 
+# OpenAPI 3.1 has no way to describe a WebSocket: the sessions tag says it in words
+TAGS = [
+    {
+        "name": "sessions",
+        "description": "A session keeps one client's decoder state between requests. Its "
+        "steps and generates can also go over one WebSocket, `GET /v1/sessions/{session_id}"
+        "/ws` (not listed below: OpenAPI cannot describe a WebSocket). Each text message is "
+        "a step or generate body as below, plus `op` (`step`, the default, or `generate`), an "
+        "optional `id` echoed in the answer and an optional `idempotency_key` (the "
+        "Idempotency-Key header's rule); each answer is the HTTP answer's body with the `id`, "
+        "in order; an error is the HTTP error body with `id` and `status`, and the connection "
+        "stays open. The upgrade request needs the same API key and passes the same Origin "
+        'check. The protocol: docs/sessions.md ("Steps over a WebSocket").',
+    }
+]
+
+
 def install(app: FastAPI, settings: Settings, keys_on: bool) -> None:
     build = app.openapi
 
@@ -85,6 +102,7 @@ def complete(schema: dict[str, Any], settings: Settings, keys_on: bool) -> dict[
                 operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
     if keys_on:
         components["securitySchemes"] = SECURITY_SCHEMES
+    schema["tags"] = TAGS
     _fill_settings(schema, settings)
     return schema
 

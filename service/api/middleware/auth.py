@@ -2,6 +2,9 @@
 health and docs (the pages, their assets and /openapi.json), when keys are configured
 (SERVICE_API_KEYS, SERVICE_API_KEYS_FILE).
 
+A WebSocket's upgrade request (session steps) needs a key the same way: browsers
+cannot set headers on one, so a page cannot use it while keys are on.
+
 A key's name (the `name:` prefix, or `key-` and a hash of the key) is who owns the
 sessions it creates. Keys are compared in constant time and never logged; a plain
 ASGI middleware, so an unauthenticated request costs no routing or body parsing.
@@ -20,7 +23,7 @@ import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.docs.pages import ASSETS_URL, DOCS_URL, OAUTH2_REDIRECT_URL, REDOC_URL
@@ -141,7 +144,9 @@ class ApiKeyAuth:
                 scope[ANONYMOUS] = True
             else:
                 scope[OWNER] = owner
-        if scope["type"] != "http" or path in self.open_paths or path.startswith(OPEN_PREFIXES):
+        # a WebSocket's upgrade request is checked as any request (refused: the HTTP answer)
+        open_path = path in self.open_paths or path.startswith(OPEN_PREFIXES)
+        if scope["type"] not in ("http", "websocket") or open_path:
             await self.app(scope, receive, send)
             return
         presented = _presented(scope)
@@ -166,7 +171,7 @@ class ApiKeyAuth:
         await self.app(scope, receive, send)
 
 
-def owner_of(request: Request) -> str | None:
+def owner_of(request: HTTPConnection) -> str | None:
     """The key name the request was authenticated with (None: keys are off)."""
     owner: str | None = request.scope.get(OWNER)
     return owner

@@ -85,7 +85,10 @@ class RequestObserver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         context = RequestContext(request_id(scope))
@@ -124,6 +127,16 @@ class RequestObserver:
             self._record(scope, context, status, time.perf_counter() - started)
             if token is not None:
                 current.reset(token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket (session steps): a context for its whole life, so its log lines
+        carry an id and the batchers see its key (auth notes it); no metrics or access
+        log line (they count HTTP requests)."""
+        token = current.set(RequestContext(request_id(scope)))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current.reset(token)
 
     def _record(self, scope: Scope, context: RequestContext, status: int, seconds: float) -> None:
         route = scope.get("route")

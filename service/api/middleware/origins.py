@@ -6,6 +6,10 @@ POST, or `fetch` with `Content-Type: text/plain`) that CORS never preflights, so
 refusing them stops a web page from using the service through a visitor's browser.
 Requests without `Origin` (curl, SDKs, servers) are not affected.
 
+A WebSocket's upgrade request is checked the same way: browsers open WebSockets to any
+site without CORS or a preflight, sending the page's `Origin`, so this check is what
+stops cross-site WebSocket hijacking (refused: the HTTP answer, no upgrade).
+
 A page served by this service itself (e.g. /docs) is same-origin: its `Origin` is the
 request's own scheme and `Host`. That is trusted only when the host is an IP address,
 `localhost`, or in SERVICE_ALLOWED_HOSTS: under DNS rebinding an attacker's name
@@ -23,6 +27,7 @@ from service.api.errors import HttpError, error_response
 from service.errors import shown
 
 UNCHECKED_HOST_PATHS = frozenset({"/healthz", "/readyz"})  # probes address pods by IP
+WEB_SCHEMES = {"ws": "http", "wss": "https"}  # a page's origin for a WebSocket's scheme
 
 
 class OriginNotAllowed(HttpError):
@@ -74,12 +79,13 @@ class BrowserGuard:
 
     def _same_origin(self, origin: str, scope: Scope, host: str) -> bool:
         scheme = scope.get("scheme", "http")
+        scheme = WEB_SCHEMES.get(scheme, scheme)
         hostname = _hostname(host)
         trusted = _is_literal(hostname) or (self.hosts and _matches(hostname, self.hosts))
         return bool(trusted) and origin == f"{scheme}://{host}".lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         host = origin = ""
