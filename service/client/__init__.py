@@ -7,10 +7,12 @@ and imports nothing else of the server: no FastAPI, no TensorFlow.
         client.predict([[20, 36, 40, 10, 34, 28]], model="reverse").outputs  # [[40, 36, 20]]
         with client.session("memory") as session:
             session.step([3, 0, 1]).outputs  # [0, 1, 2]
+            [a.outputs for a in session.stream_steps([[2], [0]])]  # over one WebSocket
 """
 
 from service.client.async_client import AsyncClient
 from service.client.async_session import AsyncSession, SessionStart
+from service.client.async_socket import AsyncSessionSocket
 from service.client.errors import (
     AnswerNotKept,
     ClientError,
@@ -38,6 +40,7 @@ from service.client.events import PredictEvent, StepEvent
 from service.client.options import DecodingOptions, PredictOptions
 from service.client.sync_client import DEFAULT_URL, Client
 from service.client.sync_session import Session
+from service.client.sync_socket import SessionSocket
 from service.wire.decoding import TokenEvent
 from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
 from service.wire.native import PredictResponse, SessionInfo, StepResponse
@@ -47,6 +50,7 @@ __all__ = [
     "AnswerNotKept",
     "AsyncClient",
     "AsyncSession",
+    "AsyncSessionSocket",
     "Client",
     "ClientError",
     "Conflict",
@@ -73,6 +77,7 @@ __all__ = [
     "SessionCapReached",
     "SessionCorrupt",
     "SessionInfo",
+    "SessionSocket",
     "SessionStart",
     "StepEvent",
     "StepResponse",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from typing_extensions import Unpack
 
 from service.client import calls
+from service.client.async_socket import AsyncSessionSocket
 from service.client.calls import Tokens
 from service.client.errors import ClientError, NotFound
 from service.client.events import StepEvent
@@ -75,6 +76,22 @@ class AsyncSession:
             if isinstance(event, StepResponse):
                 self.info = calls.stepped(self.info, event)
             yield event
+
+    def socket(self) -> AsyncSessionSocket:
+        """See Session.socket (`async with session.socket() as socket:`)."""
+        return AsyncSessionSocket(self)
+
+    async def stream_steps(
+        self, inputs: Iterable[Tokens] | AsyncIterable[Tokens], return_probabilities: bool = False
+    ) -> AsyncIterator[StepResponse]:
+        """See Session.stream_steps; `inputs` may also be an async iterable."""
+        async with self.socket() as socket:
+            if isinstance(inputs, AsyncIterable):
+                async for one in inputs:
+                    yield await socket.step(one, return_probabilities)
+            else:
+                for one in inputs:
+                    yield await socket.step(one, return_probabilities)
 
     async def state(self, include_state: bool = True) -> SessionInfo:
         self.info = await self.client._send(calls.session_info(self.id, include_state), SessionInfo)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -13,6 +13,7 @@ from service.client.calls import Tokens
 from service.client.errors import ClientError, NotFound
 from service.client.events import StepEvent
 from service.client.options import DecodingOptions
+from service.client.sync_socket import SessionSocket
 from service.wire.native import SessionInfo, StepResponse
 
 if TYPE_CHECKING:
@@ -85,6 +86,22 @@ class Session:
             if isinstance(event, StepResponse):
                 self.info = calls.stepped(self.info, event)
             yield event
+
+    def socket(self) -> SessionSocket:
+        """A WebSocket to this session: `step` and `generate` without a request each
+        (`with session.socket() as socket: socket.step([3])`). It connects when entered
+        or on its first message."""
+        return SessionSocket(self)
+
+    def stream_steps(
+        self, inputs: Iterable[Tokens], return_probabilities: bool = False
+    ) -> Iterator[StepResponse]:
+        """Each of `inputs` stepped in turn over one WebSocket, its answer yielded before
+        the next is sent (an error stops there: nothing after it is applied). Inputs may
+        come from a generator, as they become known."""
+        with self.socket() as socket:
+            for one in inputs:
+                yield socket.step(one, return_probabilities)
 
     def state(self, include_state: bool = True) -> SessionInfo:
         """GET the session, with its state tensors (and memory, for attention models)."""

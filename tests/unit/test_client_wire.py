@@ -195,6 +195,7 @@ def test_importing_the_client_and_its_commands_imports_nothing_of_the_server() -
         "service.wire.model_info",
         "service.wire.native",
         "service.wire.decoding",
+        "service.wire.socket",
         "service.wire.types",
     }
     imported = set(out.stdout.split())
