@@ -136,6 +136,15 @@ def add_session(commands: Commands) -> dict[str, argparse.ArgumentParser]:
         help="each step's probabilities (shown with --json)",
     )
     _text(step)
+    steps = action("steps", "feed each INPUTS in turn over one WebSocket, an answer each")
+    steps.add_argument("inputs", nargs="+", metavar="INPUTS", help="e.g. '3 0 1' '4 1', or texts")
+    steps.add_argument(
+        "--probabilities",
+        dest="return_probabilities",
+        action="store_true",
+        help="each step's probabilities (shown with --json)",
+    )
+    _text(steps)
     generate = action("generate", "decode on from the session's state")
     _decoding(generate)
     show = action("show", "the session's metadata")
@@ -143,6 +152,7 @@ def add_session(commands: Commands) -> dict[str, argparse.ArgumentParser]:
     return {
         "create": create,
         "step": step,
+        "steps": steps,
         "generate": generate,
         "show": show,
         "reset": action("reset", "zeros, steps back to 0"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 
 from pydantic import BaseModel, ValidationError
 
@@ -91,6 +92,10 @@ def session(client: Client, args: argparse.Namespace) -> None:
     if args.action == "step":
         stepped = opened.step(tokens(args.inputs, args.text), args.return_probabilities)
         _show(args, stepped, lambda: render.step(stepped))
+    elif args.action == "steps":  # one WebSocket; each answer printed as it comes
+        inputs = [tokens(text, args.text) for text in args.inputs]
+        for answer in opened.stream_steps(inputs, args.return_probabilities):
+            _show(args, answer, partial(render.step, answer))
     elif args.action == "generate":
         options = decoding(args)
         max_steps = options.pop("max_steps", None)
