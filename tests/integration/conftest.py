@@ -31,6 +31,8 @@ API_KEYS = {
     "bob": "bob-2e4c6a8b0d1f3e5a",  # test_security_http.py
     "client": "client-3c1e5b2d4f6a7f3a9",  # test_client.py
     "docs": "docs-browser-0123456789abcdef",  # test_docs_browser.py
+    "socket": "socket-5d2b8f0a6c4e1937",  # test_session_socket.py
+    "socket-other": "socket-other-8a1c3e5f7b9d0246",  # test_session_socket.py
 }
 SHARED = {
     "server_url": {"SERVICE_MAX_SESSIONS": "1000", "SERVICE_WARMUP": "background"},
