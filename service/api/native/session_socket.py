@@ -200,14 +200,17 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 
 def _id_of(data: dict[str, Any]) -> Any:
-    """The id to echo: a string (at most MAX_ID_LENGTH characters) or an integer; any
-    other value is not echoed (and refused by the wire model, naming `id`)."""
+    """The id to echo: a string (at most MAX_ID_LENGTH characters), an integer, or none."""
     value = data.get("id")
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
     if isinstance(value, str) and len(value) <= MAX_ID_LENGTH:
         return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
+    raise domain.InvalidInput(
+        f"id: {domain.shown(value)} is not a string of at most {MAX_ID_LENGTH} characters "
+        "or an integer",
+        field="id",
+    )
 
 
 def _validated(data: dict[str, Any], raw: bytes) -> StepMessage | GenerateMessage:
@@ -218,10 +221,7 @@ def _validated(data: dict[str, Any], raw: bytes) -> StepMessage | GenerateMessag
             f"op: {domain.shown(op)} is not an operation; allowed: {', '.join(MESSAGES)}",
             field="op",
         )
-    message = parse_bytes(raw, kind)  # the HTTP body's checks and messages
-    if isinstance(message.id, str) and len(message.id) > MAX_ID_LENGTH:
-        raise domain.InvalidInput(f"id: longer than {MAX_ID_LENGTH} characters", field="id")
-    return message
+    return parse_bytes(raw, kind)  # the HTTP body's checks and messages
 
 
 Body = TypeVar("Body", StepRequest, GenerateRequest)
