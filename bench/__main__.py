@@ -4,6 +4,7 @@ python -m bench [--seconds 6] [--out bench/results]
 python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (bench/soak.py)
 python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
 python -m bench isolation [--seconds 6]                                     (bench/isolation.py)
+python -m bench workers [--seconds 6]                                       (bench/workers.py)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from bench import faults, inprocess, isolation, soak
+from bench import faults, inprocess, isolation, peers, soak, workers
 from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
 from tests.harness import ROOT, running
@@ -158,6 +159,7 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
         results.append(wrk(url, sessions_script(ids), 64, seconds, "session step"))
         print(results[-1], flush=True)
         runs.done()
+        extra["peers"] = peers.measure(url, seconds, progress)  # bench/peers.py
         extra["predict_mismatches"] = verify_predict(url, progress)
         extra["session_mismatches"] = verify_sessions(url, progress)
         extra["memory"] = session_rss(url, served.process.pid, progress)
@@ -168,7 +170,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    commands = parser.add_subparsers(dest="command", metavar="{soak,faults,isolation}")
+    commands = parser.add_subparsers(dest="command", metavar="{soak,faults,isolation,workers}")
     soak.add_arguments(
         commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
     )
@@ -180,7 +182,12 @@ def main() -> None:
     isolation.add_arguments(
         commands.add_parser("isolation", help="a heavy client next to small requests")
     )
+    workers.add_arguments(
+        commands.add_parser("workers", help="1 and 2 server processes, sessions in Redis")
+    )
     args = parser.parse_args()
+    if args.command == "workers":
+        raise SystemExit(workers.run(args))
     if args.command == "isolation":
         raise SystemExit(isolation.run(args))
     if args.command == "soak":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import peers
 from bench.inprocess import Timing
 from bench.wrk import LoadResult
 
@@ -53,11 +54,25 @@ def write(
             f"| {r.name} | {r.connections} | {r.rps:,.0f} | {r.p50_ms:.2f} | "
             f"{r.p90_ms:.2f} | {r.p99_ms:.2f} | {r.failed} |"
         )
+    echo32, pred32 = _find(loads, "echo", 32), _find(loads, "predict", 32)
+    if "peers" in extra:
+        lines += [
+            "",
+            "## Peers: the same model decoded without the engine",
+            "",
+            *peers.rows(pred32, extra["peers"]),
+            "",
+            "Peer (a), bench/peer_tutorial.py: Keras `predict()` per step in a FastAPI "
+            "handler. Peer (b), bench/peer_steps.py: encode, then one HTTP call per decoder "
+            "step, the states in JSON both ways; wrk cannot run that loop, so peer (b) and "
+            "`/predict` again are loaded by 32 Python client loops (bench/client_loops.py, "
+            "one process, asyncio), whose own CPU shares this machine's cores as wrk's does. "
+            "Latency is per sequence.",
+        ]
     single = (
         base[1]
         / next(t for t in timings if t.batch == 1 and t.name.startswith("engine")).ms_per_call
     )
-    echo32, pred32 = _find(loads, "echo", 32), _find(loads, "predict", 32)
     echo64, sess64 = _find(loads, "echo", 64), _find(loads, "session step", 64)
     mem = extra["memory"]
     rows = [
@@ -99,6 +114,8 @@ def write(
             sum(r.failed for r in loads) == 0,
         ),
     ]
+    if "peers" in extra:
+        rows += peers.targets(pred32, extra["peers"])
     lines += ["", "## Targets", "", "| target | bar | measured | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {_check(ok)} |" for a, b, c, ok in rows]
     lines += [

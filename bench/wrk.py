@@ -73,13 +73,20 @@ class LoadResult:
 
 
 def wrk(
-    url: str, script: str, connections: int, seconds: int, name: str, warm_up: int = 2
+    url: str,
+    script: str,
+    connections: int,
+    seconds: int,
+    name: str,
+    warm_up: int = 2,
+    timeout: int = 10,
 ) -> LoadResult:
-    """Load `url` for `seconds` after `warm_up` seconds of the same load (discarded)."""
+    """Load `url` for `seconds` after `warm_up` seconds of the same load (discarded);
+    a request unanswered after `timeout` seconds counts as an error."""
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: install it with `apt-get install wrk` (make bench does)")
     if warm_up:
-        wrk(url, script, connections, warm_up, name, warm_up=0)
+        wrk(url, script, connections, warm_up, name, warm_up=0, timeout=timeout)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
@@ -90,7 +97,7 @@ def wrk(
                 f"-c{connections}",
                 f"-d{int(seconds)}s",
                 "--timeout",
-                "10s",
+                f"{timeout}s",
                 "-s",
                 f.name,
                 url,

@@ -1,0 +1,166 @@
+"""Workers: one server process or two on this machine, sessions in Redis.
+
+python -m bench workers [--seconds 6] [--out bench/results]
+
+The service runs one uvicorn worker per process (service/server.py); more processes
+are replicas sharing a Redis session store (SERVICE_SESSION_BACKEND=redis), as
+docker-compose.yml runs them behind nginx. Here there is no load balancer: one wrk
+process per replica, each at its share of the connections (wrk cannot spread one run
+over ports), all started together; requests/s are summed, p99 is the larger of the
+replicas' p99s. Measured, in this order, each on a fresh set of processes:
+
+- 1 process, in-process session store (the default; the reference);
+- 1 process, Redis store;
+- 2 processes, Redis store.
+
+Loads: `/predict` (reverse, one source, exact answer checked) at 32 connections and
+session steps (memory, 64 sessions, one value per request) at 64. Redis is a
+redis-server of our own without persistence (tests/harness/redis.py). Prints and writes
+`workers.md` to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.wrk import LoadResult, post_script, sessions_script, wrk
+from tests.harness import ROOT, RedisServer, redis_env, replicas
+
+ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false", "SERVICE_WARMUP": "all"}
+SOURCE = [20, 36, 40, 10, 34, 28]
+PREDICT = "/v1/models/reverse/predict"
+PREDICT_CONNECTIONS, STEP_CONNECTIONS, SESSIONS = 32, 64, 64
+
+
+@dataclass
+class Figure:
+    setup: str
+    processes: int
+    load: str
+    connections: int
+    rps: float
+    p50_ms: float  # the larger of the replicas' figures
+    p99_ms: float
+    failed: int
+
+
+def combine(setup: str, processes: int, load: str, runs: list[LoadResult]) -> Figure:
+    return Figure(
+        setup,
+        processes,
+        load,
+        sum(r.connections for r in runs),
+        sum(r.rps for r in runs),
+        max(r.p50_ms for r in runs),
+        max(r.p99_ms for r in runs),
+        sum(r.failed for r in runs),
+    )
+
+
+def split(items: list[str], parts: int) -> list[list[str]]:
+    return [items[k::parts] for k in range(parts)]
+
+
+def measure(urls: list[str], setup: str, seconds: int) -> list[Figure]:
+    """`/predict` then session steps, one wrk per URL at once, connections split evenly."""
+    n = len(urls)
+    body = json.dumps({"inputs": [SOURCE]})
+    answers = {
+        httpx.post(f"{u}{PREDICT}", content=body, headers={"content-type": "application/json"}).text
+        for u in urls
+    }
+    assert len(answers) == 1, answers
+    script = post_script(PREDICT, body, answers.pop())
+    with ThreadPoolExecutor(n) as pool:
+        predict = list(
+            pool.map(
+                lambda u: wrk(u, script, PREDICT_CONNECTIONS // n, seconds, "predict"),
+                urls,
+            )
+        )
+    with httpx.Client(base_url=urls[0], timeout=30) as http:
+        ids = [
+            http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
+            for _ in range(SESSIONS)
+        ]
+    with ThreadPoolExecutor(n) as pool:
+        steps = list(
+            pool.map(
+                lambda u, group: wrk(
+                    u, sessions_script(group), STEP_CONNECTIONS // n, seconds, "session step"
+                ),
+                urls,
+                split(ids, n),
+            )
+        )
+    figures = [
+        combine(setup, n, "`/predict`", predict),
+        combine(setup, n, "session steps", steps),
+    ]
+    for f in figures:
+        print(
+            f"{f.setup}: {f.load}, {f.connections} connections: {f.rps:,.0f} requests/s, "
+            f"p99 {f.p99_ms:.2f} ms, {f.failed} failed",
+            flush=True,
+        )
+    return figures
+
+
+def report(figures: list[Figure], when: str, seconds: int) -> str:
+    base = {f.load: f.rps for f in figures if f.processes == 1 and "in-process" in f.setup}
+    lines = [
+        f"# Workers: one server process or two ({when})",
+        "",
+        "`python -m bench workers`: one wrk per process (its share of the connections), "
+        f"2 s warm-up then {seconds} s measured; requests/s summed over the processes, "
+        "p50 and p99 the larger of their figures.",
+        "",
+        "| processes | session store | load | connections | requests/s | vs 1 process, "
+        "in-process store | p50 ms | p99 ms | failed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        store = "in-process" if "in-process" in f.setup else "Redis"
+        lines.append(
+            f"| {f.processes} | {store} | {f.load} | {f.connections} | {f.rps:,.0f} | "
+            f"{f.rps / base[f.load]:.2f}x | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.failed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    when = (
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.2f} at the start, {platform.machine()}"
+    )
+    figures: list[Figure] = []
+    with replicas(ENV, n=1, timeout=240) as group:
+        figures += measure([r.url for r in group], "1 process, in-process store", args.seconds)
+    redis = RedisServer().start()
+    try:
+        for n in (1, 2):
+            env = redis_env(redis, **ENV)
+            with replicas(env, n=n, timeout=240) as group:
+                label = f"{n} process{'es' if n > 1 else ''}, Redis store"
+                figures += measure([r.url for r in group], label, args.seconds)
+    finally:
+        redis.close()
+    text = report(figures, when, args.seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "workers.md").write_text(text)
+    print(text)
+    return 0 if all(f.failed == 0 for f in figures) else 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=int, default=6, help="per load run")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
