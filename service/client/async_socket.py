@@ -97,11 +97,13 @@ class AsyncSessionSocket:
                 async with asyncio.timeout(timeout):
                     received = await connection.recv()
                 result = sockets.answer(received, sent)
-            except (ConnectionClosed, TimeoutError) as exc:
+            except (ConnectionClosed, TimeoutError, ConnectionFailed) as exc:
                 await self._drop()
                 code = exc.rcvd.code if isinstance(exc, ConnectionClosed) and exc.rcvd else None
                 wait = sockets.reconnect_wait(policy, retried, code)
                 if wait is None:
+                    if isinstance(exc, ConnectionFailed):
+                        raise
                     raise ConnectionFailed(f"WebSocket {self.url}: {exc}") from exc
             else:
                 if not isinstance(result, ServiceError):

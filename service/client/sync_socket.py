@@ -96,11 +96,13 @@ class SessionSocket:
                 assert connection is not None
                 connection.send(sent.text)
                 result = sockets.answer(connection.recv(timeout), sent)
-            except (ConnectionClosed, TimeoutError) as exc:
+            except (ConnectionClosed, TimeoutError, ConnectionFailed) as exc:
                 self._drop()
                 code = exc.rcvd.code if isinstance(exc, ConnectionClosed) and exc.rcvd else None
                 wait = sockets.reconnect_wait(policy, retried, code)
                 if wait is None:
+                    if isinstance(exc, ConnectionFailed):
+                        raise
                     raise ConnectionFailed(f"WebSocket {self.url}: {exc}") from exc
             else:
                 if not isinstance(result, ServiceError):
