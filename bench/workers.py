@@ -26,8 +26,9 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -51,6 +52,23 @@ class Figure:
     p50_ms: float  # the larger of the replicas' figures
     p99_ms: float
     failed: int
+    server_cores: float = 0.0  # the server processes' CPU time over the run's wall time
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def loaded(pids: list[int], load: Callable[[], list[LoadResult]]) -> tuple[list[LoadResult], float]:
+    """`load`'s results and the cores the servers kept busy meanwhile (warm-up included)."""
+    cpu, began = cpu_seconds(pids), time.perf_counter()
+    runs = load()
+    return runs, (cpu_seconds(pids) - cpu) / (time.perf_counter() - began)
 
 
 def combine(setup: str, processes: int, load: str, runs: list[LoadResult]) -> Figure:
@@ -70,7 +88,7 @@ def split(items: list[str], parts: int) -> list[list[str]]:
     return [items[k::parts] for k in range(parts)]
 
 
-def measure(urls: list[str], setup: str, seconds: int) -> list[Figure]:
+def measure(urls: list[str], pids: list[int], setup: str, seconds: int) -> list[Figure]:
     """`/predict` then session steps, one wrk per URL at once, connections split evenly."""
     n = len(urls)
     body = json.dumps({"inputs": [SOURCE]})
@@ -81,11 +99,14 @@ def measure(urls: list[str], setup: str, seconds: int) -> list[Figure]:
     assert len(answers) == 1, answers
     script = post_script(PREDICT, body, answers.pop())
     with ThreadPoolExecutor(n) as pool:
-        predict = list(
-            pool.map(
-                lambda u: wrk(u, script, PREDICT_CONNECTIONS // n, seconds, "predict"),
-                urls,
-            )
+        predict, predict_cores = loaded(
+            pids,
+            lambda: list(
+                pool.map(
+                    lambda u: wrk(u, script, PREDICT_CONNECTIONS // n, seconds, "predict"),
+                    urls,
+                )
+            ),
         )
     with httpx.Client(base_url=urls[0], timeout=30) as http:
         ids = [
@@ -93,23 +114,26 @@ def measure(urls: list[str], setup: str, seconds: int) -> list[Figure]:
             for _ in range(SESSIONS)
         ]
     with ThreadPoolExecutor(n) as pool:
-        steps = list(
-            pool.map(
-                lambda u, group: wrk(
-                    u, sessions_script(group), STEP_CONNECTIONS // n, seconds, "session step"
-                ),
-                urls,
-                split(ids, n),
-            )
+        steps, steps_cores = loaded(
+            pids,
+            lambda: list(
+                pool.map(
+                    lambda u, group: wrk(
+                        u, sessions_script(group), STEP_CONNECTIONS // n, seconds, "session step"
+                    ),
+                    urls,
+                    split(ids, n),
+                )
+            ),
         )
     figures = [
-        combine(setup, n, "`/predict`", predict),
-        combine(setup, n, "session steps", steps),
+        replace(combine(setup, n, "`/predict`", predict), server_cores=predict_cores),
+        replace(combine(setup, n, "session steps", steps), server_cores=steps_cores),
     ]
     for f in figures:
         print(
             f"{f.setup}: {f.load}, {f.connections} connections: {f.rps:,.0f} requests/s, "
-            f"p99 {f.p99_ms:.2f} ms, {f.failed} failed",
+            f"p99 {f.p99_ms:.2f} ms, {f.failed} failed, servers busy {f.server_cores:.2f} cores",
             flush=True,
         )
     return figures
@@ -122,17 +146,20 @@ def report(figures: list[Figure], when: str, seconds: int) -> str:
         "",
         "`python -m bench workers`: one wrk per process (its share of the connections), "
         f"2 s warm-up then {seconds} s measured; requests/s summed over the processes, "
-        "p50 and p99 the larger of their figures.",
+        "p50 and p99 the larger of their figures; server cores: the server processes' CPU "
+        "time over the run (warm-up included) per second. wrk and Redis run on the same "
+        "cores.",
         "",
         "| processes | session store | load | connections | requests/s | vs 1 process, "
-        "in-process store | p50 ms | p99 ms | failed |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "in-process store | p50 ms | p99 ms | server cores | failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         store = "in-process" if "in-process" in f.setup else "Redis"
         lines.append(
             f"| {f.processes} | {store} | {f.load} | {f.connections} | {f.rps:,.0f} | "
-            f"{f.rps / base[f.load]:.2f}x | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.failed} |"
+            f"{f.rps / base[f.load]:.2f}x | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
+            f"{f.server_cores:.2f} | {f.failed} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -144,14 +171,21 @@ def run(args: argparse.Namespace) -> int:
     )
     figures: list[Figure] = []
     with replicas(ENV, n=1, timeout=240) as group:
-        figures += measure([r.url for r in group], "1 process, in-process store", args.seconds)
+        figures += measure(
+            [r.url for r in group],
+            [r.pid for r in group],
+            "1 process, in-process store",
+            args.seconds,
+        )
     redis = RedisServer().start()
     try:
         for n in (1, 2):
             env = redis_env(redis, **ENV)
             with replicas(env, n=n, timeout=240) as group:
                 label = f"{n} process{'es' if n > 1 else ''}, Redis store"
-                figures += measure([r.url for r in group], label, args.seconds)
+                figures += measure(
+                    [r.url for r in group], [r.pid for r in group], label, args.seconds
+                )
     finally:
         redis.close()
     text = report(figures, when, args.seconds)

@@ -5,6 +5,9 @@ answers; the peers' and workers' report rows add up."""
 
 from __future__ import annotations
 
+import os
+import time
+
 import pytest
 from fastapi import FastAPI
 
@@ -83,3 +86,17 @@ def test_workers_split_connections_and_sum_replicas() -> None:
     ]
     f = workers.combine("2 processes, Redis store", 2, "`/predict`", runs)
     assert (f.connections, f.rps, f.p99_ms, f.failed) == (32, 2500.0, 8.0, 1)
+
+
+def test_workers_count_the_servers_cpu_time() -> None:
+    """This process, busy for 0.1 s: at most one core (less on a loaded machine)."""
+    result = LoadResult("x", 1, 1.0, 1.0, 1.0, 1.0, 1, 0)
+
+    def busy() -> list[LoadResult]:
+        until = time.perf_counter() + 0.1
+        while time.perf_counter() < until:
+            pass
+        return [result]
+
+    runs, cores = workers.loaded([os.getpid()], busy)
+    assert runs == [result] and 0.05 < cores < 1.2
