@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from service import __version__
-from service.api import errors
+from service.api import errors, plain
 from service.api.docs import openapi
 from service.api.docs import pages as docs
 from service.api.middleware import observe
@@ -156,5 +156,6 @@ def create_app(
     routers = (predict, sessions, session_socket, v2, tfserving, models, admin, health, metrics)
     for module in routers:
         app.include_router(module.router)
+    plain.serve(app, (predict.router, sessions.router))  # Starlette alone: api/plain.py
     docs.install(app)
     return app
