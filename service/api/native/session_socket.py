@@ -21,23 +21,30 @@ import asyncio
 import json
 import logging
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any
 
-import pydantic_core
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from service import errors as domain
-from service.api.bodies.read import parse_bytes
 from service.api.errors import HttpError, error_response, explain_validation, status_of
 from service.api.middleware.auth import owner_of
+from service.api.native.socket_messages import (
+    binary,
+    body_of,
+    id_of,
+    keyed,
+    read_json,
+    validated,
+    with_id,
+)
 from service.dataplane.health import loaded
-from service.dataplane.idempotency import Answer, Idempotency, idempotency
+from service.dataplane.idempotency import Answer
 from service.dataplane.session_ops import SessionOps
 from service.sessions.store import log_id
 from service.wire.native import GenerateRequest, StepRequest
-from service.wire.socket import MAX_ID_LENGTH, MESSAGES, GenerateMessage, StepMessage
+from service.wire.socket import GenerateMessage, StepMessage
 
 log = logging.getLogger("service")
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -113,7 +120,7 @@ class Channel:
                 return
             text = message.get("text")
             if text is None:
-                await self._error(None, _binary())
+                await self._error(None, binary())
                 continue
             close = await self._answer(text.encode())
             if close is not None:
@@ -125,9 +132,9 @@ class Channel:
         """Answers one message; a close code and reason when the connection must end."""
         message_id: Any = None
         try:
-            data = _json(raw)
-            message_id = _id_of(data)
-            answer = await self._apply(_validated(data, raw))
+            data = read_json(raw)
+            message_id = id_of(data)
+            answer = await self._apply(validated(data, raw))
         except domain.ServiceError as exc:
             status = await self._error(message_id, exc)
             code = CLOSE_FOR_STATUS.get(status)
@@ -142,22 +149,22 @@ class Channel:
             log.exception("unexpected error in a session's WebSocket %s", log_id(self.session_id))
             await self._send_error(message_id, 500, "internal_error", "internal server error")
             return INTERNAL, "internal error"
-        await self.websocket.send_text(_with_id(answer, message_id))
+        await self.websocket.send_text(with_id(answer, message_id))
         return None
 
     async def _apply(self, message: StepMessage | GenerateMessage) -> Answer:
         if isinstance(message, StepMessage):
-            step = _body(message, StepRequest)
-            keyed = _keyed(message, "step", step)
-            return await self.ops.step(self.session_id, step, self.owner, keyed)
-        generate = _body(message, GenerateRequest)
+            step = body_of(message, StepRequest)
+            key = keyed(message, "step", step)
+            return await self.ops.step(self.session_id, step, self.owner, key)
+        generate = body_of(message, GenerateRequest)
         if generate.stream:
             raise domain.InvalidInput(
                 'stream: not over a WebSocket (each message gets one answer); omit "stream"',
                 field="stream",
             )
-        keyed = _keyed(message, "generate", generate)
-        return await self.ops.generate(self.session_id, generate, self.owner, keyed)
+        key = keyed(message, "generate", generate)
+        return await self.ops.generate(self.session_id, generate, self.owner, key)
 
     async def _error(self, message_id: Any, exc: domain.ServiceError) -> int:
         status = status_of(exc)
@@ -184,81 +191,3 @@ class Channel:
         if retry_after is not None:
             sent["retry_after"] = max(1, round(retry_after + 0.4999))
         await self.websocket.send_text(json.dumps(sent, separators=(",", ":")))
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = pydantic_core.from_json(raw)
-    except ValueError as exc:
-        raise domain.InvalidInput(f"message: not valid JSON ({exc})", field="message") from None
-    if not isinstance(data, dict):
-        raise domain.InvalidInput(
-            'message: expected a JSON object, e.g. {"op": "step", "inputs": [3]}',
-            field="message",
-        )
-    return data
-
-
-def _id_of(data: dict[str, Any]) -> Any:
-    """The id to echo: a string (at most MAX_ID_LENGTH characters), an integer, or none."""
-    value = data.get("id")
-    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, str) and len(value) <= MAX_ID_LENGTH:
-        return value
-    raise domain.InvalidInput(
-        f"id: {domain.shown(value)} is not a string of at most {MAX_ID_LENGTH} characters "
-        "or an integer",
-        field="id",
-    )
-
-
-def _validated(data: dict[str, Any], raw: bytes) -> StepMessage | GenerateMessage:
-    op = data.get("op", "step")
-    kind = MESSAGES.get(op) if isinstance(op, str) else None
-    if kind is None:
-        raise domain.InvalidInput(
-            f"op: {domain.shown(op)} is not an operation; allowed: {', '.join(MESSAGES)}",
-            field="op",
-        )
-    return parse_bytes(raw, kind)  # the HTTP body's checks and messages
-
-
-Body = TypeVar("Body", StepRequest, GenerateRequest)
-
-
-def _body(message: StepMessage | GenerateMessage, kind: type[Body]) -> Body:
-    """The message without its envelope: the HTTP route's body, the same values."""
-    values = {name: getattr(message, name) for name in kind.model_fields}
-    return kind.model_construct(message.model_fields_set & values.keys(), **values)
-
-
-def _keyed(
-    message: StepMessage | GenerateMessage, operation: str, body: Body
-) -> Idempotency | None:
-    """The HTTP route's Idempotency-Key rule (the same fingerprint: a retry over HTTP of a
-    message's change is recognised, and the other way round)."""
-    if message.idempotency_key is None:
-        return None
-    try:
-        return idempotency(message.idempotency_key, operation, body.model_dump_json().encode())
-    except domain.InvalidInput as exc:
-        text = exc.message.replace("Idempotency-Key", "idempotency_key")
-        raise domain.InvalidInput(text, field="idempotency_key") from None
-
-
-def _with_id(answer: Answer, message_id: Any) -> str:
-    """The HTTP answer's body, with the message's id (and the replay flag) in front."""
-    body = answer.body.decode()
-    head = ""
-    if message_id is not None:
-        head += f'"id":{json.dumps(message_id)},'
-    if answer.replayed:
-        head += '"replayed":true,'
-    return "{" + head + body[1:] if head else body
-
-
-def _binary() -> domain.InvalidInput:
-    return domain.InvalidInput(
-        "message: a binary message; send each step as a JSON text message", field="message"
-    )
