@@ -9,15 +9,15 @@ error is the HTTP error body with `id` and `status`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from service.wire.native import ErrorDetail, GenerateRequest, Request, StepRequest
 
 Operation = Literal["step", "generate"]
-MessageId = StrictStr | StrictInt
 MAX_ID_LENGTH = 255
+MessageId = Annotated[StrictStr, Field(max_length=MAX_ID_LENGTH)] | StrictInt
 
 
 class _Envelope(Request):
@@ -35,9 +35,13 @@ class _Envelope(Request):
 class StepMessage(StepRequest, _Envelope):
     """`{"op": "step", "inputs": [...]}`: a step body and the envelope's fields."""
 
+    op: Literal["step"] = "step"
+
 
 class GenerateMessage(GenerateRequest, _Envelope):
     """`{"op": "generate", "max_steps": 3}`: a generate body and the envelope's fields."""
+
+    op: Literal["generate"] = "generate"
 
 
 SocketMessage = StepMessage | GenerateMessage

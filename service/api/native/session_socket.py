@@ -36,6 +36,7 @@ from service.api.native.socket_messages import (
     id_of,
     keyed,
     read_json,
+    valid_step,
     validated,
     with_id,
 )
@@ -132,9 +133,14 @@ class Channel:
         """Answers one message; a close code and reason when the connection must end."""
         message_id: Any = None
         try:
-            data = read_json(raw)
-            message_id = id_of(data)
-            answer = await self._apply(validated(data, raw))
+            message: StepMessage | GenerateMessage | None = valid_step(raw)
+            if message is None:
+                data = read_json(raw)
+                message_id = id_of(data)
+                message = validated(data, raw)
+            else:
+                message_id = message.id
+            answer = await self._apply(message)
         except domain.ServiceError as exc:
             status = await self._error(message_id, exc)
             code = CLOSE_FOR_STATUS.get(status)

@@ -9,6 +9,7 @@ import json
 from typing import Any, TypeVar
 
 import pydantic_core
+from pydantic import ValidationError
 
 from service import errors as domain
 from service.api.bodies.read import parse_bytes
@@ -17,6 +18,15 @@ from service.wire.native import GenerateRequest, StepRequest
 from service.wire.socket import MAX_ID_LENGTH, MESSAGES, GenerateMessage, StepMessage
 
 Body = TypeVar("Body", StepRequest, GenerateRequest)
+
+
+def valid_step(raw: bytes) -> StepMessage | None:
+    """The usual message, a valid step, parsed once; None for anything else, which is then
+    read as JSON first (`read_json`, `validated`) so that the error names what is wrong."""
+    try:
+        return StepMessage.model_validate_json(raw)
+    except ValidationError:
+        return None
 
 
 def read_json(raw: bytes) -> dict[str, Any]:
