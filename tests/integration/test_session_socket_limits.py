@@ -22,37 +22,34 @@ pytestmark = pytest.mark.integration
 WAIT = 20.0
 
 
-def start(env: dict[str, str]) -> Server:
-    server = start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, module=FAKES)
-    wait_ready(server, 60)
-    return server
+CAPPED = {
+    "SERVICE_MAX_CONNECTIONS": "3",
+    "SERVICE_PROBE_CONNECTIONS": "1",
+    "SERVICE_WS_MAX_MESSAGE_BYTES": "2048",
+}
+QUICK = {"SERVICE_WS_IDLE_TIMEOUT_SECONDS": "1", "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "5"}
 
 
 @pytest.fixture(scope="module")
-def capped() -> Iterator[Server]:
-    server = start(
-        {
-            "SERVICE_MAX_CONNECTIONS": "3",
-            "SERVICE_PROBE_CONNECTIONS": "1",
-            "SERVICE_WS_MAX_MESSAGE_BYTES": "2048",
-        }
-    )
+def servers() -> Iterator[dict[str, Server]]:
+    """Started together (a second each): the capped one, one to idle on, one to stop."""
+    envs = {"capped": CAPPED, "idle": QUICK, "stopped": QUICK}
+    started = {
+        name: start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, module=FAKES)
+        for name, env in envs.items()
+    }
     try:
-        yield server
+        for server in started.values():
+            wait_ready(server, 60)
+        yield started
     finally:
-        server.stop()
+        for server in started.values():
+            server.stop()
 
 
 @pytest.fixture
-def fresh() -> Iterator[Server]:
-    """A server the test stops (or lets idle out)."""
-    server = start(
-        {"SERVICE_WS_IDLE_TIMEOUT_SECONDS": "1", "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "5"}
-    )
-    try:
-        yield server
-    finally:
-        server.stop()
+def capped(servers: dict[str, Server]) -> Server:
+    return servers["capped"]
 
 
 def sessions(server: Server, count: int) -> list[str]:
@@ -119,9 +116,12 @@ def test_a_message_over_the_limit_closes_with_1009_and_one_under_it_is_answered(
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
-def test_an_idle_websocket_is_closed_with_1000_naming_the_setting(fresh: Server) -> None:
-    (session_id,) = sessions(fresh, 1)
-    with connect(url(fresh, session_id)) as ws:
+def test_an_idle_websocket_is_closed_with_1000_naming_the_setting(
+    servers: dict[str, Server],
+) -> None:
+    idle = servers["idle"]
+    (session_id,) = sessions(idle, 1)
+    with connect(url(idle, session_id)) as ws:
         assert ask(ws, {"inputs": [1]})["steps"] == 1
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=WAIT)  # nothing sent for 1 s (SERVICE_WS_IDLE_TIMEOUT_SECONDS)
@@ -129,7 +129,8 @@ def test_an_idle_websocket_is_closed_with_1000_naming_the_setting(fresh: Server)
     assert "SERVICE_WS_IDLE_TIMEOUT_SECONDS" in closed.value.rcvd.reason
 
 
-def test_shutdown_closes_websockets_with_1001_and_exits_0(fresh: Server) -> None:
+def test_shutdown_closes_websockets_with_1001_and_exits_0(servers: dict[str, Server]) -> None:
+    fresh = servers["stopped"]
     (session_id,) = sessions(fresh, 1)
     with connect(url(fresh, session_id)) as ws:
         assert ask(ws, {"inputs": [1]})["steps"] == 1
