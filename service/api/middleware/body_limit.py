@@ -3,6 +3,8 @@
 A declared `Content-Length` over the limit is answered at once, without reading the
 body; a body sent without one (chunked) is counted as it arrives and refused as soon
 as it passes the limit. A plain ASGI middleware: it costs one header scan per request.
+A WebSocket has no body: its messages are bounded by the protocol itself
+(SERVICE_WS_MAX_MESSAGE_BYTES, api/connections/websocket.py).
 """
 
 from __future__ import annotations
