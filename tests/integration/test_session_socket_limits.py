@@ -28,12 +28,20 @@ CAPPED = {
     "SERVICE_WS_MAX_MESSAGE_BYTES": "2048",
 }
 QUICK = {"SERVICE_WS_IDLE_TIMEOUT_SECONDS": "1", "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "5"}
+# every batch waits 1 s to fill: a step is still in progress when SIGTERM comes; a request
+# on a session whose step holds its lock is refused (503) after 0.05 s
+SLOW_STEPS = {
+    "SERVICE_BATCH_MAX_DELAY_MS": "1000",
+    "SERVICE_SESSION_LOCK_WAIT_SECONDS": "0.05",
+    "SERVICE_WS_IDLE_TIMEOUT_SECONDS": "60",
+    "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "10",
+}
 
 
 @pytest.fixture(scope="module")
 def servers() -> Iterator[dict[str, Server]]:
     """Started together (a second each): the capped one, one to idle on, one to stop."""
-    envs = {"capped": CAPPED, "idle": QUICK, "stopped": QUICK}
+    envs = {"capped": CAPPED, "idle": QUICK, "stopped": SLOW_STEPS}
     started = {
         name: start_server(None, {"SERVICE_LOG_LEVEL": "info", **env}, module=FAKES)
         for name, env in envs.items()
@@ -129,13 +137,28 @@ def test_an_idle_websocket_is_closed_with_1000_naming_the_setting(
     assert "SERVICE_WS_IDLE_TIMEOUT_SECONDS" in closed.value.rcvd.reason
 
 
-def test_shutdown_closes_websockets_with_1001_and_exits_0(servers: dict[str, Server]) -> None:
-    fresh = servers["stopped"]
-    (session_id,) = sessions(fresh, 1)
-    with connect(url(fresh, session_id)) as ws:
-        assert ask(ws, {"inputs": [1]})["steps"] == 1
-        fresh.terminate()  # SIGTERM
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=WAIT)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-    assert fresh.process.wait(timeout=WAIT) == 0
+def test_shutdown_answers_the_step_in_progress_then_closes_with_1001_and_exits_0(
+    servers: dict[str, Server],
+) -> None:
+    stopped = servers["stopped"]
+    idle_id, busy_id = sessions(stopped, 2)
+    with (
+        connect(url(stopped, idle_id)) as idle,
+        connect(url(stopped, busy_id)) as busy,
+        httpx.Client(base_url=stopped.url, timeout=WAIT) as http,
+    ):
+        busy.send(json.dumps({"id": "in progress", "inputs": [1]}))
+        # the step holds its session's lock while it waits for its batch
+        deadline = time.monotonic() + WAIT
+        while http.post(f"/v1/sessions/{busy_id}/reset").status_code != 503:
+            assert time.monotonic() < deadline, "the step never held its session"
+        stopped.terminate()  # SIGTERM
+        with pytest.raises(ConnectionClosed) as idle_closed:
+            idle.recv(timeout=WAIT)
+        answer = json.loads(busy.recv(timeout=WAIT))
+        with pytest.raises(ConnectionClosed) as busy_closed:
+            busy.recv(timeout=WAIT)
+    assert answer["id"] == "in progress" and answer["steps"] >= 1
+    for closed in (idle_closed, busy_closed):
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert stopped.process.wait(timeout=WAIT) == 0
