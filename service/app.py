@@ -146,6 +146,10 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # service/api/docs/pages.py serves /docs and /redoc without a CDN
         redoc_url=None,
+        # FastAPI's own OpenTelemetry hooks: the service sets no OpenTelemetry provider
+        # (its metrics are Prometheus'), and while on they look the providers up on every
+        # request (environment variables included)
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.runtime = runtime
     errors.install(app)

@@ -24,12 +24,18 @@ PIECE = 8192  # values: ~0.5 ms of tolist + to_json
 TURN = 0.0005  # seconds of serialising before the event loop gets a turn
 
 
+SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
 def _values(value: Any) -> int:
-    """About how many values `value` holds (its lists' lengths times their first item's)."""
-    if isinstance(value, np.ndarray):
-        return int(value.size)
+    """About how many values `value` holds (its lists' lengths times their first item's).
+    Runs for every answer: most values are scalars, told by their exact type first."""
+    if type(value) in SCALARS:
+        return 1
     if isinstance(value, list):
         return len(value) * _values(value[0]) if value else 1
+    if isinstance(value, np.ndarray):
+        return int(value.size)
     if isinstance(value, dict):
         return sum(_values(v) for v in value.values())
     if isinstance(value, BaseModel):
