@@ -1,17 +1,22 @@
 """Workers: one server process or two on this machine, sessions in Redis.
 
-python -m bench workers [--seconds 6] [--out bench/results]
+python -m bench workers [--seconds 6] [--rounds 3] [--out bench/results]
 
 The service runs one uvicorn worker per process (service/server.py); more processes
 are replicas sharing a Redis session store (SERVICE_SESSION_BACKEND=redis), as
 docker-compose.yml runs them behind nginx. Here there is no load balancer: one wrk
 process per replica, each at its share of the connections (wrk cannot spread one run
 over ports), all started together; requests/s are summed, p99 is the larger of the
-replicas' p99s. Measured, in this order, each on a fresh set of processes:
+replicas' p99s. Three set-ups, all four processes (a server with the in-process store,
+Redis, two replicas on it) started together and kept up, idle when not loaded:
 
 - 1 process, in-process session store (the default; the reference);
-- 1 process, Redis store;
+- 1 process, Redis store (the first replica alone);
 - 2 processes, Redis store.
+
+The set-ups take turns, --rounds times (this machine is shared: a slow minute then
+falls on every set-up, not on one); the table gives each figure's median over the
+rounds and the range of requests/s.
 
 Loads: `/predict` (reverse, one source, exact answer checked) at 32 connections and
 session steps (memory, 64 sessions, one value per request) at 64. Redis is a
@@ -25,6 +30,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +40,8 @@ from pathlib import Path
 import httpx
 
 from bench.wrk import LoadResult, post_script, sessions_script, wrk
-from tests.harness import ROOT, RedisServer, redis_env, replicas
+from tests.harness import ROOT, RedisServer, Replica, redis_env
+from tests.harness.replicas import start_all, stop_all
 
 ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false", "SERVICE_WARMUP": "all"}
 SOURCE = [20, 36, 40, 10, 34, 28]
@@ -88,8 +95,11 @@ def split(items: list[str], parts: int) -> list[list[str]]:
     return [items[k::parts] for k in range(parts)]
 
 
-def measure(urls: list[str], pids: list[int], setup: str, seconds: int) -> list[Figure]:
-    """`/predict` then session steps, one wrk per URL at once, connections split evenly."""
+def measure(
+    urls: list[str], pids: list[int], ids: list[str], setup: str, seconds: int
+) -> list[Figure]:
+    """`/predict` then session steps (on `ids`), one wrk per URL at once, connections and
+    sessions split evenly."""
     n = len(urls)
     body = json.dumps({"inputs": [SOURCE]})
     answers = {
@@ -108,12 +118,6 @@ def measure(urls: list[str], pids: list[int], setup: str, seconds: int) -> list[
                 )
             ),
         )
-    with httpx.Client(base_url=urls[0], timeout=30) as http:
-        ids = [
-            http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
-            for _ in range(SESSIONS)
-        ]
-    with ThreadPoolExecutor(n) as pool:
         steps, steps_cores = loaded(
             pids,
             lambda: list(
@@ -139,56 +143,86 @@ def measure(urls: list[str], pids: list[int], setup: str, seconds: int) -> list[
     return figures
 
 
-def report(figures: list[Figure], when: str, seconds: int) -> str:
-    base = {f.load: f.rps for f in figures if f.processes == 1 and "in-process" in f.setup}
+def sessions(url: str) -> list[str]:
+    with httpx.Client(base_url=url, timeout=30) as http:
+        return [
+            http.post("/v1/sessions", json={"model": "memory"}).json()["session_id"]
+            for _ in range(SESSIONS)
+        ]
+
+
+def median(figures: list[Figure]) -> tuple[Figure, float, float]:
+    """The rounds' medians, figure by figure (failures summed); the range of requests/s."""
+    rps = [f.rps for f in figures]
+    return (
+        replace(
+            figures[0],
+            rps=statistics.median(rps),
+            p50_ms=statistics.median(f.p50_ms for f in figures),
+            p99_ms=statistics.median(f.p99_ms for f in figures),
+            server_cores=statistics.median(f.server_cores for f in figures),
+            failed=sum(f.failed for f in figures),
+        ),
+        min(rps),
+        max(rps),
+    )
+
+
+def report(figures: list[Figure], when: str, seconds: int, rounds: int) -> str:
+    kinds = list(dict.fromkeys((f.setup, f.load) for f in figures))
+    rows = [median([f for f in figures if (f.setup, f.load) == k]) for k in kinds]
+    base = {f.load: f.rps for f, _, _ in rows if f.processes == 1 and "in-process" in f.setup}
     lines = [
         f"# Workers: one server process or two ({when})",
         "",
-        "`python -m bench workers`: one wrk per process (its share of the connections), "
-        f"2 s warm-up then {seconds} s measured; requests/s summed over the processes, "
-        "p50 and p99 the larger of their figures; server cores: the server processes' CPU "
-        "time over the run (warm-up included) per second. wrk and Redis run on the same "
-        "cores.",
+        f"`python -m bench workers`: {rounds} round{'s' if rounds != 1 else ''}, the set-ups "
+        "taking turns; one wrk per "
+        f"process (its share of the connections), 2 s warm-up then {seconds} s measured; "
+        "requests/s summed over the processes, p50 and p99 the larger of their figures; "
+        "server cores: the server processes' CPU time over the run (warm-up included) per "
+        "second. Medians over the rounds; wrk and Redis run on the same cores.",
         "",
-        "| processes | session store | load | connections | requests/s | vs 1 process, "
+        "| processes | session store | load | connections | requests/s (range) | vs 1 process, "
         "in-process store | p50 ms | p99 ms | server cores | failed |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for f in figures:
+    for f, low, high in rows:
         store = "in-process" if "in-process" in f.setup else "Redis"
         lines.append(
-            f"| {f.processes} | {store} | {f.load} | {f.connections} | {f.rps:,.0f} | "
-            f"{f.rps / base[f.load]:.2f}x | {f.p50_ms:.2f} | {f.p99_ms:.2f} | "
-            f"{f.server_cores:.2f} | {f.failed} |"
+            f"| {f.processes} | {store} | {f.load} | {f.connections} | {f.rps:,.0f} "
+            f"({low:,.0f}-{high:,.0f}) | {f.rps / base[f.load]:.2f}x | {f.p50_ms:.2f} | "
+            f"{f.p99_ms:.2f} | {f.server_cores:.2f} | {f.failed} |"
         )
     return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
-    when = (
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-        f"load average {os.getloadavg()[0]:.2f} at the start, {platform.machine()}"
-    )
+    began = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    start_load = os.getloadavg()[0]
     figures: list[Figure] = []
-    with replicas(ENV, n=1, timeout=240) as group:
-        figures += measure(
-            [r.url for r in group],
-            [r.pid for r in group],
-            "1 process, in-process store",
-            args.seconds,
-        )
     redis = RedisServer().start()
+    group = [Replica(ENV), Replica(redis_env(redis, **ENV)), Replica(redis_env(redis, **ENV))]
     try:
-        for n in (1, 2):
-            env = redis_env(redis, **ENV)
-            with replicas(env, n=n, timeout=240) as group:
-                label = f"{n} process{'es' if n > 1 else ''}, Redis store"
+        start_all(group, timeout=300)
+        memory, first, second = group
+        setups = [
+            ("1 process, in-process store", [memory], sessions(memory.url)),
+            ("1 process, Redis store", [first], sessions(first.url)),
+            ("2 processes, Redis store", [first, second], sessions(first.url)),
+        ]
+        for _ in range(args.rounds):
+            for label, servers, ids in setups:
                 figures += measure(
-                    [r.url for r in group], [r.pid for r in group], label, args.seconds
+                    [r.url for r in servers], [r.pid for r in servers], ids, label, args.seconds
                 )
     finally:
+        stop_all(group)
         redis.close()
-    text = report(figures, when, args.seconds)
+    when = (
+        f"{began}, {os.cpu_count()} cores, {platform.machine()}; load average "
+        f"{start_load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    )
+    text = report(figures, when, args.seconds, args.rounds)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "workers.md").write_text(text)
     print(text)
@@ -197,4 +231,5 @@ def run(args: argparse.Namespace) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of every set-up")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")

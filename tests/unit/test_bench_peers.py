@@ -100,3 +100,25 @@ def test_workers_count_the_servers_cpu_time() -> None:
 
     runs, cores = workers.loaded([os.getpid()], busy)
     assert runs == [result] and 0.05 < cores < 1.2
+
+
+def test_workers_report_the_rounds_medians() -> None:
+    def figure(setup: str, processes: int, rps: float, failed: int = 0) -> workers.Figure:
+        return workers.Figure(setup, processes, "`/predict`", 32, rps, 2.0, rps / 100, failed)
+
+    rounds = [
+        figure("1 process, in-process store", 1, 1000.0),
+        figure("2 processes, Redis store", 2, 1500.0),
+        figure("1 process, in-process store", 1, 3000.0),
+        figure("2 processes, Redis store", 2, 900.0, failed=2),
+        figure("1 process, in-process store", 1, 2000.0),
+        figure("2 processes, Redis store", 2, 1200.0),
+    ]
+    text = workers.report(rounds, "now", 6, 3)
+    assert (
+        "| 1 | in-process | `/predict` | 32 | 2,000 (1,000-3,000) | 1.00x | 2.00 | 20.00 |" in text
+    )
+    assert (
+        "| 2 | Redis | `/predict` | 32 | 1,200 (900-1,500) | 0.60x | 2.00 | 12.00 | 0.00 | 2 |"
+        in text
+    )
