@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from service.client import Client, NotFound
 from tests.harness import FAKES, Server, start_server, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -135,6 +136,25 @@ def test_an_idle_websocket_is_closed_with_1000_naming_the_setting(
             ws.recv(timeout=WAIT)  # nothing sent for 1 s (SERVICE_WS_IDLE_TIMEOUT_SECONDS)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
     assert "SERVICE_WS_IDLE_TIMEOUT_SECONDS" in closed.value.rcvd.reason
+
+
+def test_the_client_steps_on_over_a_new_connection_after_the_server_closed_one(
+    servers: dict[str, Server],
+) -> None:
+    idle = servers["idle"]
+    with Client(idle.url) as client, client.session("stepper") as session:
+        socket = session.socket()
+        assert socket.step([1]).steps == 1
+        # a connection opened after the client's last message: once the server has closed
+        # it as idle, it has closed the client's too
+        (other,) = sessions(idle, 1)
+        with connect(url(idle, other)) as later, pytest.raises(ConnectionClosed):
+            later.recv(timeout=WAIT)
+        assert socket.step([1, 2]).steps == 3  # sent again on a new connection, applied once
+        client.delete_session(session.id)
+        with pytest.raises(NotFound):
+            socket.step([1])
+        socket.close()
 
 
 def test_shutdown_answers_the_step_in_progress_then_closes_with_1001_and_exits_0(
