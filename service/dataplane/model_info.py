@@ -4,7 +4,9 @@ TF Serving's status answer shares."""
 
 from __future__ import annotations
 
-from service.inference.model.interface import ModelSpec
+from typing import Literal
+
+from service.inference.model.interface import Compilation, LoadedModel, ModelSpec
 from service.inference.model.registry import Registry
 from service.wire.model_info import (
     FailedVersion,
@@ -15,6 +17,7 @@ from service.wire.model_info import (
     ModelVersionStatus,
     SideInfo,
     VersionStatusCode,
+    XlaBuckets,
 )
 
 
@@ -81,13 +84,27 @@ def model_list(registry: Registry) -> ModelList:
     return ModelList(models=summaries)
 
 
+def _compilation(model: LoadedModel) -> tuple[Literal["xla", "graph"], XlaBuckets | None]:
+    """Only compiled models say (a numpy reference model runs no graphs: "graph")."""
+    describe = getattr(model.compute, "compilation", None)
+    found: Compilation | None = describe() if describe is not None else None
+    if found is None:
+        return "graph", None
+    buckets = XlaBuckets(batch_sizes=found.batch_sizes, ready=found.ready, pending=found.pending)
+    return "xla", buckets
+
+
 def model_detail(registry: Registry, name: str) -> ModelDetail:
-    spec = registry.get(name).spec
+    model = registry.get(name)
+    spec = model.spec
+    compiler, buckets = _compilation(model)
     return ModelDetail(
         **version_info(spec, version_statuses(registry, name)).model_dump(),
         versions=[str(v) for v in registry.versions(name)],
         default_version=str(spec.version),
         failed_versions=[FailedVersion(version=v, error=e) for v, e in registry.refused(name)],
+        compiler=compiler,
+        buckets=buckets,
     )
 
 

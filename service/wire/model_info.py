@@ -78,12 +78,35 @@ class FailedVersion(BaseModel):
     error: str = Field(description="why it was refused; paths relative to the model store")
 
 
+class XlaBuckets(BaseModel):
+    """The default version's XLA programs by shape bucket (SERVICE_XLA)."""
+
+    batch_sizes: list[int] = Field(
+        description="the batch buckets: a batch is padded up to the next of these"
+    )
+    ready: dict[str, list[int]] = Field(
+        description="graph name -> batch sizes compiled (run by XLA from now on)"
+    )
+    pending: dict[str, list[int]] = Field(
+        description="graph name -> batch sizes queued for compiling (served by the TF "
+        "graph meanwhile)"
+    )
+
+
 class ModelDetail(ModelVersionInfo):
     versions: list[str]
     default_version: str
     failed_versions: list[FailedVersion] = Field(
         default_factory=list,
         description="store entries refused while serving (tried again when their files change)",
+    )
+    compiler: Literal["xla", "graph"] = Field(
+        default="graph",
+        description="what runs the default version's graphs: xla (each bucket once it is "
+        "compiled) or graph (TF graphs: SERVICE_XLA=off, or XLA cannot compile the model)",
+    )
+    buckets: XlaBuckets | None = Field(
+        default=None, description="with compiler xla: which shape buckets are compiled"
     )
 
 

@@ -92,7 +92,10 @@ def start_server(
     # lazy: a test server compiles a beam, sampling or probability graph when a test
     # first asks for one, not all of them on a background thread while the suite runs
     # (the shared server_url keeps the default, background, so that it is tested too)
-    defaults = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_WARMUP": "lazy"}
+    # XLA off: a test server would otherwise compile an XLA program for every new shape
+    # its tests send, on threads competing with the suite (the shared server_url keeps
+    # the default, auto; tests/integration/test_xla*.py test XLA)
+    defaults = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_WARMUP": "lazy", "SERVICE_XLA": "off"}
     if tuple(module) == SERVE and store == STORE:
         defaults["SERVICE_DEFAULT_MODEL"] = "reverse"
     out = log.open("w+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop

@@ -35,7 +35,11 @@ API_KEYS = {
     "socket-other": "socket-other-8a1c3e5f7b9d0246",  # test_session_socket.py
 }
 SHARED = {
-    "server_url": {"SERVICE_MAX_SESSIONS": "1000", "SERVICE_WARMUP": "background"},
+    "server_url": {
+        "SERVICE_MAX_SESSIONS": "1000",
+        "SERVICE_WARMUP": "background",
+        "SERVICE_XLA": "auto",
+    },
     "keyed_server": {
         "SERVICE_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in API_KEYS.items()),
         "SERVICE_LOG_LEVEL": "info",

@@ -73,7 +73,7 @@ class Background:
             self._thread.start()
 
     def _run(self) -> None:
-        _lower_priority()
+        lower_priority()
         began, done, models = time.perf_counter(), 0, set()
         while True:
             with self._lock:
@@ -102,7 +102,7 @@ class Background:
         gc.freeze()
 
 
-def _lower_priority() -> None:
+def lower_priority() -> None:
     # Linux's setpriority takes a thread id and renices that thread alone; elsewhere the
     # id could name a process, so leave it.
     if sys.platform == "linux":

@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
+from service.inference.compiled import buckets as pad
 from service.inference.compiled import tensors as t
+from service.inference.compiled import xla
 from service.inference.compiled.functions import Functions, named, recipes
 from service.inference.compiled.model_graphs import ModelGraphs
+from service.inference.compiled.xla_recipes import xla_recipes
 from service.inference.model.formats.graph import Graph
-from service.inference.model.interface import Beams, Decoded, ModelSpec, Sampling, States
+from service.inference.model.interface import (
+    Beams,
+    Compilation,
+    Decoded,
+    ModelSpec,
+    Sampling,
+    States,
+)
 from service.inference.model.layout import Layout
+
+
+def _params(sampling: Sampling, rows: int) -> list[np.ndarray]:
+    """In the order the sampling graphs take them (functions.recipes), padded."""
+    s = pad.sampling(sampling, rows)
+    return [
+        np.asarray(s.temperature, np.float32),
+        np.asarray(s.top_k, np.int32),
+        np.asarray(s.top_p, np.float32),
+        np.asarray(s.seeds, np.uint64),
+        np.asarray(s.offsets, np.int32),
+    ]
 
 
 class KerasCompute:
@@ -22,6 +47,10 @@ class KerasCompute:
     sampled or by beam search, the whole teacher-forced run, or one step. A graph is
     traced the first time it is needed unless the warm-up (warmup.py) did it before;
     "step" and "encode", which every other graph calls, are traced here.
+
+    With SERVICE_XLA on or auto, a call whose shape bucket (buckets.py) has an XLA program
+    compiled runs that, padded; any other is answered by the TF graph and its bucket
+    queued for compiling (xla.py).
     """
 
     def __init__(self, spec: ModelSpec, layout: Layout, encoder: Graph | None, decoder: Graph):
@@ -29,11 +58,16 @@ class KerasCompute:
         self.spec = spec
         self.layout = layout
         self.seq2seq = encoder is not None
-        self._functions = Functions(f"{spec.name} v{spec.version}")
+        label = f"{spec.name} v{spec.version}"
+        self._functions = Functions(label)
         graphs = ModelGraphs(spec, layout, encoder, decoder, self._functions)
         self._functions.define(recipes(graphs, spec, self.seq2seq))
         for name in ("step", "encode") if self.seq2seq else ("step",):
             self._functions.compile(name)
+        self.xla: xla.Xla | None = None
+        self._local = threading.local()  # .graphs_only: this thread's calls skip XLA
+        if xla.mode() != "off":
+            self.xla = xla.Xla(label, xla_recipes(graphs, spec, self.seq2seq))
 
     def graphs(self) -> list[str]:
         """Every graph this model can run, by name."""
@@ -51,12 +85,102 @@ class KerasCompute:
         """Total traces so far: must not grow with new batch sizes or lengths."""
         return self._functions.trace_count()
 
+    def compilation(self) -> Compilation | None:
+        """The XLA buckets, or None while the TF graphs serve this model."""
+        if self.xla is None or not self.xla.usable:
+            return None
+        found = self.xla.buckets()
+        sizes = pad.sizes(xla.largest_batch())
+        return Compilation(sizes, found["ready"], found["pending"])
+
+    def xla_plan(self) -> list[tuple[xla.Key, list[Any]]]:
+        """The XLA buckets the warm-up compiles ahead (greedy first): the whole greedy
+        decode at the manifest's source length and max_steps, and a session step's run
+        of one value, at every batch bucket. Others compile when a request meets them."""
+        plan: list[tuple[xla.Key, list[Any]]] = []
+        manifest = self.spec.manifest
+        shapes = list(self.spec.state_shapes)
+        if self.spec.memory_shape is not None:
+            if None in self.spec.memory_shape:
+                shapes = []  # its length is the source's: unknown ahead
+            else:
+                shapes.append(tuple(int(d) for d in self.spec.memory_shape))  # type: ignore[arg-type]
+        horizon = pad.bucket(manifest.max_steps, pad.LONGEST_HORIZON)
+        for rows in pad.sizes(xla.largest_batch()):
+            if self.seq2seq and manifest.source.length is not None and horizon is not None:
+                sources = np.zeros((rows, manifest.source.length), np.int32)
+                args: list[Any] = [sources, np.ones(rows, np.int32), pad.carrier(horizon)]
+                plan.append((xla.key_of("decode", args), args))
+        for rows in pad.sizes(xla.largest_batch()):
+            if shapes or not self.seq2seq:
+                states = [np.zeros((rows, *s), np.float32) for s in shapes]
+                args = [np.zeros((rows, 1), np.int32), states, np.asarray(1, np.int32)]
+                plan.append((xla.key_of("run", args), args))
+        return plan
+
+    def xla_probe(self) -> tuple[xla.Key, list[Any]]:
+        """A small program to try when nothing is planned (SERVICE_XLA=on): a decode of
+        one source token, or a run of one value."""
+        args: list[Any]
+        if self.seq2seq:
+            args = [np.zeros((1, 1), np.int32), np.ones(1, np.int32), pad.carrier(1)]
+            return xla.key_of("decode", args), args
+        states = self.spec.zero_states(1)
+        args = [np.zeros((1, 1), np.int32), states, np.asarray(1, np.int32)]
+        return xla.key_of("run", args), args
+
+    def _xla(self, name: str, args: list[Any]) -> Any | None:
+        """The XLA program's result if its bucket is compiled; else None (and the bucket
+        queued), for the TF graph to answer."""
+        compiler = self.xla
+        if compiler is None or not compiler.usable:
+            return None
+        key = xla.key_of(name, args)
+        if not compiler.ready(key):
+            compiler.want(key, args)
+            return None
+        try:
+            return compiler.call(name, args)
+        except Exception as exc:  # noqa: BLE001  a program that compiled but cannot run
+            compiler.fail(name, exc)
+            return None
+
+    @contextmanager
+    def graphs_only(self) -> Iterator[None]:
+        """This thread's calls run the TF graphs and queue no XLA bucket (the graphs'
+        warm-up runs placeholder batches through them)."""
+        self._local.graphs_only = True
+        try:
+            yield
+        finally:
+            self._local.graphs_only = False
+
+    def _rows(self, n: int) -> int | None:
+        if self.xla is None or getattr(self._local, "graphs_only", False):
+            return None
+        return pad.bucket(n, xla.largest_batch())
+
+    @staticmethod
+    def _horizon(steps: int) -> int | None:
+        return pad.bucket(max(steps, 1), pad.LONGEST_HORIZON)
+
     # ---- Compute ------------------------------------------------------------------
 
     def encode(self, sources: np.ndarray) -> States:
+        n = len(sources)
+        if (b := self._rows(n)) is not None:
+            result = self._xla("encode", [pad.rows(np.asarray(sources, np.int32), b)])
+            if result is not None:
+                return [x.numpy()[:n] for x in result]
         return [x.numpy() for x in self._functions("encode")(t.ints(sources))]
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
+        n = len(tokens)
+        if (b := self._rows(n)) is not None:
+            args = [pad.rows(np.asarray(tokens, np.int32), b), pad.states(states, b)]
+            result = self._xla("step", args)
+            if result is not None:
+                return result[0].numpy()[:n], [x.numpy()[:n] for x in result[1:]]
         outputs = self._functions("step")(t.ints(tokens), t.states(states))
         return outputs[0].numpy(), [x.numpy() for x in outputs[1:]]
 
@@ -68,12 +192,27 @@ class KerasCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
+        n = len(tokens)
+        name = named("generate" if sampling is None else "sample", probs)
+        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        if b is not None and h is not None:
+            args: list[Any] = [
+                pad.rows(np.asarray(tokens, np.int32), b),
+                pad.states(states, b),
+                pad.limits(limits, b),
+                pad.carrier(h),
+            ]
+            if sampling is not None:
+                args.append(_params(sampling, b))
+            result = self._xla(name, args)
+            if result is not None:
+                return pad.cut_decoded(t.decoded(result, b), n, int(result["steps_run"]))
         args = [t.ints(tokens), t.states(states), t.ints(limits)]
         if sampling is None:
-            result = self._functions(named("generate", probs))(*args)
+            result = self._functions(name)(*args)
         else:
-            result = self._functions(named("sample", probs))(*args, t.params(sampling))
-        return t.decoded(result, len(tokens))
+            result = self._functions(name)(*args, t.params(sampling))
+        return t.decoded(result, n)
 
     def decode(
         self,
@@ -82,12 +221,26 @@ class KerasCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
+        n = len(sources)
+        name = named("decode" if sampling is None else "sample_decode", probs)
+        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        if b is not None and h is not None:
+            args: list[Any] = [
+                pad.rows(np.asarray(sources, np.int32), b),
+                pad.limits(limits, b),
+                pad.carrier(h),
+            ]
+            if sampling is not None:
+                args.append(_params(sampling, b))
+            result = self._xla(name, args)
+            if result is not None:
+                return pad.cut_decoded(t.decoded(result, b), n, int(result["steps_run"]))
         args = [t.ints(sources), t.ints(limits)]
         if sampling is None:
-            result = self._functions(named("decode", probs))(*args)
+            result = self._functions(name)(*args)
         else:
-            result = self._functions(named("sample_decode", probs))(*args, t.params(sampling))
-        return t.decoded(result, len(sources))
+            result = self._functions(name)(*args, t.params(sampling))
+        return t.decoded(result, n)
 
     def beam(
         self,
@@ -97,6 +250,20 @@ class KerasCompute:
         width: int,
         alpha: np.ndarray,
     ) -> Beams:
+        n = len(tokens)
+        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        if b is not None and h is not None:
+            args = [
+                pad.rows(np.asarray(tokens, np.int32), b),
+                pad.states(states, b),
+                pad.limits(limits, b),
+                pad.carrier(width),
+                pad.rows(np.asarray(alpha, np.float32), b),
+                pad.carrier(h),
+            ]
+            result = self._xla("beam", args)
+            if result is not None:
+                return pad.cut_beams(t.beams(result), n)
         result = self._functions("beam")(
             t.ints(tokens), t.states(states), t.ints(limits), t.ints(width), t.floats(alpha)
         )
@@ -105,11 +272,33 @@ class KerasCompute:
     def beam_decode(
         self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
     ) -> Beams:
+        n = len(sources)
+        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        if b is not None and h is not None:
+            args = [
+                pad.rows(np.asarray(sources, np.int32), b),
+                pad.limits(limits, b),
+                pad.carrier(width),
+                pad.rows(np.asarray(alpha, np.float32), b),
+                pad.carrier(h),
+            ]
+            result = self._xla("beam_decode", args)
+            if result is not None:
+                return pad.cut_beams(t.beams(result), n)
         result = self._functions("beam_decode")(
             t.ints(sources), t.ints(limits), t.ints(width), t.floats(alpha)
         )
         return t.beams(result)
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
-        result = self._functions(named("run", probs))(t.ints(tokens), t.states(states))
-        return t.decoded(result, tokens.shape[0], tokens.shape[1])
+        n, steps = tokens.shape
+        name = named("run", probs)
+        b, h = self._rows(n), self._horizon(steps)
+        if b is not None and h is not None:
+            padded = pad.columns(pad.rows(np.asarray(tokens, np.int32), b), h)
+            args = [padded, pad.states(states, b), np.asarray(steps, np.int32)]
+            result = self._xla(name, args)
+            if result is not None:
+                return pad.cut_decoded(t.decoded(result, b, steps), n, steps)
+        result = self._functions(name)(t.ints(tokens), t.states(states))
+        return t.decoded(result, n, steps)

@@ -97,9 +97,18 @@ class ModelGraphs:
         limits: tf.Tensor,
         probs: bool,
         choose: loops.Choose = loops.argmax,
+        horizon: tf.Tensor | None = None,
     ) -> Result:
         return loops.generate(
-            self._step_call, tokens, states, limits, probs, self._out_card, self._end, choose
+            self._step_call,
+            tokens,
+            states,
+            limits,
+            probs,
+            self._out_card,
+            self._end,
+            choose,
+            horizon,
         )
 
     def sample(
@@ -109,6 +118,7 @@ class ModelGraphs:
         limits: tf.Tensor,
         params: list[tf.Tensor],
         probs: bool,
+        horizon: tf.Tensor | None = None,
     ) -> Result:
         temperature, top_k, top_p, seeds, offsets = params
 
@@ -116,7 +126,7 @@ class ModelGraphs:
             u = sample.uniform(seeds, offsets + t)
             return sample.choose(p, temperature, top_k, top_p, u)
 
-        return self.generate(tokens, states, limits, probs, choose)
+        return self.generate(tokens, states, limits, probs, choose, horizon)
 
     def _start_tokens(self, sources: tf.Tensor) -> tf.Tensor:
         assert self._start is not None
@@ -129,13 +139,14 @@ class ModelGraphs:
         params: list[tf.Tensor] | None = None,
         *,
         probs: bool,
+        horizon: tf.Tensor | None = None,
     ) -> Result:
         states = self._encode_call(sources)
         tokens = self._start_tokens(sources)
         if params is None:
-            result = self.generate(tokens, states, limits, probs)
+            result = self.generate(tokens, states, limits, probs, horizon=horizon)
         else:
-            result = self.sample(tokens, states, limits, params, probs=probs)
+            result = self.sample(tokens, states, limits, params, probs, horizon)
         del result["states"]  # predict does not need them: fewer outputs to copy out
         return result
 
@@ -147,18 +158,39 @@ class ModelGraphs:
         width: tf.Tensor,
         alpha: tf.Tensor,
         keep_states: bool,
+        horizon: tf.Tensor | None = None,
     ) -> Result:
         constant = 0 if self.spec.memory_shape is None else 1
         return beam.beam_search(
-            self._step_call, tokens, states, limits, width, alpha, self._end, keep_states, constant
+            self._step_call,
+            tokens,
+            states,
+            limits,
+            width,
+            alpha,
+            self._end,
+            keep_states,
+            constant,
+            horizon,
         )
 
     def beam_decode(
-        self, sources: tf.Tensor, limits: tf.Tensor, width: tf.Tensor, alpha: tf.Tensor
+        self,
+        sources: tf.Tensor,
+        limits: tf.Tensor,
+        width: tf.Tensor,
+        alpha: tf.Tensor,
+        horizon: tf.Tensor | None = None,
     ) -> Result:
         states = self._encode_call(sources)
         tokens = self._start_tokens(sources)
-        return self.beam(tokens, states, limits, width, alpha, keep_states=False)
+        return self.beam(tokens, states, limits, width, alpha, False, horizon)
 
-    def run(self, tokens: tf.Tensor, states: list[tf.Tensor], probs: bool) -> Result:
-        return loops.run(self._step_call, tokens, states, probs, self._out_card)
+    def run(
+        self,
+        tokens: tf.Tensor,
+        states: list[tf.Tensor],
+        probs: bool,
+        steps: tf.Tensor | None = None,
+    ) -> Result:
+        return loops.run(self._step_call, tokens, states, probs, self._out_card, steps)

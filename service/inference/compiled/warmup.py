@@ -15,10 +15,11 @@ from __future__ import annotations
 import numpy as np
 
 from service.config import Warmup
-from service.inference.compiled import background
+from service.inference.compiled import background, xla
 from service.inference.compiled.functions import GREEDY
 from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.interface import Sampling
+from service.inference.model.manifest import ManifestError
 
 # The policy of the models loaded from now on: the app sets it from its settings.
 # Unset (a library caller, `python -m service check`): every graph, as before the setting.
@@ -44,13 +45,42 @@ def prepare(compute: KerasCompute, policy: Warmup | None = None) -> None:
     if policy == "background":
         rest = [n for n in compute.graphs() if n not in first]
         background.queue(compute.spec.name, [_warmer(compute, n) for n in rest])
+    prepare_xla(compute, policy)
+
+
+def prepare_xla(compute: KerasCompute, policy: Warmup) -> None:
+    """The XLA buckets (SERVICE_XLA): under `on`, one compiled now to prove XLA can (a
+    model it cannot compile is refused: ManifestError); under `all` the planned ones
+    compiled now, under `background` queued for the pool (started once the server is
+    ready), under `lazy` none ahead. A model XLA cannot compile under `auto` is served by
+    its TF graphs (xla.Xla.fail logs why)."""
+    compiler = compute.xla
+    if compiler is None:
+        return
+    plan = compute.xla_plan()
+    if xla.mode() == "on":
+        key, args = plan[0] if plan else compute.xla_probe()
+        if not compiler.compile(key, args):
+            raise ManifestError(
+                f"model {compute.spec.name!r} cannot be compiled by XLA and SERVICE_XLA=on "
+                f"requires it ({compiler.failure}); set SERVICE_XLA=auto to serve it as TF "
+                "graphs"
+            )
+    if policy == "all":
+        for key, args in plan:
+            if not compiler.compile(key, args):
+                break
+    elif policy == "background":
+        for key, args in plan:
+            compiler.want(key, args, xla.PLANNED)
 
 
 def compile_and_warm(compute: KerasCompute, name: str) -> None:
     """Unless a request compiled it first (and so ran it already)."""
     if compute.compile(name):
-        for batch in (1, 2):
-            exercise(compute, name, batch)
+        with compute.graphs_only():
+            for batch in (1, 2):
+                exercise(compute, name, batch)
 
 
 def _warmer(compute: KerasCompute, name: str) -> background.Work:

@@ -132,6 +132,16 @@ class Compute(Protocol):
 
 
 @dataclass(frozen=True)
+class Compilation:
+    """A compiled model's XLA programs (SERVICE_XLA), when XLA runs it: the batch
+    buckets, and by graph name the batch sizes compiled and queued."""
+
+    batch_sizes: list[int]
+    ready: dict[str, list[int]]
+    pending: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     version: int

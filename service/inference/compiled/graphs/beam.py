@@ -44,15 +44,19 @@ def beam_search(
     end: int | None,
     keep_states: bool,
     constant: int = 0,
+    horizon: tf.Tensor | None = None,
 ) -> dict[str, Any]:
     """`constant`: the last states never change (an attention memory): they are tiled
-    once, never regathered, and a row's value is the same for every hypothesis."""
+    once, never regathered, and a row's value is the same for every hypothesis.
+    `horizon` (XLA, where shapes are compile-time constants): at least max(limits); the
+    results are then (.., horizon) wide, and "steps_run" says how much of it counts."""
     batch = tf.shape(tokens)[0]
     varying = len(states) - constant
     fixed = [tf.repeat(s, width, axis=0) for s in states[varying:]]
     steps = tf.reduce_max(limits)
+    columns = steps if horizon is None else horizon
     neg = tf.constant(NEG_INF, tf.float32)
-    grid = tf.stack([batch, width, steps])
+    grid = tf.stack([batch, width, columns])
     first = tf.range(width)[None, :] == 0
     live_score = tf.where(first, 0.0, neg) + tf.zeros(tf.stack([batch, width]))
     pool_states = [
@@ -105,7 +109,7 @@ def beam_search(
         top = _top(extended, k)
         score = _take(extended, top)
         parent, token = top // vocab, top % vocab
-        here = (tf.range(steps) == t)[None, None, :]
+        here = (tf.range(columns) == t)[None, None, :]
         seq = tf.where(here, token[:, :, None], _take(live_seq, parent))
         step_scores = tf.where(here, _take(logp, top)[:, :, None], _take(live_steps, parent))
         grown = [_take(_split(s, batch, width), parent) for s in new_states]
@@ -172,11 +176,11 @@ def beam_search(
     )
     exists = pool_rank > neg
     result: dict[str, Any] = {
-        "tokens": pool_seq[:, :, :t],
+        "tokens": pool_seq[:, :, :t] if horizon is None else pool_seq,
         "lengths": tf.where(exists, pool_len, 0),
         "scores": tf.where(exists, pool_score, neg),
         "ranking": pool_rank,
-        "step_scores": pool_steps[:, :, :t],
+        "step_scores": pool_steps[:, :, :t] if horizon is None else pool_steps,
         "steps_run": t,
     }
     if keep_states:
