@@ -16,9 +16,11 @@ shutdown) simply has none.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from copy import copy
+from datetime import UTC, datetime
 from typing import Literal, TextIO
 
 import uvicorn.logging
@@ -80,8 +82,31 @@ class TextFormatter(logging.Formatter):
         return f"{line} [{rid}]" if rid else line
 
 
+# the access line's fields (service/api/middleware/access_log.py), in their JSON order
+ACCESS_LOGGER = "service.access"
+ACCESS_FIELDS = ("method", "path", "route", "status", "duration_ms", "model", "client")
+
+
+class JsonLines(JsonFormatter):
+    """python-json-logger's JSON lines, with the access line (one per request) written
+    directly: the same keys in the same order, at about a third of the CPU (the generic
+    path walks every attribute of the record to find the extra ones)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name != ACCESS_LOGGER or record.exc_info or record.stack_info:
+            return super().format(record)
+        line = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        for name in ACCESS_FIELDS:
+            line[name] = getattr(record, name)
+        rid = getattr(record, "request_id", None)
+        if rid is not None:
+            line["request_id"] = rid
+        line["time"] = datetime.fromtimestamp(record.created, tz=UTC).isoformat()
+        return json.dumps(line)
+
+
 def json_formatter() -> JsonFormatter:
-    return JsonFormatter(
+    return JsonLines(
         "{levelname}{name}{message}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},

@@ -265,3 +265,34 @@ def test_the_access_line_escapes_raw_bytes_and_json_keeps_the_values(output: Out
     assert text.lines() == [f'INFO:     127.0.0.1:1 - "GET {target} HTTP/1.1" 404 1.0 ms [r1]']
     (record,) = output.records()
     assert record["path"] == target and "\n" not in output.stream.getvalue().rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "rid"),
+    [
+        ("/v1/models/reverse/predict", "reverse", "abc"),
+        ("/v1/sessions/x/step?a=%22b", "", None),  # no request id: a line outside a request
+        ("/caf\u00e9/\u2028", "m\u00e9", "r-1"),  # not ASCII: escaped alike
+    ],
+)
+def test_the_direct_json_access_line_equals_the_generic_one(
+    path: str, model: str, rid: str | None
+) -> None:
+    formatter = logs.json_formatter()
+    scope = {"path": path, "method": "POST", "client": ("10.0.0.1", 5), "query_string": b""}
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger(logs.ACCESS_LOGGER)
+    log.addHandler(handler)
+    try:
+        access_log.write(scope, "/route/{x}", model, 201, 0.0012345, rid or "")
+    finally:
+        log.removeHandler(handler)
+    (record,) = records
+    if rid is None:
+        del record.request_id
+    direct = formatter.format(record)
+    generic = logs.JsonFormatter.format(formatter, record)
+    assert direct == generic
+    assert json.loads(direct)["path"] == json.loads(generic)["path"]

@@ -20,9 +20,10 @@ from urllib.parse import quote, quote_from_bytes
 
 from starlette.types import Scope
 
+from service.observability.logs import ACCESS_LOGGER
 from service.sessions.store import log_id
 
-log = logging.getLogger("service.access")
+log = logging.getLogger(ACCESS_LOGGER)
 SESSION_PATH = re.compile(r"^(/v1/sessions/)([^/?#]+)")
 # what RFC 3986 lets a path and a query hold as they are (letters, digits and -._~ too)
 PATH_SAFE = "/:@!$&'()*+,;="
@@ -57,6 +58,7 @@ def write(scope: Scope, route: str, model: str, status: int, seconds: float, rid
         '%s - "%s %s HTTP/%s" %d %.1f ms%s',
         args,
         None,
+        # logs.ACCESS_FIELDS, and the request id
         extra={
             "method": method,
             "path": target,
