@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -50,8 +49,7 @@ def advanced(
     session: StoredSession, model: LoadedModel, row: RowDecoded, plan: Plan | None = None
 ) -> tuple[StoredSession, StepResponse]:
     """The session after `row`'s first (best) hypothesis, and the answer."""
-    changed = replace(
-        session,
+    changed = session.evolve(
         steps=session.steps + len(row.outputs),
         states=row.states[: len(session.states)],  # the memory does not change
         next_token=row.outputs[-1] if row.outputs else session.next_token,

@@ -220,7 +220,7 @@ class SessionOps:
         async def apply(
             session: StoredSession, model: LoadedModel
         ) -> tuple[StoredSession, BaseModel]:
-            changed = replace(session, states=parse_states(model.spec, request.state))
+            changed = session.evolve(states=parse_states(model.spec, request.state))
             return changed, self._info_after_save(changed, include_state=True)
 
         return await self._change(session_id, owner, idempotent, apply)
@@ -232,7 +232,7 @@ class SessionOps:
             session: StoredSession, model: LoadedModel
         ) -> tuple[StoredSession, BaseModel]:
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
-            changed = replace(session, states=zeros, steps=0, next_token=self._start_token(model))
+            changed = session.evolve(states=zeros, steps=0, next_token=self._start_token(model))
             return changed, self._info_after_save(changed)
 
         return await self._change(session_id, owner, idempotent, apply)
@@ -240,7 +240,7 @@ class SessionOps:
     def _info_after_save(self, changed: StoredSession, include_state: bool = False) -> SessionInfo:
         """The answer is made before the save (to be stored with it): the expiry is the
         one the save is about to set."""
-        return info(replace(changed, expires_at=self.store.expiry()), include_state)
+        return info(changed.evolve(expires_at=self.store.expiry()), include_state)
 
     async def delete(self, session_id: str, owner: str | None = None) -> None:
         async with self.store.lock(session_id):

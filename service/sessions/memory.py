@@ -9,7 +9,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 
 from service.sessions.locks import LocalLocks
 from service.sessions.store import (
@@ -135,20 +134,18 @@ class MemorySessionStore(SessionStore):
                 raise owner_quota_exceeded(self.max_per_owner, self._retry_after(soonest))
         if owner is not None:
             self._owned.setdefault(owner, set()).add(session.id)
-        return self._put(replace(session, expires_at=self._clock() + self.ttl))
+        return self._put(session.evolve(expires_at=self._clock() + self.ttl))
 
     async def get(self, session_id: str) -> StoredSession | None:
         session = self._live(session_id)
         if session is None:
             return None
-        return self._put(replace(session, expires_at=self._clock() + self.ttl))
+        return self._put(session.evolve(expires_at=self._clock() + self.ttl))
 
     async def save(
         self, session: StoredSession, remember: tuple[str, Replay] | None = None
     ) -> StoredSession:
-        stored = replace(
-            session, revision=session.revision + 1, expires_at=self._clock() + self.ttl
-        )
+        stored = session.evolve(revision=session.revision + 1, expires_at=self._clock() + self.ttl)
         if remember is not None:
             self._remember(session.id, *remember)
         return self._put(stored)

@@ -28,7 +28,6 @@ import struct
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -170,7 +169,7 @@ class RedisSessionStore(SessionStore):
             raise capacity_exceeded(self.max_sessions, retry)
         if int(status) == 2:
             raise owner_quota_exceeded(self.max_per_owner, retry)
-        return replace(session, expires_at=self.expiry())
+        return session.evolve(expires_at=self.expiry())
 
     async def get(self, session_id: str) -> StoredSession | None:
         try:
@@ -195,7 +194,7 @@ class RedisSessionStore(SessionStore):
     async def save(
         self, session: StoredSession, remember: tuple[str, Replay] | None = None
     ) -> StoredSession:
-        saved = replace(session, revision=session.revision + 1, expires_at=self.expiry())
+        saved = session.evolve(revision=session.revision + 1, expires_at=self.expiry())
         key, answer = remember if remember is not None else ("", None)
         if answer is not None:  # an answer over the budget never travels to Redis
             answer = answer.within(self.answer_bytes_per_session)

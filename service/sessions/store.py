@@ -7,7 +7,8 @@ import logging
 import secrets
 from abc import ABC, abstractmethod
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,18 @@ class StoredSession:
     revision: int = 0  # incremented on every save
     owner: str | None = None  # the API key's name that created it (None: keys off)
 
+    def evolve(self, **changes: Any) -> StoredSession:
+        """`dataclasses.replace(self, **changes)` without its per-call look at the fields
+        (a session changes several times per step); an unknown name is a TypeError."""
+        unknown = changes.keys() - _SESSION_FIELDS
+        if unknown:
+            raise TypeError(f"StoredSession has no field {sorted(unknown)}")
+        new = object.__new__(StoredSession)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
 
+
+_SESSION_FIELDS = frozenset(f.name for f in fields(StoredSession))
 FINGERPRINT_BYTES = 32
 _KEPT = (200).to_bytes(2, "little")
 

@@ -101,3 +101,14 @@ async def test_lock_serialises_and_cleans_up() -> None:
     await asyncio.gather(worker("x"), worker("y"), worker("z"))
     assert order[0::2] == [o.replace("out", "in") for o in order[1::2]]
     assert len(store._locks) == 0
+
+
+def test_evolve_is_dataclasses_replace() -> None:
+    from dataclasses import replace
+
+    s = session("a")
+    changes = {"steps": 3, "next_token": 5, "revision": 2, "expires_at": 9.5}
+    assert s.evolve(**changes) == replace(s, **changes)
+    assert s.evolve(**changes) is not s and s.steps == 0  # the original unchanged
+    with pytest.raises(TypeError, match="nope"):
+        s.evolve(nope=1)
