@@ -199,8 +199,11 @@ def main() -> None:
     # timings of this very process: bars drawn only between them, by no thread of their own
     with bars(auto_refresh=False) as progress:
         timings, same = inprocess.measure(progress)
+        xla_timings = inprocess.measure_xla(progress)
     for t in timings:
         print(t, flush=True)
+    print(inprocess.xla_markdown(xla_timings, started), flush=True)
+    inprocess.write_xla(args.out, xla_timings, started)
     with bars() as progress:
         loads, extra = http_runs(args.seconds, progress)
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests import xla_store
-from tests.harness import start_server
+from tests.harness import running, start_server
 from tests.harness.early import Plan
 from tests.integration.conftest import EARLY
 from tests.integration.test_warmup import same
@@ -159,3 +159,11 @@ def test_a_model_xla_cannot_compile_is_refused_under_on(tmp_path: Path) -> None:
     assert server.process.returncode != 0
     assert "model 'noxla' cannot be compiled by XLA and SERVICE_XLA=on requires it" in output
     assert "AsString" in output  # the op XLA has no kernel for
+
+
+def test_a_bad_value_stops_start_up_naming_the_allowed_ones() -> None:
+    with pytest.raises(RuntimeError) as failed, running({"SERVICE_XLA": "maybe"}, timeout=60):
+        pass
+    message = str(failed.value)
+    assert "exited with 2" in message
+    assert "SERVICE_XLA must be one of auto, on, off, not 'maybe'" in message
