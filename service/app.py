@@ -162,4 +162,6 @@ def create_app(
         app.include_router(module.router)
     plain.serve(app, (predict.router, sessions.router))  # Starlette alone: api/plain.py
     docs.install(app)
+    # last: any other WebSocket path is a 404 answer, not an empty 403
+    app.add_api_websocket_route("/{path:path}", session_socket.no_socket)
     return app

@@ -177,6 +177,11 @@ def test_the_upgrade_is_refused_for_an_unknown_session_and_a_cross_site_origin(
         assert ask(ws, {"inputs": [3]})["steps"] == 1
     plain = http.get(f"/v1/sessions/{session_id}/ws")
     assert plain.status_code == 426 and plain.json()["error"]["code"] == "upgrade_required"
+    with pytest.raises(InvalidStatus) as nowhere:  # no WebSocket at that path
+        connect(server_url.replace("http", "ws", 1) + "/v1/nope/ws", legacy=True)
+    assert nowhere.value.response.status_code == 404
+    body = json.loads(bytes(nowhere.value.response.body or b""))
+    assert body["error"]["code"] == "not_found" and "/v1/nope/ws" in body["error"]["message"]
 
 
 def batch_counts(http: httpx.Client) -> tuple[float, float]:

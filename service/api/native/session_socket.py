@@ -91,6 +91,16 @@ async def session_socket(websocket: WebSocket, session_id: str) -> None:
         await channel.serve()
 
 
+async def no_socket(websocket: WebSocket) -> None:
+    """A WebSocket upgrade to any other path: refused 404, with the error body an HTTP
+    request there gets (Starlette alone would close it with an empty 403)."""
+    path: str = websocket.scope["path"]
+    missing = domain.NotFound(
+        f"no WebSocket at '{path}'; session steps: /v1/sessions/{{session_id}}/ws"
+    )
+    await websocket.send_denial_response(error_response(missing, path))
+
+
 class Channel:
     """One accepted connection: its messages in, answers out, one at a time."""
 
