@@ -30,7 +30,12 @@ from bench.wrk import LoadResult, post_script, wrk
 from service.progress import Stages
 from tests.harness import running
 
-ENV = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_ACCESS_LOG": "false"}
+# a short shutdown: peer (a) still holds up to 32 queued requests when its run ends
+ENV = {
+    "SERVICE_LOG_LEVEL": "warning",
+    "SERVICE_ACCESS_LOG": "false",
+    "SERVICE_SHUTDOWN_TIMEOUT_SECONDS": "1",
+}
 SOURCE = client_loops.SOURCE
 CONNECTIONS = 32
 # peer (a) finishes a few sequences per second: a longer run, no wrk warm-up (its
