@@ -311,15 +311,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    budgets = uvloop.run(all_budgets(args.requests))
+def measure_all(requests: int = 4000) -> list[Budget]:
+    return uvloop.run(all_budgets(requests))
+
+
+def write(out: Path, budgets: list[Budget], started: str) -> None:
     text = table(budgets)
-    print(text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "budget.md").write_text(
+    print(text, flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "budget.md").write_text(
         f"# CPU per request by stage ({started}; `python -m bench budget`)\n\n"
         "Microseconds of CPU per request; stages are event-loop shares from cProfile scaled "
         "to the measured event-loop time (bench/budget.py says how).\n\n" + text + "\n"
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    write(args.out, measure_all(args.requests), started)
     return 0

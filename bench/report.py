@@ -114,6 +114,56 @@ def write(
             sum(r.failed for r in loads) == 0,
         ),
     ]
+    pred1 = _find(loads, "predict", 1)
+    rows.append(
+        ("/predict p50 at 1 connection", "<= 0.6 ms", f"{pred1.p50_ms:.2f} ms", pred1.p50_ms <= 0.6)
+    )
+    rows.append(
+        (
+            "session step p99 vs echo p99, 64 connections",
+            "<= 3x",
+            f"{sess64.p99_ms / echo64.p99_ms:.2f}x",
+            sess64.p99_ms <= 3 * echo64.p99_ms,
+        )
+    )
+    keyed = [r for r in loads if r.name.startswith("predict, keys")]
+    if keyed:
+        ratio = keyed[0].rps / echo32.rps
+        rows.append(
+            (
+                "/predict rps vs echo, API keys + JSON access logs, 32 connections",
+                ">= 0.7x",
+                f"{ratio:.2f}x",
+                ratio >= 0.7,
+            )
+        )
+    sockets = [r for r in loads if "WebSocket" in r.name]
+    if sockets:
+        ratio = sockets[0].rps / echo64.rps
+        rows.append(
+            (
+                "session steps over WebSockets vs echo's HTTP rps, 64 connections",
+                ">= 1.5x",
+                f"{ratio:.2f}x",
+                ratio >= 1.5,
+            )
+        )
+        bad = extra.get("socket_mismatches", 0)
+        rows.append(
+            ("WebSocket sessions differing from HTTP steps (64 sessions)", "0", str(bad), bad == 0)
+        )
+    first = {"reverse": 1.8, "dates": 3.7, "memory": 0.8}  # 2026-11-21
+    loaded = extra.get("load_seconds", {})
+    for model, bar in first.items():
+        if model in loaded:
+            rows.append(
+                (
+                    f"load time, {model}",
+                    f"<= {bar} s",
+                    f"{loaded[model]:.2f} s",
+                    loaded[model] <= bar,
+                )
+            )
     if "peers" in extra:
         rows += peers.targets(pred32, extra["peers"])
     lines += ["", "## Targets", "", "| target | bar | measured | |", "|---|---|---|---|"]
@@ -128,6 +178,17 @@ def write(
         f"session** ({mem['bytes_per_session'] * 10_000 / 2**20:.1f} MB per 10,000).",
         "",
     ]
+    if "load_seconds" in extra:
+        ready = extra["load_seconds"].get("start to /readyz 200")
+        if ready is not None:
+            lines += [f"Start to `/readyz` 200 with the default settings: {ready:.1f} s.", ""]
+    if "budget" in extra:
+        lines += [
+            "## CPU per request by stage (in-process, bench/budget.py)",
+            "",
+            extra["budget"],
+            "",
+        ]
     text = "\n".join(lines)
     (out / "RESULTS.md").write_text(text)
     print(text)

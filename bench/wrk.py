@@ -29,7 +29,9 @@ end
 """
 
 
-def post_script(path: str, body: str, expected: str | None) -> str:
+def post_script(
+    path: str, body: str, expected: str | None, headers: dict[str, str] | None = None
+) -> str:
     """POST the same body every time; count answers that differ from `expected`."""
     check = (
         f"response = function(status, headers, body)\n"
@@ -41,7 +43,11 @@ def post_script(path: str, body: str, expected: str | None) -> str:
     return (
         f'wrk.method = "POST"\nwrk.path = {json.dumps(path)}\n'
         f"wrk.body = {json.dumps(body)}\n"
-        f'wrk.headers["Content-Type"] = "application/json"\n{check}{LUA_TAIL}'
+        f'wrk.headers["Content-Type"] = "application/json"\n'
+        + "".join(
+            f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in (headers or {}).items()
+        )
+        + f"{check}{LUA_TAIL}"
     )
 
 
