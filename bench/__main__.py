@@ -5,6 +5,7 @@ python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (b
 python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
 python -m bench isolation [--seconds 6]                                     (bench/isolation.py)
 python -m bench workers [--seconds 6]                                       (bench/workers.py)
+python -m bench sockets [--seconds 6]                                       (bench/socket_steps.py)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from bench import faults, inprocess, isolation, peers, soak, workers
+from bench import faults, inprocess, isolation, peers, soak, socket_steps, workers
 from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
 from tests.harness import ROOT, running
@@ -185,7 +186,12 @@ def main() -> None:
     workers.add_arguments(
         commands.add_parser("workers", help="1 and 2 server processes, sessions in Redis")
     )
+    socket_steps.add_arguments(
+        commands.add_parser("sockets", help="session steps over WebSockets vs echo over HTTP")
+    )
     args = parser.parse_args()
+    if args.command == "sockets":
+        raise SystemExit(socket_steps.run(args, SERVER_ENV))
     if args.command == "workers":
         raise SystemExit(workers.run(args))
     if args.command == "isolation":
