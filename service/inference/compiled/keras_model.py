@@ -93,42 +93,6 @@ class KerasCompute:
         sizes = pad.sizes(xla.largest_batch())
         return Compilation(sizes, found["ready"], found["pending"])
 
-    def xla_plan(self) -> list[tuple[xla.Key, list[Any]]]:
-        """The XLA buckets the warm-up compiles ahead (greedy first): the whole greedy
-        decode at the manifest's source length and max_steps, and a session step's run
-        of one value, at every batch bucket. Others compile when a request meets them."""
-        plan: list[tuple[xla.Key, list[Any]]] = []
-        manifest = self.spec.manifest
-        shapes = list(self.spec.state_shapes)
-        if self.spec.memory_shape is not None:
-            if None in self.spec.memory_shape:
-                shapes = []  # its length is the source's: unknown ahead
-            else:
-                shapes.append(tuple(int(d) for d in self.spec.memory_shape))  # type: ignore[arg-type]
-        horizon = pad.bucket(manifest.max_steps, pad.LONGEST_HORIZON)
-        for rows in pad.sizes(xla.largest_batch()):
-            if self.seq2seq and manifest.source.length is not None and horizon is not None:
-                sources = np.zeros((rows, manifest.source.length), np.int32)
-                args: list[Any] = [sources, np.ones(rows, np.int32), pad.carrier(horizon)]
-                plan.append((xla.key_of("decode", args), args))
-        for rows in pad.sizes(xla.largest_batch()):
-            if shapes or not self.seq2seq:
-                states = [np.zeros((rows, *s), np.float32) for s in shapes]
-                args = [np.zeros((rows, 1), np.int32), states, np.asarray(1, np.int32)]
-                plan.append((xla.key_of("run", args), args))
-        return plan
-
-    def xla_probe(self) -> tuple[xla.Key, list[Any]]:
-        """A small program to try when nothing is planned (SERVICE_XLA=on): a decode of
-        one source token, or a run of one value."""
-        args: list[Any]
-        if self.seq2seq:
-            args = [np.zeros((1, 1), np.int32), np.ones(1, np.int32), pad.carrier(1)]
-            return xla.key_of("decode", args), args
-        states = self.spec.zero_states(1)
-        args = [np.zeros((1, 1), np.int32), states, np.asarray(1, np.int32)]
-        return xla.key_of("run", args), args
-
     def _xla(self, name: str, args: list[Any]) -> Any | None:
         """The XLA program's result if its bucket is compiled; else None (and the bucket
         queued), for the TF graph to answer."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from service.config import Warmup
-from service.inference.compiled import background, xla
+from service.inference.compiled import background, xla, xla_plan
 from service.inference.compiled.functions import GREEDY
 from service.inference.compiled.keras_model import KerasCompute
 from service.inference.model.interface import Sampling
@@ -57,9 +57,9 @@ def prepare_xla(compute: KerasCompute, policy: Warmup) -> None:
     compiler = compute.xla
     if compiler is None:
         return
-    plan = compute.xla_plan()
+    plan = xla_plan.plan(compute)
     if xla.mode() == "on":
-        key, args = plan[0] if plan else compute.xla_probe()
+        key, args = plan[0] if plan else xla_plan.probe(compute)
         if not compiler.compile(key, args):
             raise ManifestError(
                 f"model {compute.spec.name!r} cannot be compiled by XLA and SERVICE_XLA=on "
