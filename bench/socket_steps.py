@@ -22,12 +22,14 @@ has `"status"` there) and hold `"outputs":[`. Steps per second count answers rec
 the measured window; latency is from a message's send to its answer. `failed` counts bad
 answers (warm-up included) and connections lost.
 
-Client CPU (resource.getrusage of the client process over the measured window), on this
-2-core machine shared with the server (load average ~10 from other work at the time):
-the sans-I/O driver 0.10 CPU-seconds per 1,000 steps, the `websockets` asyncio client
-(`--driver client`: a task per connection, recv/send coroutines) 0.17; wrk against echo at
-64 connections 0.04 per 1,000 requests. So this client takes more of the shared cores
-than wrk does: its rows are a lower bound of what the server could do.
+Client CPU (resource.getrusage of the client process over the measured window; for wrk,
+RUSAGE_CHILDREN around its measured run), on this 2-core machine shared with the server,
+2026-12-06, load average 2-4 from other work: the sans-I/O driver used 0.031-0.038
+CPU-seconds per 1,000 steps (three runs of `python -m bench sockets`), the `websockets`
+asyncio client (`--driver client`: a task per connection, send/recv coroutines, futures)
+0.043-0.046 (steps/s the same within the runs' noise); wrk against echo at 64
+connections 0.022-0.029 per 1,000 requests. So this client costs ~1.1-1.4x what wrk does
+per message (~0.2 of a core at 7,000 steps/s), taken from the cores the server shares.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -166,7 +169,7 @@ class Stepper(asyncio.Protocol):
                 continue  # pings are answered by the protocol, a close ends it
             now = time.perf_counter()
             k = self.n % CYCLE
-            answer = event.data
+            answer = cast(bytes, event.data)  # bytes, as parsed
             self.run.record(now - self.sent, answer.startswith(PREFIXES[k]) and OUTPUTS in answer)
             self.n += 1
             if self.run.going:
@@ -205,9 +208,8 @@ async def protocol_load(url: str, ids: list[str], run: Run, timing: Callable[[],
     steppers = []
     async with asyncio.timeout(OPEN_TIMEOUT):
         for session_id in ids:
-            _, stepper = await loop.create_connection(
-                lambda sid=session_id: Stepper(socket_url(url, sid), run), host, port
-            )
+            make = partial(Stepper, socket_url(url, session_id), run)
+            _, stepper = await loop.create_connection(make, host, port)
             await stepper.opened
             steppers.append(stepper)
     for stepper in steppers:
