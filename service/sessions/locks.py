@@ -33,11 +33,14 @@ class LocalLocks:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
         self._locks[key] = (lock, users + 1)
         try:
-            try:
-                async with asyncio.timeout(self.wait):
-                    await lock.acquire()
-            except TimeoutError:
-                raise session_busy(self.wait) from None
+            if users == 0:  # nobody holds or waits for it: taken at once, no timer
+                await lock.acquire()
+            else:
+                try:
+                    async with asyncio.timeout(self.wait):
+                        await lock.acquire()
+                except TimeoutError:
+                    raise session_busy(self.wait) from None
             try:
                 yield
             finally:
