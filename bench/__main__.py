@@ -5,6 +5,7 @@ python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (b
 python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
 python -m bench isolation [--seconds 6]                                     (bench/isolation.py)
 python -m bench workers [--seconds 6]                                       (bench/workers.py)
+python -m bench budget [--requests 4000]                                     (bench/budget.py)
 python -m bench sockets [--seconds 6]                                       (bench/socket_steps.py)
 """
 
@@ -21,7 +22,7 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from bench import faults, inprocess, isolation, peers, soak, socket_steps, workers
+from bench import budget, faults, inprocess, isolation, peers, soak, socket_steps, workers
 from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
 from tests.harness import ROOT, running
@@ -129,7 +130,7 @@ def session_rss(url: str, pid: int, progress: Progress, count: int = 10_000) -> 
 def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[str, object]]:
     results: list[LoadResult] = []
     extra: dict[str, object] = {}
-    runs = Stages(progress, "wrk runs", 2 * len(CONCURRENCY) + 1)
+    runs = Stages(progress, "load runs", 2 * len(CONCURRENCY) + 3)
     echo_body = json.dumps({"inputs": [SOURCE]})
     with running(SERVER_ENV, module=["bench.echo"], timeout=180) as (url, _):
         expected = json.dumps({"outputs": [SOURCE]}, separators=(",", ":"))
@@ -159,19 +160,69 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
         runs.start("session step, 64 connections")
         results.append(wrk(url, sessions_script(ids), 64, seconds, "session step"))
         print(results[-1], flush=True)
-        runs.done()
+        runs.start("session step over WebSockets, 64 connections")
+        sockets = socket_steps.measure(url, sessions=64, seconds=seconds)  # checked first
+        results.append(sockets)
+        print(sockets, flush=True)
+        extra["socket_mismatches"] = sockets.mismatches
         extra["peers"] = peers.measure(url, seconds, progress)  # bench/peers.py
         extra["predict_mismatches"] = verify_predict(url, progress)
         extra["session_mismatches"] = verify_sessions(url, progress)
         extra["memory"] = session_rss(url, served.process.pid, progress)
+    runs.start("predict with API keys and JSON access logs, 32 connections")
+    results.append(keyed_predict(seconds))
+    print(results[-1], flush=True)
+    runs.done()
+    extra["load_seconds"] = load_seconds()
     return results, extra
+
+
+KEY = "bench-key-0123456789abcdef"
+
+
+def keyed_predict(seconds: int) -> LoadResult:
+    """/predict at 32 connections with API keys on and a JSON access line per request."""
+    env = {
+        **SERVER_ENV,
+        "SERVICE_API_KEYS": KEY,
+        "SERVICE_ACCESS_LOG": "true",
+        "SERVICE_LOG_FORMAT": "json",
+        "SERVICE_LOG_LEVEL": "info",
+    }
+    with running(env, timeout=180) as (url, _):
+        body = json.dumps({"inputs": [SOURCE]})
+        headers = {"Authorization": f"Bearer {KEY}"}
+        answer = httpx.post(
+            f"{url}/v1/models/reverse/predict",
+            content=body,
+            headers={"content-type": "application/json", **headers},
+        ).text
+        script = post_script("/v1/models/reverse/predict", body, answer, headers)
+        return wrk(url, script, 32, seconds, "predict, keys + JSON logs")
+
+
+def load_seconds() -> dict[str, float]:
+    """Each shipped model's load time (seq2seq_model_load_seconds) and start -> /readyz
+    200, with the default settings (SERVICE_WARMUP=background)."""
+    started = time.perf_counter()
+    with running({"SERVICE_LOG_LEVEL": "warning"}, timeout=180) as (url, _):
+        ready = time.perf_counter() - started
+        text = httpx.get(f"{url}/metrics").text
+    out = {"start to /readyz 200": ready}
+    for line in text.splitlines():
+        if line.startswith("seq2seq_model_load_seconds{"):
+            model = line.split('model="', 1)[1].split('"', 1)[0]
+            out[model] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    commands = parser.add_subparsers(dest="command", metavar="{soak,faults,isolation,workers}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="{soak,faults,isolation,budget,workers,sockets}"
+    )
     soak.add_arguments(
         commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
     )
@@ -182,6 +233,9 @@ def main() -> None:
     )
     isolation.add_arguments(
         commands.add_parser("isolation", help="a heavy client next to small requests")
+    )
+    budget.add_arguments(
+        commands.add_parser("budget", help="CPU microseconds per request, by stage, in-process")
     )
     workers.add_arguments(
         commands.add_parser("workers", help="1 and 2 server processes, sessions in Redis")
@@ -194,6 +248,8 @@ def main() -> None:
         raise SystemExit(socket_steps.run(args, SERVER_ENV))
     if args.command == "workers":
         raise SystemExit(workers.run(args))
+    if args.command == "budget":
+        raise SystemExit(budget.run(args))
     if args.command == "isolation":
         raise SystemExit(isolation.run(args))
     if args.command == "soak":
@@ -210,8 +266,11 @@ def main() -> None:
         print(t, flush=True)
     print(inprocess.xla_markdown(xla_timings, started), flush=True)
     inprocess.write_xla(args.out, xla_timings, started)
+    budgets = budget.measure_all()  # in this process, before any server starts
+    budget.write(args.out, budgets, started)
     with bars() as progress:
         loads, extra = http_runs(args.seconds, progress)
+    extra["budget"] = budget.table(budgets)
 
     from bench.report import write
 
