@@ -235,3 +235,28 @@ def test_warmup_all_compiles_the_planned_buckets_before_serving(
         assert found.ready["run"] == [1, 2, 4] and found.pending == {}
     finally:
         xla.configure("auto", 256)
+
+
+def test_a_program_that_raises_when_run_sends_its_bucket_back_to_the_graph(
+    shipped: dict[str, LoadedModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compute = shipped["reverse"].compute
+    assert isinstance(compute, KerasCompute) and compute.xla is not None
+    compiler = compute.xla
+    sources = np.asarray([[20, 36, 40, 10, 34, 28], [1, 2, 3, 4, 5, 6]], np.int32)
+    limits = np.full(2, 3, np.int32)
+    with compute.graphs_only():
+        graph = compute.decode(sources, limits, True)
+    compute.decode(sources, limits, True)  # queues (2 rows, horizon 4)
+    assert xla.wait(300)
+    key = ("decode_probs", ((2, 6), (2,), (4,)))
+    assert compiler.ready(key)
+
+    def broken(name: str, args: Any) -> Any:
+        raise RuntimeError("a program that cannot run")
+
+    monkeypatch.setattr(compiler, "call", broken)
+    _same_decoded(graph, compute.decode(sources, limits, True), "answered by the graph")
+    assert not compiler.ready(key) and compiler.usable  # that bucket only
+    compute.decode(sources, limits, True)
+    assert 2 not in compiler.buckets()["pending"].get("decode_probs", []), "queued again"

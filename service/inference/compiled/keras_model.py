@@ -106,7 +106,7 @@ class KerasCompute:
         try:
             return compiler.call(name, args)
         except Exception as exc:  # noqa: BLE001  a program that compiled but cannot run
-            compiler.fail(name, exc)
+            compiler.broke(key, exc)
             return None
 
     @contextmanager

@@ -78,6 +78,7 @@ class Xla:
         self._concrete: dict[str, Any] = {}
         self._ready: set[Key] = set()
         self._pending: set[Key] = set()
+        self._broken: set[Key] = set()  # compiled, then raised when run: graphs from then on
         self.failure: str | None = None  # why this model is served by TF graphs
         self.runs = 0  # calls answered by XLA (the tests check the path they took)
 
@@ -140,10 +141,27 @@ class Xla:
         if first and _mode == "auto":  # under "on" the model is refused, saying why
             log.warning("%s: served as TF graphs: %s", self._label, self.failure)
 
+    def broke(self, key: Key, exc: BaseException) -> None:
+        """A compiled program raised when run: its bucket goes back to the TF graph for
+        good (which answers, or raises for the request alone as the batcher expects)."""
+        with self._lock:
+            self._ready.discard(key)
+            self._broken.add(key)
+        log.warning(
+            "%s: XLA program %s at batch %d failed (%s: %s); that bucket runs as a TF graph",
+            self._label,
+            key[0],
+            key[1][0][0],
+            type(exc).__name__,
+            str(exc).strip().split("\n")[0][:400],
+        )
+
     def want(self, key: Key, args: Sequence[Any], priority: Priority = ON_DEMAND) -> None:
         """Queue `key` for the pool unless it is ready, queued or cannot be."""
         with self._lock:
             if self.failure is not None or key in self._ready or key in self._pending:
+                return
+            if key in self._broken:
                 return
             if len(self._ready) + len(self._pending) >= MOST_PROGRAMS:
                 return
