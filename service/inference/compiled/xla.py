@@ -32,7 +32,7 @@ Mode = Literal["auto", "on", "off"]
 Key = tuple[str, tuple[tuple[int, ...], ...]]  # graph name, every input's shape
 Priority = int
 ON_DEMAND, PLANNED = 0, 1  # a request met the bucket / the warm-up plans it
-MOST_PROGRAMS = 256  # per model; shapes beyond stay TF graphs
+MOST_PROGRAMS = 64  # per model (each costs memory: ~6 MB here); shapes beyond stay graphs
 POOL_THREADS = 2
 
 _mode: Mode = "off"  # a library caller gets the TF graphs; the app sets it (configure)
