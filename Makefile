@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test check container-test lint docs bench train-reverse train-memory train-dates clean
+.PHONY: serve test test-xla check container-test lint docs bench train-reverse train-memory train-dates clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ test: $(STAMP)
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
 	$(BIN)/python -m pytest
+
+# XLA against the TF graphs on every user model and operation (minutes of compiling:
+# not in `make test`; .ci/run runs it)
+test-xla: $(STAMP)
+	SERVICE_TEST_XLA_MATRIX=1 $(BIN)/python -m pytest -q tests/integration/test_xla.py
 
 # the fast tier for the edit-test loop: lint, then every test that needs no server process
 # and no TensorFlow model (tests/unit, tests/contract), but those marked slow; under a minute

@@ -4,11 +4,13 @@ one step give identical tokens and floats within 1e-5. Batches of three rows run
 to the bucket of four, so every comparison is also one of a padded bucket against the
 unpadded batch.
 
-Every run of the suite checks the shipped models; every user model of
+Every run of the suite checks the shipped models reverse and memory; dates and every
+user model of
 tests/user_models.py (Keras 3: keras-io's characters, GRU with attention, logits in another
 order, SimpleRNN, stacked and bidirectional LSTMs) compiles 66 more XLA programs, about a
 minute on a quiet 2-core machine and four on a busy one, so those run with
-SERVICE_TEST_XLA_MATRIX=1 (and are reported as skipped otherwise).
+SERVICE_TEST_XLA_MATRIX=1 (`make test-xla`, run by .ci/run; reported as skipped
+otherwise).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ pytestmark = pytest.mark.integration
 ROWS = 3  # padded to the bucket of 4
 MATRIX = pytest.mark.skipif(
     os.environ.get("SERVICE_TEST_XLA_MATRIX") != "1",
-    reason="XLA vs graphs on the user models takes minutes: SERVICE_TEST_XLA_MATRIX=1 runs it",
+    reason="XLA vs graphs on dates and the user models takes minutes: make test-xla runs it",
 )
 
 
@@ -199,7 +201,11 @@ def check_model(model: LoadedModel) -> None:
     pairs.check()
 
 
-@pytest.mark.parametrize("name", ["reverse", "dates", "memory"])
+@pytest.mark.parametrize(
+    "name",
+    # dates (9 s of compiling) with the user models: `make test-xla`, which .ci/run runs
+    ["reverse", pytest.param("dates", marks=MATRIX), "memory"],
+)
 def test_xla_equals_the_graphs_on_a_shipped_model(
     shipped: dict[str, LoadedModel], name: str
 ) -> None:
