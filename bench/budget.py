@@ -52,7 +52,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("serialisation", ("dump_json", "to_json", "serialize", "/json/encoder", "jsonable")),
     ("HTTP parsing (httptools, uvicorn)", ("httptools", "uvicorn/", "connections/")),
     ("routing and FastAPI", ("starlette/", "fastapi/")),
-    ("dataplane", ("service/dataplane/", "service/api/", "service/wire/")),
+    ("handlers and dataplane", ("service/dataplane/", "service/api/", "service/wire/")),
     ("sessions store", ("service/sessions/",)),
     ("batcher hand-off and wake-up", ("service/inference/", "threading.py", "concurrent/")),
     ("event loop (asyncio, uvloop)", ("asyncio/", "uvloop", "<built-in method select", "run_")),
