@@ -323,6 +323,7 @@ def main() -> None:
         loads,
         extra,
         f"{started}, {platform.machine()}, {platform.python_version()}",
+        xla_timings,
     )
 
 
