@@ -143,3 +143,5 @@ def configure(settings: Settings, relay_stderr: bool = True) -> None:
         logger.setLevel(settings.log_level.upper())
     # warnings.warn() (e.g. Keras while loading) as log records, so as JSON too
     logging.captureWarnings(json_lines)
+    # neither format shows a record's thread or process: not looked up per record
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False

@@ -296,3 +296,13 @@ def test_the_direct_json_access_line_equals_the_generic_one(
     generic = logs.JsonFormatter.format(formatter, record)
     assert direct == generic
     assert json.loads(direct)["path"] == json.loads(generic)["path"]
+
+
+def test_a_path_left_as_it_is_is_what_quote_would_leave() -> None:
+    # the access line skips quote() for such a path: the same text either way
+    from urllib.parse import quote
+
+    for code in range(0x20, 0x7F):
+        c = chr(code)
+        assert bool(access_log.AS_IS.fullmatch(c)) == (quote(c, safe=access_log.PATH_SAFE) == c)
+    assert not access_log.AS_IS.fullmatch("/caf\u00e9") and not access_log.AS_IS.fullmatch("/a b")

@@ -119,13 +119,15 @@ def load_keys(settings: Settings) -> ApiKeys | None:
 
 def _presented(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
-        text: str = value.decode("latin-1").strip()
         if name == b"authorization":
-            scheme, _, credentials = text.partition(" ")
+            line: str = value.decode("latin-1").strip()
+            scheme, _, credentials = line.partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip()
-        elif name == b"x-api-key" and text:
-            return text
+        elif name == b"x-api-key":
+            text: str = value.decode("latin-1").strip()
+            if text:
+                return text
     return None
 
 
