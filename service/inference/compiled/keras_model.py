@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -156,27 +156,15 @@ class KerasCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
-        n = len(tokens)
         name = named("generate" if sampling is None else "sample", probs)
-        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
-        if b is not None and h is not None:
-            args: list[Any] = [
-                pad.rows(np.asarray(tokens, np.int32), b),
-                pad.states(states, b),
-                pad.limits(limits, b),
-                pad.carrier(h),
-            ]
-            if sampling is not None:
-                args.append(_params(sampling, b))
-            result = self._xla(name, args)
-            if result is not None:
-                return pad.cut_decoded(t.decoded(result, b), n, int(result["steps_run"]))
-        args = [t.ints(tokens), t.states(states), t.ints(limits)]
-        if sampling is None:
-            result = self._functions(name)(*args)
-        else:
-            result = self._functions(name)(*args, t.params(sampling))
-        return t.decoded(result, n)
+        ints = np.asarray(tokens, np.int32)
+        return self._decoded(
+            name,
+            limits,
+            sampling,
+            lambda b: [pad.rows(ints, b), pad.states(states, b), pad.limits(limits, b)],
+            [t.ints(tokens), t.states(states), t.ints(limits)],
+        )
 
     def decode(
         self,
@@ -185,26 +173,38 @@ class KerasCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
-        n = len(sources)
         name = named("decode" if sampling is None else "sample_decode", probs)
+        ints = np.asarray(sources, np.int32)
+        return self._decoded(
+            name,
+            limits,
+            sampling,
+            lambda b: [pad.rows(ints, b), pad.limits(limits, b)],
+            [t.ints(sources), t.ints(limits)],
+        )
+
+    def _decoded(
+        self,
+        name: str,
+        limits: np.ndarray,
+        sampling: Sampling | None,
+        padded: Callable[[int], list[Any]],
+        inputs: list[Any],
+    ) -> Decoded:
+        """Greedy or sampled loop `name`: the XLA program of the batch's bucket (inputs
+        `padded(b)` to b rows, the horizon, the sampling parameters), else the TF graph."""
+        n = len(limits)
         b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
         if b is not None and h is not None:
-            args: list[Any] = [
-                pad.rows(np.asarray(sources, np.int32), b),
-                pad.limits(limits, b),
-                pad.carrier(h),
-            ]
+            args = [*padded(b), pad.carrier(h)]
             if sampling is not None:
                 args.append(_params(sampling, b))
             result = self._xla(name, args)
             if result is not None:
                 return pad.cut_decoded(t.decoded(result, b), n, int(result["steps_run"]))
-        args = [t.ints(sources), t.ints(limits)]
-        if sampling is None:
-            result = self._functions(name)(*args)
-        else:
-            result = self._functions(name)(*args, t.params(sampling))
-        return t.decoded(result, n)
+        if sampling is not None:
+            inputs = [*inputs, t.params(sampling)]
+        return t.decoded(self._functions(name)(*inputs), n)
 
     def beam(
         self,
