@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         "cannot compile is refused at start-up; off: TF graphs only",
     )
 
+    trust_model_code: bool = Field(
+        default=False,
+        description="import the Python files a model's manifest lists in `code` (custom "
+        "layers) before loading it; importing runs them. false: such a model is refused",
+    )
+
     # security (docs/security.md)
     api_keys: str = Field(
         default="", description="comma-separated API keys; empty with no file: no authentication"

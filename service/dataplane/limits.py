@@ -51,7 +51,15 @@ def decode_steps(spec: ModelSpec, value: int | None, settings: Settings) -> int 
     within SERVICE_MAX_DECODE_STEPS. None for a step model, which refuses a max_steps:
     it predicts once per input value."""
     if spec.manifest.kind == "seq2seq":
-        return check_max_steps(value, spec.manifest.max_steps, settings)
+        steps = check_max_steps(value, spec.manifest.max_steps, settings)
+        if spec.window is not None and steps > spec.window:
+            raise InvalidInput(
+                f"max_steps: {steps} is out of range for '{spec.name}', whose Transformer "
+                f"decoder reads at most {spec.window} target positions; allowed: "
+                f"1..{spec.window}",
+                field="max_steps",
+            )
+        return steps
     if value is not None:
         raise InvalidInput(
             f"max_steps: not used by '{spec.name}' (a step model predicts once per input "

@@ -60,6 +60,8 @@ def version_info(spec: ModelSpec, statuses: list[ModelVersionStatus]) -> ModelVe
         end_token=m.end_id,
         max_steps=m.max_steps,
         decoder_output=m.decoder_output,
+        decoder_kind=m.decoder_kind,
+        kv_cache=False if m.decoder_kind == "transformer" else None,
         vocabulary_size=len(shared) if shared else None,
         vocabulary=shared,
         state_shapes=[list(s) for s in spec.state_shapes],

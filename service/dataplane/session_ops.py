@@ -13,7 +13,7 @@ from service.config import Settings
 from service.dataplane.idempotency import Answer, Idempotency, not_kept, reused
 from service.dataplane.limits import check_length, check_work
 from service.dataplane.session_info import advanced, carried, info, not_found
-from service.dataplane.session_rules import check_start, generation, unusable
+from service.dataplane.session_rules import check_room, check_start, generation, unusable
 from service.dataplane.tokens import parse_states, read_ids, source_ids
 from service.errors import NotFound, VersionGone, shown
 from service.inference.model.interface import LoadedModel
@@ -171,6 +171,7 @@ class SessionOps:
             side = "target" if manifest.kind == "seq2seq" else "source"
             ids = read_ids(manifest.token_side, request.inputs, "inputs", side, self.settings)
             fed = len(ids)
+            check_room(model.spec, session, fed, "inputs")
             check_work(
                 self.settings,
                 steps=fed,

@@ -8,6 +8,7 @@ from service.config import Settings
 from service.dataplane import strategies
 from service.dataplane.limits import check_max_steps, check_work
 from service.dataplane.strategies import Plan
+from service.dataplane.tokens import prefix_problem
 from service.errors import Conflict, InvalidInput, shown
 from service.inference.model.interface import LoadedModel, ModelSpec
 from service.sessions.store import StoredSession
@@ -46,9 +47,24 @@ def unusable(session: StoredSession, model: LoadedModel) -> str | None:
         problem = f"memory of shape {got} does not fit the model's {spec.memory_shape}"
     elif session.next_token is not None and not 0 <= session.next_token < card:
         problem = f"next token {session.next_token} is outside 0..{card - 1}"
+    elif bad := prefix_problem(spec, session.states):
+        problem = bad
     else:
         return None
     return problem
+
+
+def check_room(spec: ModelSpec, session: StoredSession, fed: int, field: str) -> None:
+    """A Transformer decoder reads at most its window of target tokens: a session cannot
+    be fed past it (reset it, or start a new one)."""
+    room = spec.room(session.states)
+    if room is not None and fed > room:
+        raise InvalidInput(
+            f"{field}: {fed} more tokens would pass the {spec.window} target positions "
+            f"'{spec.name}' reads (its Transformer decoder's window); {room} left in this "
+            "session: reset it to start again",
+            field=field,
+        )
 
 
 def generation(
@@ -58,6 +74,7 @@ def generation(
     model that feeds its outputs back, a token to feed."""
     manifest = model.spec.manifest
     steps = check_max_steps(request.max_steps, manifest.max_steps, settings)
+    check_room(model.spec, session, steps, "max_steps")
     plan = strategies.plan(request, model, settings, request.return_probabilities)
     check_work(
         settings,

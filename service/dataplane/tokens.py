@@ -171,4 +171,24 @@ def parse_states(
     for i, (tensor, shape) in enumerate(zip(raw, shapes, strict=True)):
         _check_nested(tensor, shape, f"{field}[{i}]")
         arrays.append(np.asarray(tensor, dtype=np.float64).astype(np.float32))
+    problem = prefix_problem(spec, arrays)
+    if problem is not None:
+        raise InvalidInput(f"{field}: {problem}", field=field)
     return tuple(arrays)
+
+
+def prefix_problem(spec: ModelSpec, states: Sequence[np.ndarray]) -> str | None:
+    """A Transformer decoder's state: the target tokens so far (ids, then 0s) and their
+    count, at most its window (None: fine, or not a Transformer decoder)."""
+    if spec.window is None:
+        return None
+    card = spec.manifest.target.size
+    tokens, count = states[0], states[1].reshape(-1)[0]
+    if not (np.all(np.mod(tokens, 1) == 0) and np.all((tokens >= 0) & (tokens < card))):
+        return f"state 0 (the target tokens so far) must hold token ids in 0..{card - 1}"
+    if count % 1 != 0 or not 0 <= count <= spec.window:
+        return (
+            "state 1 (the number of target tokens so far) must be a whole number in "
+            f"0..{spec.window}"
+        )
+    return None

@@ -42,10 +42,12 @@ def _sample_source(manifest: Manifest) -> tuple[list[int], str | None]:
 def check(directory: Path) -> int:
     from service.config import Settings
     from service.dataplane.tokens import source_ids, to_text, to_tokens
+    from service.inference.compiled import model_code
     from service.inference.compiled.loader import load_model
     from service.inference.model.registry import version_number
     from service.inference.model.store import check_version
 
+    model_code.configure(Settings().trust_model_code)
     try:
         manifest, files = check_version(directory)
         loaded = load_model(

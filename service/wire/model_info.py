@@ -60,6 +60,14 @@ class ModelVersionInfo(BaseModel):
     end_token: int | None = Field(description="id that ends a decode")
     max_steps: int
     decoder_output: str = Field(description="probabilities, or logits (softmaxed on output)")
+    decoder_kind: Literal["recurrent", "transformer"] = Field(
+        description="recurrent: the decoder carries states; transformer: it reads the target "
+        "tokens so far (at most max_steps) and the encoded source"
+    )
+    kv_cache: bool | None = Field(
+        description="transformer decoders: whether a step feeds one token to a key/value "
+        "cache (false: it re-runs the decoder on the target tokens so far); null: recurrent"
+    )
     vocabulary_size: int | None
     vocabulary: list[str] | None = Field(description="when source and target share it")
     state_shapes: list[list[int]]

@@ -266,3 +266,15 @@ def test_a_program_that_raises_when_run_sends_its_bucket_back_to_the_graph(
     assert not compiler.ready(key) and compiler.usable  # that bucket only
     compute.decode(sources, limits, True)
     assert 2 not in compiler.buckets()["pending"].get("decode_probs", []), "queued again"
+
+
+@MATRIX
+@pytest.mark.filterwarnings("ignore:.*does not support masking:UserWarning")
+def test_xla_equals_the_graphs_on_a_transformer(xla_auto: None) -> None:
+    """keras-io's Transformer layout (tests/transformer_models.py), prefix mode."""
+    from tests import transformer_models
+
+    model = transformer_models.keras_io()
+    manifest = Manifest.model_validate(model.manifest)
+    encoder, decoder = KerasGraph(model.encoder), KerasGraph(model.decoder)
+    check_model(build_model(model.name, 1, manifest, encoder, decoder, warm_up=False))

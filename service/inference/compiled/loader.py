@@ -8,8 +8,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from service.inference.compiled import warmup
+from service.inference.compiled import transformer_step, warmup
 from service.inference.compiled.keras_model import KerasCompute
+from service.inference.compiled.model_code import model_code
 from service.inference.model.formats import ModelFile, ModelFileError
 from service.inference.model.formats.graph import Graph
 from service.inference.model.formats.load import load_graph
@@ -40,7 +41,19 @@ def build_model(
         encoder.outputs if encoder else (),
         encoder.inputs if encoder else (),
     )
-    spec = ModelSpec(name, version, manifest, layout.state_shapes, layout.memory_shape)
+    spec = ModelSpec(
+        name, version, manifest, layout.state_shapes, layout.memory_shape, layout.window
+    )
+    if layout.decoder_kind == "transformer":
+        assert encoder is not None and layout.window is not None
+        length = manifest.source.length or layout.memory_shape[0] or 1  # type: ignore[index]
+        failed = transformer_step.probe(encoder, decoder, layout, length)
+        if failed is not None:
+            raise ManifestError(
+                f"the decoder cannot read a window of {layout.window} target positions "
+                f"(max_steps, or its input's fixed length): {failed}. Lower max_steps to "
+                "what its position table allows"
+            )
     compute = KerasCompute(spec, layout, encoder, decoder)
     if warm_up:
         warmup.prepare(compute)
@@ -53,9 +66,12 @@ def load_model(
     """Load one version directory's files and check them against the manifest."""
     started = time.perf_counter()
     try:
-        graphs = {f.stem: load_graph(f) for f in files}
+        with model_code(directory, manifest.code):
+            graphs = {f.stem: load_graph(f) for f in files}
     except ModelFileError as exc:
         raise ManifestError(str(exc)) from None
+    except ManifestError as exc:
+        raise ManifestError(f"{directory}: {exc}") from None
     decoder = graphs.get("decoder") or graphs["step"]
     try:
         model = build_model(name, version, manifest, graphs.get("encoder"), decoder)

@@ -13,6 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from service.inference.compiled import transformer_step
 from service.inference.compiled.graphs import beam, loops, sample
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import ModelSpec
@@ -60,6 +61,8 @@ class ModelGraphs:
     def encode(self, sources: tf.Tensor) -> list[tf.Tensor]:
         """Sources -> [*states, memory?] (the compute-level state list)."""
         assert self._encoder is not None
+        if self.layout.decoder_kind == "transformer":
+            return transformer_step.encode(self._encoder, self.layout, sources)
         source = self._encoder.inputs[0]
         x = _tokens(sources, self.spec.manifest.source, source.dtype)
         outputs = self._encoder([x])
@@ -72,6 +75,8 @@ class ModelGraphs:
     def step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         """One decoder step: [probabilities, *new states, memory?]."""
         layout, specs = self.layout, self._decoder.inputs
+        if layout.decoder_kind == "transformer":
+            return transformer_step.step(self._decoder, layout, self._logits, tokens, carried)
         inputs: list[Any] = [None] * len(specs)
         token = layout.decoder_token
         inputs[token] = _tokens(tokens[:, None], self.spec.manifest.token_side, specs[token].dtype)

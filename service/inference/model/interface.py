@@ -148,6 +148,14 @@ class ModelSpec:
     manifest: Manifest
     state_shapes: tuple[tuple[int, ...], ...]  # per sample, read from the model
     memory_shape: tuple[int | None, ...] | None = None  # per sample (time, units), if any
+    window: int | None = None  # a Transformer decoder: the target positions it reads
+
+    def room(self, states: Sequence[np.ndarray]) -> int | None:
+        """How many more tokens a Transformer decoder can be fed from one row's `states`
+        (None: no bound, a recurrent decoder)."""
+        if self.window is None:
+            return None
+        return self.window - int(states[1].reshape(-1)[0])
 
     def zero_states(self, batch: int) -> States:
         """Recurrent states only (no memory)."""

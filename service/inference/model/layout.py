@@ -31,6 +31,10 @@ class Layout:
     encoder_memory: int | None = None
     state_shapes: tuple[tuple[int, ...], ...] = ()  # per sample
     memory_shape: Shape | None = None  # per sample: (time, units), time may be None
+    # a Transformer decoder (model/transformer_layout.py): the target tokens so far are
+    # its state (window, and the position), the memory carries the source mask
+    decoder_kind: str = "recurrent"
+    window: int | None = None
 
 
 class Mismatch(ValueError):
@@ -132,6 +136,12 @@ def infer_layout(
     if manifest.kind == "seq2seq":
         check_source(manifest, encoder_inputs)
     try:
+        if manifest.decoder_kind == "transformer":
+            from service.inference.model.transformer_layout import transformer_layout
+
+            return transformer_layout(
+                roles, manifest, decoder_inputs, decoder_outputs, encoder_outputs
+            )
         return _layout(roles, manifest, decoder_inputs, decoder_outputs, encoder_outputs)
     except Mismatch as exc:
         raise ManifestError(str(exc)) from None

@@ -8,6 +8,7 @@ decoder reads and writes). The original one-sided form (`input`, `output_cardina
 from __future__ import annotations
 
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MANIFEST_FILE = "model.json"
+CODE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.py$")
 STEMS_BY_KIND: dict[str, tuple[str, ...]] = {
     "seq2seq": ("encoder", "decoder"),
     "step": ("step",),
@@ -127,6 +129,16 @@ class Manifest(BaseModel):
     end_token: int | str | None = None
     max_steps: int = Field(default=1, ge=1, description="default number of decode steps")
     decoder_output: Literal["probabilities", "logits"] = "probabilities"
+    decoder_kind: Literal["recurrent", "transformer"] = Field(
+        default="recurrent",
+        description="recurrent: the decoder carries states; transformer: it reads the target "
+        "tokens so far and the encoder's output, and max_steps is its window",
+    )
+    code: list[str] = Field(
+        default_factory=list,
+        description="Python files of the version directory registering custom layers, "
+        "imported before loading (only with SERVICE_TRUST_MODEL_CODE=true)",
+    )
     roles: Roles | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
@@ -174,7 +186,28 @@ class Manifest(BaseModel):
             raise ValueError("source.length is for seq2seq sources only")
         if self.target.length is not None:
             raise ValueError("target.length: only the source is padded to a length")
+        for name in self.code:
+            if not CODE_FILE.match(name):
+                raise ValueError(
+                    f"code: {name!r} is not a .py file name of the version directory "
+                    "(letters, digits, '_', '-', '.'; no path)"
+                )
+        if self.decoder_kind == "transformer":
+            self._transformer()
         return self
+
+    def _transformer(self) -> None:
+        if self.kind != "seq2seq":
+            raise ValueError("decoder_kind 'transformer' is for kind 'seq2seq'")
+        for side in ("source", "target"):
+            if getattr(self, side).encoding != "index":
+                raise ValueError(f"decoder_kind 'transformer': {side}.encoding must be 'index'")
+        pad = self.source.pad_token
+        if pad is not None and self.source.id_of(pad) != 0:
+            raise ValueError(
+                "decoder_kind 'transformer': source.pad_token must be the vocabulary's index 0 "
+                "(these models mask id 0: mask_zero=True, or compute_mask as keras-io writes it)"
+            )
 
     def _token_id(self, field: str) -> int | None:
         token: int | str | None = getattr(self, field)

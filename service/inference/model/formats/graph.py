@@ -26,9 +26,12 @@ class Graph(Protocol):
     @property
     def outputs(self) -> Sequence[TensorInfo]: ...
 
-    def __call__(self, inputs: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def __call__(
+        self, inputs: Sequence[tf.Tensor], masks: Sequence[tf.Tensor | None] | None = None
+    ) -> list[tf.Tensor]:
         """Call in inference mode, usable inside a `tf.function`; tensors in the order of
-        `inputs` and `outputs`."""
+        `inputs` and `outputs`. `masks`: a Keras mask per input (or None), where the
+        format can take them."""
         ...
 
     def single_step(self) -> None:

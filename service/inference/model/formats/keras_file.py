@@ -71,10 +71,17 @@ class KerasGraph:
         self.inputs = tuple(map(_info, model.inputs, input_names))
         self.outputs = tuple(map(_info, model.outputs, output_names))
 
-    def __call__(self, inputs: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def __call__(
+        self, inputs: Sequence[tf.Tensor], masks: Sequence[tf.Tensor | None] | None = None
+    ) -> list[tf.Tensor]:
         # the model's own structure (one tensor, a list, a dict): no structure warning
         structured = keras.tree.pack_sequence_as(self._structure, list(inputs))
-        return list(keras.tree.flatten(self.model(structured, training=False)))
+        if masks is None:
+            return list(keras.tree.flatten(self.model(structured, training=False)))
+        # a functional model gives each input the mask given for it, as the trained model's
+        # tensors carried it (the split decoder's memory input would carry none)
+        called = self.model(structured, training=False, mask=list(masks))
+        return list(keras.tree.flatten(called))
 
     def single_step(self) -> None:
         """Called on one time step only: unrolling computes the same cell call without a

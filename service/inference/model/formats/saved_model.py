@@ -47,7 +47,11 @@ class SavedModelGraph:
         self.inputs = tuple(_info(name, in_specs[name]) for name in input_names)
         self.outputs = tuple(_info(name, out_specs[name]) for name in output_names)
 
-    def __call__(self, inputs: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def __call__(
+        self, inputs: Sequence[tf.Tensor], masks: Sequence[tf.Tensor | None] | None = None
+    ) -> list[tf.Tensor]:
+        """`masks` are not passed: a signature has no Keras masks (only what it was traced
+        with)."""
         feeds = {
             info.name: tf.cast(tensor, info.dtype)
             for info, tensor in zip(self.inputs, inputs, strict=True)

@@ -1,0 +1,221 @@
+"""Transformer decoders (manifest `decoder_kind: transformer`), on keras-io's layout with
+its custom layers shipped as the model's code file, served over real HTTP: `/predict`,
+beam, sampling, streaming, sessions and the V2 and TF Serving doors equal keras-io's own
+loop (the whole trained model re-run on the padded prefix per token)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from httpx_sse import connect_sse
+
+from service.inference.compiled import model_code
+from service.inference.compiled.loader import load_store
+from service.inference.model.manifest import ManifestError
+from tests import transformer_models as tm
+from tests.floats import assert_close
+from tests.harness import running
+
+# keras-io's trained model nests the decoder, which Keras says drops the memory's mask
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:.*does not support masking:UserWarning"),
+    # and loading its custom layers (no build()) makes it warn that they are built as is
+    pytest.mark.filterwarnings("ignore:.*does not have a `build\\(\\)` method:UserWarning"),
+]
+
+NAME = "keras_io_transformer"
+SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15, 4], [6, 7, 8, 9], [15, 14], [12, 13]]
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[tuple[tm.TransformerModel, Path]]:
+    directory = Path(tempfile.mkdtemp(prefix="transformer-store-"))
+    model = tm.keras_io()
+    tm.write(directory / "store", model)
+    yield model, directory / "store"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def url(built: tuple[tm.TransformerModel, Path]) -> Iterator[str]:
+    with running({"SERVICE_TRUST_MODEL_CODE": "true"}, built[1]) as (address, _):
+        yield address
+
+
+@pytest.fixture
+def http(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        yield client
+
+
+def predict(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = http.post(f"/v1/models/{NAME}/predict", json=body)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def words(ids: list[int]) -> list[str]:
+    return [tm.VOCAB[i] for i in ids]
+
+
+def test_predict_equals_keras_io_loop(
+    http: httpx.Client, built: tuple[tm.TransformerModel, Path]
+) -> None:
+    """Sources of five lengths in one request (one batch, each padded and masked)."""
+    model = built[0]
+    answer = predict(http, inputs=SOURCES, return_probabilities=True)
+    for i, source in enumerate(SOURCES):
+        tokens, probabilities = tm.keras_io_decode(model, source)
+        assert answer["outputs"][i] == words(tokens), source
+        assert_close(answer["probabilities"][i], probabilities, f"source {source}")
+
+
+def test_the_source_mask_matters(built: tuple[tm.TransformerModel, Path]) -> None:
+    """Without the mask, the split decoder would not be the trained model: the test's
+    model is one where that shows (so the test above proves the mask is carried)."""
+    model = built[0]
+    source = tm.padded(SOURCES[0], tm.SEQ)
+    memory = model.encoder(source)
+    target = tm.padded([tm.START], tm.SEQ)
+    trained = np.asarray(model.transformer([source, target]))[0, 0]
+    bare = np.asarray(model.decoder([target, np.asarray(memory)]))[0, 0]
+    assert np.abs(trained - bare).max() > 1e-3
+
+
+def test_model_info(http: httpx.Client) -> None:
+    info = http.get(f"/v1/models/{NAME}").json()
+    assert info["decoder_kind"] == "transformer" and info["kv_cache"] is False
+    assert info["state_shapes"] == [[tm.SEQ], [1]] and info["memory_shape"] == [tm.SEQ, 17]
+    assert http.get("/v1/models/" + NAME).json()["max_steps"] == tm.SEQ
+
+
+def test_beam_width_one_is_greedy_and_sampling_is_seeded(http: httpx.Client) -> None:
+    greedy = predict(http, inputs=SOURCES, return_scores=True)
+    beam = predict(http, inputs=SOURCES, strategy="beam", beam_width=1, return_scores=True)
+    assert beam["outputs"] == greedy["outputs"]
+    assert_close(beam["scores"], greedy["scores"])
+    wide = predict(http, inputs=SOURCES, strategy="beam", beam_width=4, num_return_sequences=2)
+    assert all(len(row) == 2 for row in wide["sequences"])
+    hot = {"strategy": "sample", "temperature": 1.5, "seed": 11}
+    first, again = predict(http, inputs=SOURCES, **hot), predict(http, inputs=SOURCES, **hot)
+    assert first["outputs"] == again["outputs"]
+    alone = predict(http, inputs=SOURCES[1:2], **{**hot, "seed": 11})
+    assert alone["outputs"][0] == predict(http, inputs=SOURCES[1:2], **hot)["outputs"][0]
+
+
+def test_a_stream_is_the_unstreamed_answer(http: httpx.Client) -> None:
+    body = {"inputs": [SOURCES[2]], "return_scores": True}
+    plain = predict(http, **body)
+    path = f"/v1/models/{NAME}/predict"
+    with connect_sse(http, "POST", path, json={**body, "stream": True}) as events:
+        received = [(e.event, e.json()) for e in events.iter_sse()]
+    assert received[-1][0] == "result" and received[-1][1]["outputs"] == plain["outputs"]
+    assert [data["token"] for _, data in received[:-1]] == plain["outputs"][0]
+
+
+def test_sessions_in_pieces_equal_one_call(
+    http: httpx.Client, built: tuple[tm.TransformerModel, Path]
+) -> None:
+    source = SOURCES[4]  # eight tokens, no [end]
+    tokens, probabilities = tm.keras_io_decode(built[0], source)
+
+    def new() -> str:
+        r = http.post("/v1/sessions", json={"model": NAME, "source": source})
+        assert r.status_code == 201, r.text
+        session_id: str = r.json()["session_id"]
+        return session_id
+
+    whole, pieces = new(), new()
+    five = http.post(f"/v1/sessions/{whole}/generate", json={"max_steps": 5}).json()
+    one = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 1}).json()
+    four = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 4}).json()
+    assert five["outputs"] == one["outputs"] + four["outputs"] == words(tokens)[:5]
+    state = http.get(f"/v1/sessions/{pieces}", params={"include_state": "true"}).json()
+    assert state["state"][1] == [5.0]  # five tokens fed: [start] and four generated
+    # teacher forcing: feed [start] and the loop's own tokens, read each step's distribution
+    forced = new()
+    fed = [tm.START, *tokens[:3]]
+    r = http.post(
+        f"/v1/sessions/{forced}/step", json={"inputs": words(fed), "return_probabilities": True}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"] == words(tokens[:4])
+    assert_close(r.json()["probabilities"], probabilities[:4])
+    # reset clears the prefix: generating again gives the same tokens
+    http.post(f"/v1/sessions/{pieces}/reset")
+    again = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 5}).json()
+    assert again["outputs"] == five["outputs"]
+
+
+def test_the_window_bounds_max_steps_and_sessions(http: httpx.Client) -> None:
+    r = http.post(f"/v1/models/{NAME}/predict", json={"inputs": SOURCES, "max_steps": 9})
+    assert r.status_code == 422 and "max_steps" in r.text and f"1..{tm.SEQ}" in r.text
+    sid = http.post("/v1/sessions", json={"model": NAME, "source": SOURCES[0]}).json()
+    step = f"/v1/sessions/{sid['session_id']}/step"
+    assert http.post(step, json={"inputs": ["w1"] * 6}).status_code == 200
+    r = http.post(step, json={"inputs": ["w1"] * 3})
+    assert r.status_code == 422 and "2 left" in r.text, r.text
+    generate = f"/v1/sessions/{sid['session_id']}/generate"
+    assert http.post(generate, json={"max_steps": 3}).status_code == 422
+    assert http.post(generate, json={"max_steps": 2}).status_code == 200
+    bad = {"state": [[99.0] * tm.SEQ, [0.0]]}
+    r = http.put(f"/v1/sessions/{sid['session_id']}/state", json=bad)
+    assert r.status_code == 422 and "token ids" in r.text, r.text
+
+
+def test_v2_and_tf_serving_equal_native_predict(http: httpx.Client) -> None:
+    native = predict(http, inputs=SOURCES[:2])
+    tfs = http.post(f"/v1/models/{NAME}:predict", json={"instances": SOURCES[:2]})
+    assert tfs.status_code == 200, tfs.text
+    assert tfs.json()["predictions"] == native["outputs"]
+    for source, outputs in zip(SOURCES[:2], native["outputs"], strict=True):
+        body = {
+            "inputs": [
+                {"name": "tokens", "shape": [1, len(source)], "datatype": "INT64", "data": source}
+            ]
+        }
+        v2 = http.post(f"/v2/models/{NAME}/infer", json=body)
+        assert v2.status_code == 200, v2.text
+        assert v2.json()["outputs"][0]["data"] == [tm.VOCAB.index(w) for w in outputs]
+
+
+def copy_store(store: Path, tmp_path: Path, **changes: Any) -> Path:
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    path = copy / NAME / "1" / "model.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+    return copy
+
+
+def test_code_files_need_the_trust_setting(
+    built: tuple[tm.TransformerModel, Path], tmp_path: Path
+) -> None:
+    model_code.configure(False)
+    with pytest.raises(ManifestError) as refused:
+        load_store(built[1])
+    assert "SERVICE_TRUST_MODEL_CODE=true" in str(refused.value)
+    assert "layers.py" in str(refused.value)
+
+
+def test_a_window_past_the_position_table_is_refused(
+    built: tuple[tm.TransformerModel, Path], tmp_path: Path
+) -> None:
+    store = copy_store(built[1], tmp_path, max_steps=tm.SEQ + 4)
+    model_code.configure(True)
+    try:
+        with pytest.raises(ManifestError) as refused:
+            load_store(store)
+    finally:
+        model_code.configure(False)
+    message = str(refused.value)
+    assert f"window of {tm.SEQ + 4} target positions" in message and "max_steps" in message

@@ -1,0 +1,109 @@
+"""Transformer seq2seq models as keras-io builds them, small, for the tests: the layout of
+"English-to-Spanish translation with a sequence-to-sequence Transformer" (custom layers,
+tests/models/keras_io_layers.py, shipped with the model as its code file), and that
+example's decode loop (the whole trained model re-run on the padded prefix per token)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LAYERS = Path(__file__).parent / "models" / "keras_io_layers.py"
+VOCAB = ["", "[UNK]", "[start]", "[end]", *(f"w{i}" for i in range(12))]
+START, END = VOCAB.index("[start]"), VOCAB.index("[end]")
+SEQ = 8  # keras-io's sequence_length (20): source length and the decoder's window
+
+
+@dataclass
+class TransformerModel:
+    name: str
+    encoder: Any
+    decoder: Any
+    transformer: Any  # the trained model: [encoder_inputs, decoder_inputs] -> probabilities
+    manifest: dict[str, Any]
+    code: list[Path]
+
+
+def manifest(code: list[str]) -> dict[str, Any]:
+    side = {"encoding": "index", "vocabulary": VOCAB, "tokenizer": "whitespace"}
+    return {
+        "kind": "seq2seq",
+        "decoder_kind": "transformer",
+        "code": code,
+        "description": "keras-io's Transformer layout, small, untrained",
+        "source": {**side, "unk_token": "[UNK]", "pad_token": "", "length": SEQ},
+        "target": {**side, "unk_token": "[UNK]"},
+        "start_token": "[start]",
+        "end_token": "[end]",
+        "max_steps": SEQ,
+    }
+
+
+def keras_io(seed: int = 5) -> TransformerModel:
+    """keras-io's three models, built as the example builds them (embed 16, latent 32,
+    2 heads), with a sharpened output layer so that argmaxes are not near-ties."""
+    import keras
+    from keras import layers
+
+    from tests.models import keras_io_layers as custom
+
+    keras.utils.set_random_seed(seed)
+    v = len(VOCAB)
+    encoder_inputs = keras.Input(shape=(None,), dtype="int64", name="encoder_inputs")
+    x = custom.PositionalEmbedding(SEQ, v, 16)(encoder_inputs)
+    encoder_outputs = custom.TransformerEncoder(16, 32, 2)(x)
+    encoder = keras.Model(encoder_inputs, encoder_outputs)
+    decoder_inputs = keras.Input(shape=(None,), dtype="int64", name="decoder_inputs")
+    encoded_seq_inputs = keras.Input(shape=(None, 16), name="decoder_state_inputs")
+    x = custom.PositionalEmbedding(SEQ, v, 16)(decoder_inputs)
+    x = custom.TransformerDecoder(16, 32, 2)(x, encoded_seq_inputs)
+    x = layers.Dropout(0.5)(x)
+    dense = layers.Dense(v, activation="softmax")
+    decoder = keras.Model([decoder_inputs, encoded_seq_inputs], dense(x))
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 4.0, bias])
+    with warnings.catch_warnings():  # Keras warns that the nested decoder drops the mask
+        warnings.simplefilter("ignore", UserWarning)
+        transformer = keras.Model(
+            [encoder_inputs, decoder_inputs], decoder([decoder_inputs, encoder_outputs])
+        )
+    return TransformerModel(
+        "keras_io_transformer", encoder, decoder, transformer, manifest(["layers.py"]), [LAYERS]
+    )
+
+
+def write(store: Path, model: TransformerModel) -> Path:
+    directory = store / model.name / "1"
+    directory.mkdir(parents=True)
+    model.encoder.save(directory / "encoder.keras")
+    model.decoder.save(directory / "decoder.keras")
+    for path in model.code:
+        shutil.copy(path, directory / "layers.py")
+    (directory / "model.json").write_text(json.dumps(model.manifest))
+    return directory
+
+
+def padded(ids: list[int], length: int) -> np.ndarray:
+    return np.asarray([ids + [0] * (length - len(ids))], np.int64)
+
+
+def keras_io_decode(model: TransformerModel, source: list[int]) -> tuple[list[int], np.ndarray]:
+    """keras-io's decode_sequence on token ids: the source padded to SEQ; per step the
+    whole trained model on "[start] ..." padded to SEQ + 1 and cut to SEQ, argmax at i.
+    -> the tokens after [start] (with [end] if reached) and each step's probabilities."""
+    decoded, probabilities = [START], []
+    for i in range(SEQ):
+        target = padded(decoded, SEQ + 1)[:, :-1]
+        predictions = np.asarray(model.transformer([padded(source, SEQ), target]))
+        probabilities.append(predictions[0, i])
+        token = int(np.argmax(predictions[0, i, :]))
+        decoded.append(token)
+        if token == END:
+            break
+    return decoded[1:], np.stack(probabilities)
