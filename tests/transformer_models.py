@@ -5,6 +5,7 @@ example's decode loop (the whole trained model re-run on the padded prefix per t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import warnings
@@ -107,3 +108,24 @@ def keras_io_decode(model: TransformerModel, source: list[int]) -> tuple[list[in
         if token == END:
             break
     return decoded[1:], np.stack(probabilities)
+
+
+def weights_hash(model: TransformerModel) -> str:
+    digest = hashlib.sha256()
+    for weights in model.encoder.get_weights() + model.decoder.get_weights():
+        digest.update(np.asarray(weights).tobytes())
+    return digest.hexdigest()
+
+
+def main(out: Path) -> None:
+    """`python -m tests.transformer_models OUT`: OUT/store with the models, OUT/weights.txt
+    their hash (a test builds the same models, seeded, and compares)."""
+    model = keras_io()
+    write(out / "store", model)
+    (out / "weights.txt").write_text(weights_hash(model))
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(Path(sys.argv[1]))

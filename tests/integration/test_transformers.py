@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,10 @@ from service.inference.compiled.loader import load_store
 from service.inference.model.manifest import ManifestError
 from tests import transformer_models as tm
 from tests.floats import assert_close
-from tests.harness import running
+from tests.harness import Server
+from tests.harness.early import Plan
+from tests.harness.jobs import Job
+from tests.integration.conftest import EARLY
 
 # keras-io's trained model nests the decoder, which Keras says drops the memory's mask
 pytestmark = [
@@ -36,19 +40,57 @@ NAME = "keras_io_transformer"
 SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15, 4], [6, 7, 8, 9], [15, 14], [12, 13]]
 
 
+def transformer_store(_: set[str]) -> Job:
+    """tests/transformer_models.py in a process of its own, into a new directory."""
+    out = Path(tempfile.mkdtemp(prefix="transformer-store-"))
+    argv = [sys.executable, "-m", "tests.transformer_models", str(out)]
+    return Job(argv, out=out, nice=10, cleanup=out)
+
+
+def written_store(_: Path) -> Path:
+    job: Job = EARLY.job("transformer_store")
+    assert job.out is not None
+    return job.out / "store"
+
+
+# written, and served, in the background while the tests before these run
+EARLY.add_job("transformer_store", transformer_store)
+EARLY.plan(
+    "transformer_server",
+    Plan(store=written_store, env={"SERVICE_TRUST_MODEL_CODE": "true"}, after="transformer_store"),
+)
+
+
 @pytest.fixture(scope="module")
-def built() -> Iterator[tuple[tm.TransformerModel, Path]]:
-    directory = Path(tempfile.mkdtemp(prefix="transformer-store-"))
+def transformer_store() -> Job:
+    job: Job = EARLY.job("transformer_store")
+    return job
+
+
+@pytest.fixture(scope="module")
+def built(transformer_store: Job) -> tuple[tm.TransformerModel, Path]:
+    """The store, once written, and the same models built here (seeded: the same
+    weights, checked), for keras-io's loop."""
+    job = transformer_store
+    result = job.result(timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job.out is not None
     model = tm.keras_io()
-    tm.write(directory / "store", model)
-    yield model, directory / "store"
-    shutil.rmtree(directory, ignore_errors=True)
+    assert tm.weights_hash(model) == (job.out / "weights.txt").read_text(), "not the served"
+    return model, job.out / "store"
 
 
 @pytest.fixture(scope="module")
-def url(built: tuple[tm.TransformerModel, Path]) -> Iterator[str]:
-    with running({"SERVICE_TRUST_MODEL_CODE": "true"}, built[1]) as (address, _):
-        yield address
+def transformer_server(built: tuple[tm.TransformerModel, Path]) -> Iterator[Server]:
+    try:
+        yield EARLY.server("transformer_server")
+    finally:
+        EARLY.release("transformer_server")
+
+
+@pytest.fixture(scope="module")
+def url(transformer_server: Server) -> str:
+    return transformer_server.url
 
 
 @pytest.fixture
