@@ -79,6 +79,60 @@ def keras_io(seed: int = 5) -> TransformerModel:
     )
 
 
+HUB_VOCAB = ["[PAD]", "[UNK]", "[START]", "[END]", *(f"w{i}" for i in range(12))]
+
+
+def keras_hub(seed: int = 6) -> TransformerModel:
+    """keras-io's "English-to-Spanish translation with KerasHub" layout: KerasHub's
+    TokenAndPositionEmbedding (here with mask_zero=True on both sides), TransformerEncoder
+    and TransformerDecoder(decoder_sequence=, encoder_sequence=), Dropout, Dense softmax;
+    small (embed 16, intermediate 32, 2 heads), two decoder layers."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    v = len(HUB_VOCAB)
+    encoder_inputs = keras.Input(shape=(None,), name="encoder_inputs")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        vocabulary_size=v, sequence_length=SEQ, embedding_dim=16, mask_zero=True
+    )(encoder_inputs)
+    encoder_outputs = keras_hub.layers.TransformerEncoder(intermediate_dim=32, num_heads=2)(
+        inputs=x
+    )
+    encoder = keras.Model(encoder_inputs, encoder_outputs)
+    decoder_inputs = keras.Input(shape=(None,), name="decoder_inputs")
+    encoded_seq_inputs = keras.Input(shape=(None, 16), name="decoder_state_inputs")
+    x = keras_hub.layers.TokenAndPositionEmbedding(
+        vocabulary_size=v, sequence_length=SEQ, embedding_dim=16, mask_zero=True
+    )(decoder_inputs)
+    for _ in range(2):
+        x = keras_hub.layers.TransformerDecoder(intermediate_dim=32, num_heads=2)(
+            decoder_sequence=x, encoder_sequence=encoded_seq_inputs
+        )
+    x = keras.layers.Dropout(0.5)(x)
+    dense = keras.layers.Dense(v, activation="softmax")
+    decoder = keras.Model([decoder_inputs, encoded_seq_inputs], dense(x))
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 4.0, bias])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        transformer = keras.Model(
+            [encoder_inputs, decoder_inputs], decoder([decoder_inputs, encoder_outputs])
+        )
+    side = {"encoding": "index", "vocabulary": HUB_VOCAB, "tokenizer": "whitespace"}
+    manifest = {
+        "kind": "seq2seq",
+        "decoder_kind": "transformer",
+        "description": "keras-io's KerasHub Transformer layout, small, untrained",
+        "source": {**side, "unk_token": "[UNK]", "pad_token": "[PAD]", "length": SEQ},
+        "target": {**side, "unk_token": "[UNK]"},
+        "start_token": "[START]",
+        "end_token": "[END]",
+        "max_steps": SEQ,
+    }
+    return TransformerModel("keras_hub_transformer", encoder, decoder, transformer, manifest, [])
+
+
 def write(store: Path, model: TransformerModel) -> Path:
     directory = store / model.name / "1"
     directory.mkdir(parents=True)
@@ -97,7 +151,10 @@ def padded(ids: list[int], length: int) -> np.ndarray:
 def keras_io_decode(model: TransformerModel, source: list[int]) -> tuple[list[int], np.ndarray]:
     """keras-io's decode_sequence on token ids: the source padded to SEQ; per step the
     whole trained model on "[start] ..." padded to SEQ + 1 and cut to SEQ, argmax at i.
-    -> the tokens after [start] (with [end] if reached) and each step's probabilities."""
+    -> the tokens after [start] (with [end] if reached) and each step's probabilities.
+    (The KerasHub example's greedy sampler does the same: the whole model on the prompt
+    padded to its length, the logits at index - 1; [START] and [END] are ids 2 and 3 in
+    both vocabularies here.)"""
     decoded, probabilities = [START], []
     for i in range(SEQ):
         target = padded(decoded, SEQ + 1)[:, :-1]
@@ -118,11 +175,13 @@ def weights_hash(model: TransformerModel) -> str:
 
 
 def main(out: Path) -> None:
-    """`python -m tests.transformer_models OUT`: OUT/store with the models, OUT/weights.txt
-    their hash (a test builds the same models, seeded, and compares)."""
-    model = keras_io()
-    write(out / "store", model)
-    (out / "weights.txt").write_text(weights_hash(model))
+    """`python -m tests.transformer_models OUT`: OUT/store with the models, OUT/weights.json
+    their hashes (a test builds the same models, seeded, and compares)."""
+    hashes = {}
+    for model in (keras_io(), keras_hub()):
+        write(out / "store", model)
+        hashes[model.name] = weights_hash(model)
+    (out / "weights.json").write_text(json.dumps(hashes))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from service.inference.model.interface import Compilation, LoadedModel, ModelSpec
+from service.inference.model.interface import Compilation, LoadedModel
 from service.inference.model.registry import Registry
 from service.wire.model_info import (
     FailedVersion,
@@ -43,7 +43,8 @@ def version_statuses(registry: Registry, name: str) -> list[ModelVersionStatus]:
     return [statuses[v] for v in sorted(statuses, reverse=True)]
 
 
-def version_info(spec: ModelSpec, statuses: list[ModelVersionStatus]) -> ModelVersionInfo:
+def version_info(model: LoadedModel, statuses: list[ModelVersionStatus]) -> ModelVersionInfo:
+    spec = model.spec
     m = spec.manifest
     shared = m.source.vocabulary if m.source.vocabulary == m.target.vocabulary else None
     return ModelVersionInfo(
@@ -61,7 +62,7 @@ def version_info(spec: ModelSpec, statuses: list[ModelVersionStatus]) -> ModelVe
         max_steps=m.max_steps,
         decoder_output=m.decoder_output,
         decoder_kind=m.decoder_kind,
-        kv_cache=False if m.decoder_kind == "transformer" else None,
+        kv_cache=kv_cache(model)[0] if m.decoder_kind == "transformer" else None,
         vocabulary_size=len(shared) if shared else None,
         vocabulary=shared,
         state_shapes=[list(s) for s in spec.state_shapes],
@@ -96,12 +97,21 @@ def _compilation(model: LoadedModel) -> tuple[Literal["xla", "graph"], XlaBucket
     return "xla", buckets
 
 
+def kv_cache(model: LoadedModel) -> tuple[bool, str]:
+    """A Transformer decoder's key/value cache: used, or why not."""
+    describe = getattr(model.compute, "kv_cache", None)
+    if describe is None:
+        return False, "a numpy reference model"
+    used, why_not = describe()
+    return bool(used), str(why_not)
+
+
 def model_detail(registry: Registry, name: str) -> ModelDetail:
     model = registry.get(name)
     spec = model.spec
     compiler, buckets = _compilation(model)
     return ModelDetail(
-        **version_info(spec, version_statuses(registry, name)).model_dump(),
+        **version_info(model, version_statuses(registry, name)).model_dump(),
         versions=[str(v) for v in registry.versions(name)],
         default_version=str(spec.version),
         failed_versions=[FailedVersion(version=v, error=e) for v, e in registry.refused(name)],
@@ -111,5 +121,5 @@ def model_detail(registry: Registry, name: str) -> ModelDetail:
 
 
 def version_detail(registry: Registry, name: str, version: str) -> ModelVersionInfo:
-    spec = registry.get(name, version).spec
-    return version_info(spec, [available(spec.version)])
+    model = registry.get(name, version)
+    return version_info(model, [available(model.spec.version)])

@@ -1,7 +1,8 @@
-"""Transformer decoders (manifest `decoder_kind: transformer`), on keras-io's layout with
-its custom layers shipped as the model's code file, served over real HTTP: `/predict`,
-beam, sampling, streaming, sessions and the V2 and TF Serving doors equal keras-io's own
-loop (the whole trained model re-run on the padded prefix per token)."""
+"""Transformer decoders (manifest `decoder_kind: transformer`) served over real HTTP, on
+keras-io's two layouts: its custom layers shipped as the model's code file (prefix mode),
+and KerasHub's layers (cached mode: a key/value cache). `/predict`, beam, sampling,
+streaming, sessions and the V2 and TF Serving doors equal keras-io's own loop (the whole
+trained model re-run on the padded prefix per token)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ pytestmark = [
 ]
 
 NAME = "keras_io_transformer"
+HUB = "keras_hub_transformer"
+BOTH = [NAME, HUB]
 SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15, 4], [6, 7, 8, 9], [15, 14], [12, 13]]
 
 
@@ -68,20 +71,21 @@ def transformer_store() -> Job:
 
 
 @pytest.fixture(scope="module")
-def built(transformer_store: Job) -> tuple[tm.TransformerModel, Path]:
+def built(transformer_store: Job) -> tuple[dict[str, tm.TransformerModel], Path]:
     """The store, once written, and the same models built here (seeded: the same
     weights, checked), for keras-io's loop."""
     job = transformer_store
     result = job.result(timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert job.out is not None
-    model = tm.keras_io()
-    assert tm.weights_hash(model) == (job.out / "weights.txt").read_text(), "not the served"
-    return model, job.out / "store"
+    models = {m.name: m for m in (tm.keras_io(), tm.keras_hub())}
+    written = json.loads((job.out / "weights.json").read_text())
+    assert {n: tm.weights_hash(m) for n, m in models.items()} == written, "not the served"
+    return models, job.out / "store"
 
 
 @pytest.fixture(scope="module")
-def transformer_server(built: tuple[tm.TransformerModel, Path]) -> Iterator[Server]:
+def transformer_server(built: tuple[dict[str, tm.TransformerModel], Path]) -> Iterator[Server]:
     try:
         yield EARLY.server("transformer_server")
     finally:
@@ -99,33 +103,38 @@ def http(url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def predict(http: httpx.Client, **body: Any) -> dict[str, Any]:
-    r = http.post(f"/v1/models/{NAME}/predict", json=body)
+def predict(http: httpx.Client, name: str = NAME, **body: Any) -> dict[str, Any]:
+    r = http.post(f"/v1/models/{name}/predict", json=body)
     assert r.status_code == 200, r.text
     answer: dict[str, Any] = r.json()
     return answer
 
 
-def words(ids: list[int]) -> list[str]:
-    return [tm.VOCAB[i] for i in ids]
+def words(ids: list[int], name: str = NAME) -> list[str]:
+    vocabulary = tm.VOCAB if name == NAME else tm.HUB_VOCAB
+    return [vocabulary[i] for i in ids]
 
 
+@pytest.mark.parametrize("name", BOTH)
 def test_predict_equals_keras_io_loop(
-    http: httpx.Client, built: tuple[tm.TransformerModel, Path]
+    http: httpx.Client, built: tuple[dict[str, tm.TransformerModel], Path], name: str
 ) -> None:
-    """Sources of five lengths in one request (one batch, each padded and masked)."""
-    model = built[0]
-    answer = predict(http, inputs=SOURCES, return_probabilities=True)
+    """Sources of six lengths in one request (one batch, each padded and masked)."""
+    model = built[0][name]
+    answer = predict(http, name, inputs=SOURCES, return_probabilities=True)
     for i, source in enumerate(SOURCES):
         tokens, probabilities = tm.keras_io_decode(model, source)
-        assert answer["outputs"][i] == words(tokens), source
+        assert answer["outputs"][i] == words(tokens, name), source
         assert_close(answer["probabilities"][i], probabilities, f"source {source}")
 
 
-def test_the_source_mask_matters(built: tuple[tm.TransformerModel, Path]) -> None:
+@pytest.mark.parametrize("name", BOTH)
+def test_the_source_mask_matters(
+    built: tuple[dict[str, tm.TransformerModel], Path], name: str
+) -> None:
     """Without the mask, the split decoder would not be the trained model: the test's
-    model is one where that shows (so the test above proves the mask is carried)."""
-    model = built[0]
+    models are ones where that shows (so the test above proves the mask is carried)."""
+    model = built[0][name]
     source = tm.padded(SOURCES[0], tm.SEQ)
     memory = model.encoder(source)
     target = tm.padded([tm.START], tm.SEQ)
@@ -139,20 +148,24 @@ def test_model_info(http: httpx.Client) -> None:
     assert info["decoder_kind"] == "transformer" and info["kv_cache"] is False
     assert info["state_shapes"] == [[tm.SEQ], [1]] and info["memory_shape"] == [tm.SEQ, 17]
     assert http.get("/v1/models/" + NAME).json()["max_steps"] == tm.SEQ
+    hub = http.get(f"/v1/models/{HUB}").json()
+    assert hub["decoder_kind"] == "transformer" and hub["kv_cache"] is True
+    assert hub["state_shapes"] == [[tm.SEQ], [1]]  # the cache is never a session's state
 
 
-def test_beam_width_one_is_greedy_and_sampling_is_seeded(http: httpx.Client) -> None:
-    greedy = predict(http, inputs=SOURCES, return_scores=True)
-    beam = predict(http, inputs=SOURCES, strategy="beam", beam_width=1, return_scores=True)
+@pytest.mark.parametrize("name", BOTH)
+def test_beam_width_one_is_greedy_and_sampling_is_seeded(http: httpx.Client, name: str) -> None:
+    greedy = predict(http, name, inputs=SOURCES, return_scores=True)
+    beam = predict(http, name, inputs=SOURCES, strategy="beam", beam_width=1, return_scores=True)
     assert beam["outputs"] == greedy["outputs"]
     assert_close(beam["scores"], greedy["scores"])
-    wide = predict(http, inputs=SOURCES, strategy="beam", beam_width=4, num_return_sequences=2)
+    wide = predict(
+        http, name, inputs=SOURCES, strategy="beam", beam_width=4, num_return_sequences=2
+    )
     assert all(len(row) == 2 for row in wide["sequences"])
     hot = {"strategy": "sample", "temperature": 1.5, "seed": 11}
-    first, again = predict(http, inputs=SOURCES, **hot), predict(http, inputs=SOURCES, **hot)
-    assert first["outputs"] == again["outputs"]
-    alone = predict(http, inputs=SOURCES[1:2], **{**hot, "seed": 11})
-    assert alone["outputs"][0] == predict(http, inputs=SOURCES[1:2], **hot)["outputs"][0]
+    first = predict(http, name, inputs=SOURCES, **hot)
+    assert first["outputs"] == predict(http, name, inputs=SOURCES, **hot)["outputs"]
 
 
 def test_a_stream_is_the_unstreamed_answer(http: httpx.Client) -> None:
@@ -165,14 +178,16 @@ def test_a_stream_is_the_unstreamed_answer(http: httpx.Client) -> None:
     assert [data["token"] for _, data in received[:-1]] == plain["outputs"][0]
 
 
+@pytest.mark.parametrize("name", BOTH)
 def test_sessions_in_pieces_equal_one_call(
-    http: httpx.Client, built: tuple[tm.TransformerModel, Path]
+    http: httpx.Client, built: tuple[dict[str, tm.TransformerModel], Path], name: str
 ) -> None:
-    source = SOURCES[4]  # eight tokens, no [end]
-    tokens, probabilities = tm.keras_io_decode(built[0], source)
+    source = SOURCES[4]  # eight tokens, no end token, from both models
+    tokens, probabilities = tm.keras_io_decode(built[0][name], source)
+    assert len(tokens) == tm.SEQ and tm.END not in tokens
 
     def new() -> str:
-        r = http.post("/v1/sessions", json={"model": NAME, "source": source})
+        r = http.post("/v1/sessions", json={"model": name, "source": source})
         assert r.status_code == 201, r.text
         session_id: str = r.json()["session_id"]
         return session_id
@@ -181,17 +196,18 @@ def test_sessions_in_pieces_equal_one_call(
     five = http.post(f"/v1/sessions/{whole}/generate", json={"max_steps": 5}).json()
     one = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 1}).json()
     four = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 4}).json()
-    assert five["outputs"] == one["outputs"] + four["outputs"] == words(tokens)[:5]
+    assert five["outputs"] == one["outputs"] + four["outputs"] == words(tokens, name)[:5]
     state = http.get(f"/v1/sessions/{pieces}", params={"include_state": "true"}).json()
     assert state["state"][1] == [5.0]  # five tokens fed: [start] and four generated
     # teacher forcing: feed [start] and the loop's own tokens, read each step's distribution
     forced = new()
     fed = [tm.START, *tokens[:3]]
     r = http.post(
-        f"/v1/sessions/{forced}/step", json={"inputs": words(fed), "return_probabilities": True}
+        f"/v1/sessions/{forced}/step",
+        json={"inputs": words(fed, name), "return_probabilities": True},
     )
     assert r.status_code == 200, r.text
-    assert r.json()["outputs"] == words(tokens[:4])
+    assert r.json()["outputs"] == words(tokens[:4], name)
     assert_close(r.json()["probabilities"], probabilities[:4])
     # reset clears the prefix: generating again gives the same tokens
     http.post(f"/v1/sessions/{pieces}/reset")
@@ -232,25 +248,26 @@ def test_v2_and_tf_serving_equal_native_predict(http: httpx.Client) -> None:
 
 
 def copy_store(store: Path, tmp_path: Path, **changes: Any) -> Path:
+    """keras-io's model alone, its manifest changed."""
     copy = tmp_path / "store"
-    shutil.copytree(store, copy)
+    shutil.copytree(store / NAME, copy / NAME)
     path = copy / NAME / "1" / "model.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
     return copy
 
 
 def test_code_files_need_the_trust_setting(
-    built: tuple[tm.TransformerModel, Path], tmp_path: Path
+    built: tuple[dict[str, tm.TransformerModel], Path], tmp_path: Path
 ) -> None:
     model_code.configure(False)
     with pytest.raises(ManifestError) as refused:
-        load_store(built[1])
+        load_store(copy_store(built[1], tmp_path))
     assert "SERVICE_TRUST_MODEL_CODE=true" in str(refused.value)
     assert "layers.py" in str(refused.value)
 
 
 def test_a_window_past_the_position_table_is_refused(
-    built: tuple[tm.TransformerModel, Path], tmp_path: Path
+    built: tuple[dict[str, tm.TransformerModel], Path], tmp_path: Path
 ) -> None:
     store = copy_store(built[1], tmp_path, max_steps=tm.SEQ + 4)
     model_code.configure(True)

@@ -270,11 +270,13 @@ def test_a_program_that_raises_when_run_sends_its_bucket_back_to_the_graph(
 
 @MATRIX
 @pytest.mark.filterwarnings("ignore:.*does not support masking:UserWarning")
-def test_xla_equals_the_graphs_on_a_transformer(xla_auto: None) -> None:
-    """keras-io's Transformer layout (tests/transformer_models.py), prefix mode."""
+@pytest.mark.parametrize("layout", ["keras_io", "keras_hub"])
+def test_xla_equals_the_graphs_on_a_transformer(xla_auto: None, layout: str) -> None:
+    """keras-io's two Transformer layouts (tests/transformer_models.py): its custom
+    layers (prefix mode) and KerasHub's (cached mode)."""
     from tests import transformer_models
 
-    model = transformer_models.keras_io()
+    model = getattr(transformer_models, layout)()
     manifest = Manifest.model_validate(model.manifest)
     encoder, decoder = KerasGraph(model.encoder), KerasGraph(model.decoder)
     check_model(build_model(model.name, 1, manifest, encoder, decoder, warm_up=False))

@@ -64,10 +64,15 @@ class KerasCompute:
         self._functions.define(recipes(graphs, spec, self.seq2seq))
         for name in ("step", "encode") if self.seq2seq else ("step",):
             self._functions.compile(name)
+        self._cache = graphs.chain is not None, graphs.cache_note
         self.xla: xla.Xla | None = None
         self._local = threading.local()  # .graphs_only: this thread's calls skip XLA
         if xla.mode() != "off":
             self.xla = xla.Xla(label, xla_recipes(graphs, spec, self.seq2seq))
+
+    def kv_cache(self) -> tuple[bool, str]:
+        """A Transformer decoder's key/value cache (kv_cache.py): used, or why not."""
+        return self._cache
 
     def graphs(self) -> list[str]:
         """Every graph this model can run, by name."""

@@ -55,6 +55,12 @@ def build_model(
                 "what its position table allows"
             )
     compute = KerasCompute(spec, layout, encoder, decoder)
+    if layout.decoder_kind == "transformer":
+        used, why_not = compute.kv_cache()
+        if used:
+            log.info("%s: Transformer decoder with a key/value cache", name)
+        else:
+            log.info("%s: Transformer decoder re-run on the prefix (no cache: %s)", name, why_not)
     if warm_up:
         warmup.prepare(compute)
     return LoadedModel(spec, compute)

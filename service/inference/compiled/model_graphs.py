@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from service.inference.compiled import transformer_step
+from service.inference.compiled import kv_cache, transformer_step
 from service.inference.compiled.graphs import beam, loops, sample
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import ModelSpec
@@ -51,6 +52,18 @@ class ModelGraphs:
         self._out_card = manifest.output_cardinality
         self._end = manifest.end_id
         self._start = manifest.start_id
+        # Transformer decoders: the key/value cache where the chain allows it (kv_cache.py)
+        self.chain: kv_cache.Chain | None = None
+        self.cache_note = ""
+        if layout.decoder_kind == "transformer" and encoder is not None:
+            found = kv_cache.find_chain(getattr(decoder, "model", None))
+            if isinstance(found, str):
+                self.cache_note = found
+            else:
+                self.chain = found
+                self.cache_note = self._verify_cache()
+                if self.cache_note:
+                    self.chain = None
 
     def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("step")(tokens, states))
@@ -104,8 +117,9 @@ class ModelGraphs:
         choose: loops.Choose = loops.argmax,
         horizon: tf.Tensor | None = None,
     ) -> Result:
-        return loops.generate(
-            self._step_call,
+        step, states = self._stepper(states)
+        result = loops.generate(
+            step,
             tokens,
             states,
             limits,
@@ -115,6 +129,64 @@ class ModelGraphs:
             choose,
             horizon,
         )
+        return self._uncached(result)
+
+    # ---- the key/value cache (Transformer decoders whose chain allows it) ----------------
+
+    def _stepper(self, states: list[tf.Tensor]) -> tuple[loops.Step, list[tf.Tensor]]:
+        """The step function a loop calls, and the states it starts from: with a cache,
+        prefix states extended by every layer's caches, built in one pass."""
+        if self.chain is None:
+            return self._step_call, list(states)
+        so_far, position, memory = states
+        caches = kv_cache.build(self.chain, so_far, memory[..., -1] > 0.5, memory[..., :-1])
+        return self._cached_step, [so_far, position, *caches[0::2], memory, *caches[1::2]]
+
+    def _cached_step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+        assert self.chain is not None and self.layout.window is not None
+        n, window = self.chain.caches, self.layout.window
+        so_far, position, memory = carried[0], carried[1], carried[2 + n]
+        selfs, crosses = carried[2 : 2 + n], carried[3 + n :]
+        at = tf.cast(position[:, 0], tf.int32)
+        here = tf.one_hot(at, window, dtype=tf.float32)  # all zeros once at >= window
+        so_far = so_far * (1.0 - here) + tf.cast(tokens, tf.float32)[:, None] * here
+        caches = [c for pair in zip(selfs, crosses, strict=True) for c in pair]
+        out, caches = kv_cache.step(
+            self.chain, tokens, so_far, tf.minimum(at, window - 1), memory[..., -1] > 0.5, caches
+        )
+        probs = tf.cast(out, tf.float32)
+        if self._logits:
+            probs = tf.nn.softmax(probs, axis=-1)
+        return [probs, so_far, position + 1.0, *caches[0::2], memory, *caches[1::2]]
+
+    def _uncached(self, result: Result) -> Result:
+        """Prefix states again: caches never leave a call."""
+        if self.chain is not None and "states" in result:
+            n = self.chain.caches
+            extended = result["states"]
+            result["states"] = [extended[0], extended[1], extended[2 + n]]
+        return result
+
+    def _verify_cache(self) -> str:
+        """The cached steps against prefix mode's on every position of the window, once at
+        load (eagerly): a chain that does not give the same answers is not used."""
+        assert self.chain is not None and self.layout.window is not None
+        rng = np.random.default_rng(0)
+        source = self.spec.manifest.source
+        length = source.length or 4
+        sources = tf.constant(rng.integers(1, source.size, (2, length)), tf.int32)
+        tokens = tf.constant(rng.integers(1, self._out_card, (2, self.layout.window)), tf.int32)
+        states = self.encode(sources)
+        try:
+            plain = loops.run(self.step, tokens, states, True, self._out_card)
+            step, extended = self._stepper(states)
+            cached = loops.run(step, tokens, extended, True, self._out_card)
+        except Exception as exc:  # noqa: BLE001 - any failure means: no cache
+            return f"the cached step failed: {type(exc).__name__}: {str(exc)[:200]}"
+        worst = float(tf.reduce_max(tf.abs(plain["probs"] - cached["probs"])))
+        if not worst <= 1e-5:
+            return f"the cached step differs from the decoder by {worst:.2g}"
+        return ""
 
     def sample(
         self,
@@ -166,8 +238,11 @@ class ModelGraphs:
         horizon: tf.Tensor | None = None,
     ) -> Result:
         constant = 0 if self.spec.memory_shape is None else 1
-        return beam.beam_search(
-            self._step_call,
+        step, states = self._stepper(states)
+        if self.chain is not None:
+            constant += self.chain.caches  # the cross-attention caches, after the memory
+        result = beam.beam_search(
+            step,
             tokens,
             states,
             limits,
@@ -178,6 +253,7 @@ class ModelGraphs:
             constant,
             horizon,
         )
+        return self._uncached(result)
 
     def beam_decode(
         self,
@@ -198,4 +274,5 @@ class ModelGraphs:
         probs: bool,
         steps: tf.Tensor | None = None,
     ) -> Result:
-        return loops.run(self._step_call, tokens, states, probs, self._out_card, steps)
+        step, states = self._stepper(states)
+        return self._uncached(loops.run(step, tokens, states, probs, self._out_card, steps))
