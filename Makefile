@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-xla check container-test lint docs bench train-reverse train-memory train-dates clean
+.PHONY: serve test test-xla check container-test lint docs bench train-reverse train-memory train-dates train-dates-transformer clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ train-memory: $(STAMP)
 
 train-dates: $(STAMP)
 	$(BIN)/python -m service train dates --out model_store/dates/1 --seed 1
+
+train-dates-transformer: $(STAMP)
+	$(BIN)/python -m service train dates-transformer --out model_store/dates-transformer/1 --seed 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

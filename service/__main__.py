@@ -70,6 +70,10 @@ def _train(args: argparse.Namespace) -> int:
         from service.training import dates
 
         dates.train(out, seed=args.seed, epochs=args.epochs, eval_size=args.eval_size)
+    elif args.problem == "dates-transformer":
+        from service.training import dates_transformer
+
+        dates_transformer.train(out, seed=args.seed, epochs=args.epochs, eval_size=args.eval_size)
     else:
         from service.training import memory
 
@@ -102,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(handler=_serve)
 
     train = commands.add_parser("train", help="train a shipped model from scratch")
-    train.add_argument("problem", choices=["reverse", "memory", "dates"])
+    train.add_argument("problem", choices=["reverse", "memory", "dates", "dates-transformer"])
     train.add_argument("--out", required=True, help="version directory to write")
     train.add_argument("--seed", type=int, default=1)
     train.add_argument(
         "--epochs",
         type=int,
         default=None,
-        help="max epochs (reverse 6, memory 3000, dates 12)",
+        help="max epochs (reverse 6, memory 3000, dates 12, dates-transformer 30)",
     )
     train.add_argument("--examples", type=int, default=100_000, help="reverse: training examples")
     train.add_argument(
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep C++ start-up chatter out
     if args.command == "train" and args.epochs is None:
-        args.epochs = {"reverse": 6, "memory": 3000, "dates": 12}[args.problem]
+        epochs = {"reverse": 6, "memory": 3000, "dates": 12, "dates-transformer": 30}
+        args.epochs = epochs[args.problem]
     result: int = args.handler(args)
     return result
 

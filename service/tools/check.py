@@ -77,6 +77,7 @@ def check(directory: Path) -> int:
         f"start: {manifest.start_id}, end: {manifest.end_id}, max_steps: {manifest.max_steps}, "
         f"decoder output: {manifest.decoder_output}"
     )
+    print(_decoder_kind(loaded.compute, manifest.decoder_kind, spec.window))
     ids, text = _sample_source(manifest)
     if manifest.kind == "seq2seq":
         source = source_ids(manifest, ids, "source", Settings())
@@ -92,6 +93,14 @@ def check(directory: Path) -> int:
     shown_out = repr(answer) if answer is not None else to_tokens(manifest.target, out)
     print(f"sample: {shown_in} -> {shown_out}")
     return 0
+
+
+def _decoder_kind(compute: Any, kind: str, window: int | None) -> str:
+    if kind != "transformer":
+        return "decoder: recurrent (states carried step to step)"
+    used, why_not = compute.kv_cache()
+    cache = "used" if used else f"not used, prefix mode: {why_not}"
+    return f"decoder: transformer, window {window} target positions; key/value cache: {cache}"
 
 
 def _roles(layout: Any) -> str:

@@ -37,9 +37,11 @@ def test_memory_sequences_with_a_reset_between_them(http: Client) -> None:
     assert second == [0, 1, 2, 4]
 
 
-def test_dates_exact_match_on_10000_fresh_dates(http: Client) -> None:
-    """The third shipped model: text in, text out, attention. Fresh = none of the
-    50,000 training texts (seed 1), drawn with a seed training never used."""
+@pytest.mark.parametrize("model", ["dates", "dates-transformer"])
+def test_dates_exact_match_on_10000_fresh_dates(http: Client, model: str) -> None:
+    """The third shipped model (and the fourth, the same problem with a Transformer
+    decoded with a key/value cache): text in, text out. Fresh = none of the 50,000
+    training texts (seed 1), drawn with a seed training never used."""
     from service.training.date_text import sample_dates
     from service.training.dates import fresh_pairs
 
@@ -48,11 +50,11 @@ def test_dates_exact_match_on_10000_fresh_dates(http: Client) -> None:
     correct = 0
     for start in range(0, len(pairs), 256):
         batch = pairs[start : start + 256]
-        r = http.post("/v1/models/dates/predict", json={"inputs": [t for t, _ in batch]})
+        r = http.post(f"/v1/models/{model}/predict", json={"inputs": [t for t, _ in batch]})
         assert r.status_code == 200, r.text
         correct += sum(got == iso for got, (_, iso) in zip(r.json()["outputs"], batch, strict=True))
     accuracy = correct / len(pairs)
-    print(f"dates exact-match accuracy on {len(pairs)} fresh dates: {accuracy:.4%}")
+    print(f"{model} exact-match accuracy on {len(pairs)} fresh dates: {accuracy:.4%}")
     assert accuracy >= 0.995
 
 

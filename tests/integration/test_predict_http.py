@@ -69,12 +69,14 @@ def test_models_and_health(http: Client) -> None:
     ready = http.get("/readyz").json()
     assert ready["status"] == "ready" and ready["detail"]["models"] == {
         "dates": ["1"],
+        "dates-transformer": ["1"],
         "memory": ["1"],
         "reverse": ["1"],
     }
     listing = http.get("/v1/models").json()["models"]
     assert [(m["name"], m["kind"]) for m in listing] == [
         ("dates", "seq2seq"),
+        ("dates-transformer", "seq2seq"),
         ("memory", "step"),
         ("reverse", "seq2seq"),
     ]

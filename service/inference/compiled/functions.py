@@ -23,8 +23,10 @@ from service.inference.model.interface import ModelSpec
 log = logging.getLogger("service")
 
 # What greedy /predict and session steps call (the graphs a model is served with first);
-# the loops of every other graph call "step" and "encode".
-GREEDY = ("step", "encode", "decode", "generate", "run")
+# the loops of every other graph call "step" and "encode" (and, with a key/value cache,
+# "cache_build" and "cached_step": CALLEES).
+GREEDY = ("step", "encode", "cache_build", "cached_step", "decode", "generate", "run")
+CALLEES = ("step", "encode", "cache_build", "cached_step")
 
 
 def named(kind: str, probs: bool) -> str:
@@ -60,6 +62,10 @@ def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Re
     table = {"step": Recipe(graphs.step, [tokens, states])}
     if seq2seq:
         table["encode"] = Recipe(graphs.encode, [matrix])
+    if graphs.chain is not None:  # a Transformer decoder's key/value cache (kv_cache.py)
+        extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cache_shapes()]
+        table["cache_build"] = Recipe(graphs.cache_build, [states])
+        table["cached_step"] = Recipe(graphs.cached_step, [tokens, extended])
     for probs in (False, True):
         table[named("generate", probs)] = Recipe(
             _bound(graphs.generate, probs=probs), [tokens, states, tokens]

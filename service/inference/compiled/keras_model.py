@@ -12,7 +12,7 @@ import numpy as np
 from service.inference.compiled import buckets as pad
 from service.inference.compiled import tensors as t
 from service.inference.compiled import xla
-from service.inference.compiled.functions import Functions, named, recipes
+from service.inference.compiled.functions import CALLEES, Functions, named, recipes
 from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.compiled.xla_recipes import xla_recipes
 from service.inference.model.formats.graph import Graph
@@ -53,17 +53,27 @@ class KerasCompute:
     queued for compiling (xla.py).
     """
 
-    def __init__(self, spec: ModelSpec, layout: Layout, encoder: Graph | None, decoder: Graph):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        layout: Layout,
+        encoder: Graph | None,
+        decoder: Graph,
+        kv_cache: bool = True,
+    ):
         decoder.single_step()
         self.spec = spec
         self.layout = layout
         self.seq2seq = encoder is not None
         label = f"{spec.name} v{spec.version}"
         self._functions = Functions(label)
-        graphs = ModelGraphs(spec, layout, encoder, decoder, self._functions)
+        graphs = ModelGraphs(spec, layout, encoder, decoder, self._functions, kv_cache)
         self._functions.define(recipes(graphs, spec, self.seq2seq))
-        for name in ("step", "encode") if self.seq2seq else ("step",):
-            self._functions.compile(name)
+        for name in CALLEES:
+            if name in self._functions.names():
+                self._functions.compile(name)
+        if graphs.chain is not None:
+            graphs.verify_cache()
         self._cache = graphs.chain is not None, graphs.cache_note
         self.xla: xla.Xla | None = None
         self._local = threading.local()  # .graphs_only: this thread's calls skip XLA

@@ -73,7 +73,7 @@ def find_chain(model: Any) -> Chain | str:
     return Chain(layers[0], decoders, rest, bool(getattr(layers[0], "mask_zero", False)))
 
 
-def _heads(attention: Any) -> tuple[int, int]:
+def heads(attention: Any) -> tuple[int, int]:
     return int(attention.num_heads), int(attention.key_dim)
 
 
@@ -86,8 +86,8 @@ def build(chain: Chain, so_far: tf.Tensor, mask: tf.Tensor, memory: tf.Tensor) -
     caches: list[Any] = []
     batch, source = tf.shape(memory)[0], tf.shape(memory)[1]
     for layer in chain.decoders:
-        h, d = _heads(layer._self_attention_layer)
-        hc, dc = _heads(layer._cross_attention_layer)
+        h, d = heads(layer._self_attention_layer)
+        hc, dc = heads(layer._cross_attention_layer)
         self_cache = tf.zeros([batch, 2, window, h, d], x.dtype)
         cross_cache = tf.zeros([batch, 2, source, hc, dc], x.dtype)
         x, self_cache, cross_cache = layer(

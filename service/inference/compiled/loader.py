@@ -30,10 +30,12 @@ def build_model(
     encoder: Graph | None,
     decoder: Graph,
     warm_up: bool = True,
+    kv_cache: bool = True,
 ) -> LoadedModel:
     """Roles from the graphs' shapes (or the manifest), then compiled graphs: as the
     configured SERVICE_WARMUP says, or (`warm_up=False`) each when first used.
-    Raises ManifestError saying what does not fit."""
+    `kv_cache=False`: a Transformer decoder in prefix mode even where a cache would do
+    (for comparisons). Raises ManifestError saying what does not fit."""
     layout = infer_layout(
         manifest,
         decoder.inputs,
@@ -54,7 +56,7 @@ def build_model(
                 f"(max_steps, or its input's fixed length): {failed}. Lower max_steps to "
                 "what its position table allows"
             )
-    compute = KerasCompute(spec, layout, encoder, decoder)
+    compute = KerasCompute(spec, layout, encoder, decoder, kv_cache)
     if layout.decoder_kind == "transformer":
         used, why_not = compute.kv_cache()
         if used:

@@ -41,6 +41,7 @@ class ModelGraphs:
         encoder: Graph | None,
         decoder: Graph,
         compiled: Callable[[str], Any],
+        use_cache: bool = True,
     ):
         manifest = spec.manifest
         self.spec = spec
@@ -56,14 +57,15 @@ class ModelGraphs:
         self.chain: kv_cache.Chain | None = None
         self.cache_note = ""
         if layout.decoder_kind == "transformer" and encoder is not None:
-            found = kv_cache.find_chain(getattr(decoder, "model", None))
+            found = (
+                kv_cache.find_chain(getattr(decoder, "model", None))
+                if use_cache
+                else "turned off (kv_cache=False)"
+            )
             if isinstance(found, str):
                 self.cache_note = found
             else:
-                self.chain = found
-                self.cache_note = self._verify_cache()
-                if self.cache_note:
-                    self.chain = None
+                self.chain = found  # until verify_cache says otherwise
 
     def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("step")(tokens, states))
@@ -135,14 +137,26 @@ class ModelGraphs:
 
     def _stepper(self, states: list[tf.Tensor]) -> tuple[loops.Step, list[tf.Tensor]]:
         """The step function a loop calls, and the states it starts from: with a cache,
-        prefix states extended by every layer's caches, built in one pass."""
+        prefix states extended by every layer's caches, built in one pass (each its own
+        compiled function, as "step" is)."""
         if self.chain is None:
             return self._step_call, list(states)
-        so_far, position, memory = states
-        caches = kv_cache.build(self.chain, so_far, memory[..., -1] > 0.5, memory[..., :-1])
-        return self._cached_step, [so_far, position, *caches[0::2], memory, *caches[1::2]]
+        extended = list(self._compiled("cache_build")(states))
+        return self._cached_step_call, extended
 
-    def _cached_step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+    def _cached_step_call(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+        return list(self._compiled("cached_step")(tokens, carried))
+
+    def cache_build(self, states: list[tf.Tensor]) -> list[tf.Tensor]:
+        """Prefix states -> [tokens so far, position, *self caches, memory, *cross caches]
+        (the cross-attention caches last: constant, as the memory is, in beam search)."""
+        assert self.chain is not None
+        so_far, position, memory = states
+        with transformer_step.masks_handled():
+            caches = kv_cache.build(self.chain, so_far, memory[..., -1] > 0.5, memory[..., :-1])
+        return [so_far, position, *caches[0::2], memory, *caches[1::2]]
+
+    def cached_step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         assert self.chain is not None and self.layout.window is not None
         n, window = self.chain.caches, self.layout.window
         so_far, position, memory = carried[0], carried[1], carried[2 + n]
@@ -151,13 +165,31 @@ class ModelGraphs:
         here = tf.one_hot(at, window, dtype=tf.float32)  # all zeros once at >= window
         so_far = so_far * (1.0 - here) + tf.cast(tokens, tf.float32)[:, None] * here
         caches = [c for pair in zip(selfs, crosses, strict=True) for c in pair]
-        out, caches = kv_cache.step(
-            self.chain, tokens, so_far, tf.minimum(at, window - 1), memory[..., -1] > 0.5, caches
-        )
+        with transformer_step.masks_handled():
+            out, caches = kv_cache.step(
+                self.chain,
+                tokens,
+                so_far,
+                tf.minimum(at, window - 1),
+                memory[..., -1] > 0.5,
+                caches,
+            )
         probs = tf.cast(out, tf.float32)
         if self._logits:
             probs = tf.nn.softmax(probs, axis=-1)
         return [probs, so_far, position + 1.0, *caches[0::2], memory, *caches[1::2]]
+
+    def cache_shapes(self) -> list[tuple[int | None, ...]]:
+        """Per sample: the extended states cache_build returns."""
+        assert self.chain is not None and self.spec.memory_shape is not None
+        window, source = self.layout.window, self.spec.memory_shape[0]
+        selfs, crosses = [], []
+        for layer in self.chain.decoders:
+            h, d = kv_cache.heads(layer._self_attention_layer)
+            selfs.append((2, window, h, d))
+            h, d = kv_cache.heads(layer._cross_attention_layer)
+            crosses.append((2, source, h, d))
+        return [*self.spec.state_shapes, *selfs, self.spec.memory_shape, *crosses]
 
     def _uncached(self, result: Result) -> Result:
         """Prefix states again: caches never leave a call."""
@@ -167,26 +199,30 @@ class ModelGraphs:
             result["states"] = [extended[0], extended[1], extended[2 + n]]
         return result
 
-    def _verify_cache(self) -> str:
+    def verify_cache(self) -> None:
         """The cached steps against prefix mode's on every position of the window, once at
-        load (eagerly): a chain that does not give the same answers is not used."""
+        load, through the compiled "encode", "step", "cache_build" and "cached_step": a
+        chain that does not give the same answers is not used (cache_note says why)."""
         assert self.chain is not None and self.layout.window is not None
         rng = np.random.default_rng(0)
         source = self.spec.manifest.source
-        length = source.length or 4
-        sources = tf.constant(rng.integers(1, source.size, (2, length)), tf.int32)
-        tokens = tf.constant(rng.integers(1, self._out_card, (2, self.layout.window)), tf.int32)
-        states = self.encode(sources)
+        sources = tf.constant(rng.integers(1, source.size, (2, source.length or 4)), tf.int32)
+        tokens = rng.integers(1, self._out_card, (2, self.layout.window)).astype(np.int32)
+        worst = 0.0
         try:
-            plain = loops.run(self.step, tokens, states, True, self._out_card)
-            step, extended = self._stepper(states)
-            cached = loops.run(step, tokens, extended, True, self._out_card)
+            plain = list(self._encode_call(sources))
+            extended = list(self._compiled("cache_build")(plain))
+            for t in range(self.layout.window):
+                token = tf.constant(tokens[:, t])
+                a, *plain = self._step_call(token, plain)
+                b, *extended = self._cached_step_call(token, extended)
+                worst = max(worst, float(tf.reduce_max(tf.abs(a - b))))
         except Exception as exc:  # noqa: BLE001 - any failure means: no cache
-            return f"the cached step failed: {type(exc).__name__}: {str(exc)[:200]}"
-        worst = float(tf.reduce_max(tf.abs(plain["probs"] - cached["probs"])))
+            self.chain, self.cache_note = None, f"the cached step failed: {exc!s:.200}"
+            return
         if not worst <= 1e-5:
-            return f"the cached step differs from the decoder by {worst:.2g}"
-        return ""
+            self.chain = None
+            self.cache_note = f"the cached step differs from the decoder by {worst:.2g}"
 
     def sample(
         self,

@@ -5,6 +5,9 @@ window and reads the probabilities at that position."""
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import tensorflow as tf
@@ -14,6 +17,18 @@ from service.inference.model.formats.graph import Graph
 from service.inference.model.layout import Layout
 
 
+@contextmanager
+def masks_handled() -> Iterator[None]:
+    """Keras warns, when a traced layer gets a tensor carrying a mask it does not use,
+    that the mask is dropped: these calls handle the masks themselves (the memory's is
+    carried and given back explicitly)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*does not support masking", category=UserWarning
+        )
+        yield
+
+
 def encode(encoder: Graph, layout: Layout, sources: tf.Tensor) -> list[tf.Tensor]:
     """Sources -> [tokens so far (zeros), position (0), memory with the mask channel].
     The mask is the one Keras computed for the encoder's output (token != 0 where its
@@ -21,7 +36,8 @@ def encode(encoder: Graph, layout: Layout, sources: tf.Tensor) -> list[tf.Tensor
     model computes none."""
     assert layout.window is not None and layout.encoder_memory is not None
     x = tf.cast(sources, encoder.inputs[0].dtype)
-    outputs = encoder([x])
+    with masks_handled():
+        outputs = encoder([x])
     memory = outputs[layout.encoder_memory]
     mask = get_keras_mask(memory)
     if mask is None:
@@ -50,7 +66,8 @@ def step(
     inputs[layout.decoder_token] = tf.cast(so_far, specs[layout.decoder_token].dtype)
     inputs[layout.decoder_memory] = tf.cast(memory[..., :-1], specs[layout.decoder_memory].dtype)
     masks[layout.decoder_memory] = memory[..., -1] > 0.5
-    outputs = decoder(inputs, masks)
+    with masks_handled():
+        outputs = decoder(inputs, masks)
     per_position = tf.cast(outputs[layout.decoder_probabilities], tf.float32)
     probs = tf.gather(per_position, tf.minimum(at, layout.window - 1), axis=1, batch_dims=1)
     if logits:

@@ -1,0 +1,184 @@
+"""Transformer decoders in-process: per-token decode time against the prefix length for
+prefix mode and cached mode (KerasHub layout), at batch 1 and 64, and sequences per
+second against keras-io's loop (the whole trained model re-run per token from Python).
+
+python -m bench.transformers [--seconds 1.5] [--out bench/results]
+
+The model: keras-io's KerasHub layout (TokenAndPositionEmbedding, TransformerEncoder,
+two TransformerDecoder layers, Dense softmax), 64 wide, 4 heads, a window of 64 target
+positions, sources of 16 tokens; seeded random weights (decoding cost does not depend on
+training), no end token, so every decode runs the steps asked for. Both modes are the
+service's compiled decode (compiled/loader.build_model; prefix mode with kv_cache=False),
+TF graphs (SERVICE_XLA=off) on TensorFlow's 1 intra-op and 1 inter-op thread as served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.harness import ROOT
+
+WINDOW, SOURCE, VOCAB, WIDTH = 64, 16, 64, 64
+LENGTHS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def build() -> tuple[Any, Any, Any]:
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(3)
+    enc_in = keras.Input(shape=(None,), dtype="int32")
+    x = keras_hub.layers.TokenAndPositionEmbedding(VOCAB, SOURCE, WIDTH, mask_zero=True)(enc_in)
+    memory = keras_hub.layers.TransformerEncoder(2 * WIDTH, 4)(inputs=x)
+    encoder = keras.Model(enc_in, memory)
+    dec_in = keras.Input(shape=(None,), dtype="int32")
+    mem_in = keras.Input(shape=(None, WIDTH))
+    x = keras_hub.layers.TokenAndPositionEmbedding(VOCAB, WINDOW, WIDTH)(dec_in)
+    for _ in range(2):
+        x = keras_hub.layers.TransformerDecoder(2 * WIDTH, 4)(
+            decoder_sequence=x, encoder_sequence=mem_in
+        )
+    decoder = keras.Model([dec_in, mem_in], keras.layers.Dense(VOCAB, activation="softmax")(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        whole = keras.Model([enc_in, dec_in], decoder([dec_in, memory]))
+    return encoder, decoder, whole
+
+
+def manifest() -> dict[str, Any]:
+    return {
+        "kind": "seq2seq",
+        "decoder_kind": "transformer",
+        "source": {"encoding": "index", "cardinality": VOCAB},
+        "target": {"encoding": "index", "cardinality": VOCAB},
+        "start_token": 1,
+        "max_steps": WINDOW,
+    }
+
+
+def timed(fn: Callable[[], object], seconds: float) -> float:
+    """Median ms per call over >= 3 calls and >= `seconds`, after one warm-up call."""
+    fn()
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000
+
+
+def decoding(compute: Any, sources: np.ndarray, limits: np.ndarray) -> Callable[[], object]:
+    return lambda: compute.decode(sources, limits, False)
+
+
+def keras_io_loop(whole: Any, sources: np.ndarray, steps: int) -> np.ndarray:
+    """keras-io's loop: per token, the whole model on the padded prefix, argmax at i."""
+    prefix = np.zeros((len(sources), WINDOW), np.int32)
+    prefix[:, 0] = 1
+    for i in range(steps):
+        probabilities = np.asarray(whole([sources, prefix], training=False))
+        if i + 1 < WINDOW:
+            prefix[:, i + 1] = probabilities[:, i].argmax(-1)
+    return prefix[:, 1:]
+
+
+def run(args: argparse.Namespace) -> int:
+    from service.inference.compiled.keras_model import KerasCompute
+    from service.inference.compiled.loader import build_model
+    from service.inference.compiled.threads import configure_threads
+    from service.inference.model.formats.keras_file import KerasGraph
+    from service.inference.model.manifest import Manifest
+
+    configure_threads(1, 1)
+    encoder, decoder, whole = build()
+    spec = Manifest.model_validate(manifest())
+    modes = {
+        cached: build_model(
+            "bench", 1, spec, KerasGraph(encoder), KerasGraph(decoder), False, kv_cache=cached
+        ).compute
+        for cached in (False, True)
+    }
+    cached_compute = modes[True]
+    assert isinstance(cached_compute, KerasCompute) and cached_compute.kv_cache()[0]
+    rng = np.random.default_rng(0)
+    rows: list[str] = []
+    per_token: dict[tuple[bool, int], list[float]] = {}
+    for batch in (1, 64):
+        sources = rng.integers(2, VOCAB, (batch, SOURCE)).astype(np.int32)
+        same = modes[False].decode(sources, np.full(batch, WINDOW, np.int32), False).tokens
+        other = modes[True].decode(sources, np.full(batch, WINDOW, np.int32), False).tokens
+        differing = int(np.sum(np.any(same != other, axis=1)))
+        for cached in (False, True):
+            compute = modes[cached]
+            times = []
+            for length in LENGTHS:
+                limits = np.full(batch, length, np.int32)
+                times.append(timed(decoding(compute, sources, limits), args.seconds))
+            per_token[(cached, batch)] = times
+            mode = "cached" if cached else "prefix"
+            cells = " | ".join(f"{t / n:.3f}" for t, n in zip(times, LENGTHS, strict=True))
+            marginal = (times[-1] - times[-2]) / (LENGTHS[-1] - LENGTHS[-2])
+            rows.append(f"| {mode} | {batch} | {cells} | {marginal:.3f} | {times[-1]:.1f} |")
+        rows.append(
+            f"| rows differing, cached vs prefix ({WINDOW} tokens) | {batch} | {differing} |"
+        )
+    one = rng.integers(2, VOCAB, (1, SOURCE)).astype(np.int32)
+    loop_ms = timed(lambda: keras_io_loop(whole, one, WINDOW), args.seconds)
+    loop_tokens = keras_io_loop(whole, one, WINDOW)
+    served = modes[True].decode(one, np.asarray([WINDOW], np.int32), False)
+    equal = bool(np.array_equal(served.tokens[0, :WINDOW], loop_tokens[0, :WINDOW]))
+    sequences = {
+        "keras-io loop, batch 1": 1000 / loop_ms,
+        "prefix mode, batch 1": 1000 / per_token[(False, 1)][-1],
+        "cached mode, batch 1": 1000 / per_token[(True, 1)][-1],
+        "prefix mode, batch 64": 64 * 1000 / per_token[(False, 64)][-1],
+        "cached mode, batch 64": 64 * 1000 / per_token[(True, 64)][-1],
+    }
+    header = " | ".join(f"{n} tokens" for n in LENGTHS)
+    text = "\n".join(
+        [
+            f"# Transformer decoding ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            "`python -m bench.transformers`)",
+            "",
+            f"KerasHub layout, width {WIDTH}, 4 heads, 2 decoder layers, window {WINDOW}, "
+            f"sources of {SOURCE}; one compiled decode per call (TF graph, 1+1 threads). "
+            "ms per token = ms per decode / tokens decoded; marginal = the last token's "
+            "cost between 32 and 64 tokens.",
+            "",
+            f"| mode | batch | {header} | marginal ms/token | ms per decode of {WINDOW} |",
+            "|---|---|" + "---|" * len(LENGTHS) + "---|---|",
+            *rows,
+            "",
+            f"| decoder | sequences of {WINDOW} tokens per second | x keras-io's loop |",
+            "|---|---|---|",
+            *(
+                f"| {name} | {value:,.1f} | {value / sequences['keras-io loop, batch 1']:,.0f}x |"
+                for name, value in sequences.items()
+            ),
+            "",
+            f"keras-io's loop and the cached decode gave the same {WINDOW} tokens: {equal}.",
+        ]
+    )
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "transformers.md").write_text(text + "\n")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.5, help="per figure")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
