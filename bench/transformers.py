@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             "",
             f"KerasHub layout, width {WIDTH}, 4 heads, 2 decoder layers, window {WINDOW}, "
             f"sources of {SOURCE}; one compiled decode per call (TF graph, 1+1 threads). "
-            "ms for 1 token: encode, cache build and one step; then, per span of tokens, "
+            "ms for 1 token: encode, caches started from the memory and one step; then, per span, "
             "ms per token (the decode times at the span's ends, differenced): flat when a "
             "step's cost does not grow with the prefix.",
             "",

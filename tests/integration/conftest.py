@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.harness import ROOT, STORE, Server, running
+from tests.harness import ROOT, SHIPPED, STORE, Server, running
 from tests.harness.early import Early, Plan
 from tests.harness.jobs import Job
 
@@ -48,7 +48,7 @@ SHARED = {
 }
 
 EARLY = Early()
-EARLY.plan("server_url", Plan(SHARED["server_url"]))
+EARLY.plan("server_url", Plan(SHARED["server_url"], store=lambda _: SHIPPED))
 EARLY.plan("keyed_server", Plan(SHARED["keyed_server"]))
 
 

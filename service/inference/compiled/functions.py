@@ -25,8 +25,8 @@ log = logging.getLogger("service")
 # What greedy /predict and session steps call (the graphs a model is served with first);
 # the loops of every other graph call "step" and "encode" (and, with a key/value cache,
 # "cache_build" and "cached_step": CALLEES).
-GREEDY = ("step", "encode", "cache_build", "cached_step", "decode", "generate", "run")
-CALLEES = ("step", "encode", "cache_build", "cached_step")
+CALLEES = ("step", "encode", "cache_build", "cache_start", "cached_step")
+GREEDY = (*CALLEES, "decode", "generate", "run")
 
 
 def named(kind: str, probs: bool) -> str:
@@ -65,6 +65,7 @@ def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Re
     if graphs.chain is not None:  # a Transformer decoder's key/value cache (kv_cache.py)
         extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cache_shapes()]
         table["cache_build"] = Recipe(graphs.cache_build, [states])
+        table["cache_start"] = Recipe(graphs.cache_start, [states])
         table["cached_step"] = Recipe(graphs.cached_step, [tokens, extended])
     for probs in (False, True):
         table[named("generate", probs)] = Recipe(

@@ -105,6 +105,21 @@ def build(chain: Chain, so_far: tf.Tensor, mask: tf.Tensor, memory: tf.Tensor) -
     return caches
 
 
+def start(chain: Chain, so_far: tf.Tensor, memory: tf.Tensor) -> tuple[list[Any], list[Any]]:
+    """Caches for rows no token was fed to yet: self-attention ones zeros (a step writes
+    its key and value before reading any), cross-attention ones from the memory, as the
+    layers compute them (CachedMultiHeadAttention's key and value projections)."""
+    window = so_far.shape[1]
+    batch = tf.shape(memory)[0]
+    selfs, crosses = [], []
+    for layer in chain.decoders:
+        h, d = heads(layer._self_attention_layer)
+        selfs.append(tf.zeros([batch, 2, window, h, d], memory.dtype))
+        cross = layer._cross_attention_layer
+        crosses.append(tf.stack([cross._key_dense(memory), cross._value_dense(memory)], axis=1))
+    return selfs, crosses
+
+
 def step(
     chain: Chain,
     tokens: tf.Tensor,

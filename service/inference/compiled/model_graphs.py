@@ -118,8 +118,10 @@ class ModelGraphs:
         probs: bool,
         choose: loops.Choose = loops.argmax,
         horizon: tf.Tensor | None = None,
+        fresh: bool = False,
     ) -> Result:
-        step, states = self._stepper(states)
+        """`fresh`: `states` are just encoded (no target token fed yet)."""
+        step, states = self._stepper(states, fresh)
         result = loops.generate(
             step,
             tokens,
@@ -135,14 +137,17 @@ class ModelGraphs:
 
     # ---- the key/value cache (Transformer decoders whose chain allows it) ----------------
 
-    def _stepper(self, states: list[tf.Tensor]) -> tuple[loops.Step, list[tf.Tensor]]:
+    def _stepper(
+        self, states: list[tf.Tensor], fresh: bool = False
+    ) -> tuple[loops.Step, list[tf.Tensor]]:
         """The step function a loop calls, and the states it starts from: with a cache,
         prefix states extended by every layer's caches, built in one pass (each its own
-        compiled function, as "step" is)."""
+        compiled function, as "step" is); from `fresh` states (just encoded, no token fed)
+        only the cross-attention caches are computed."""
         if self.chain is None:
             return self._step_call, list(states)
-        extended = list(self._compiled("cache_build")(states))
-        return self._cached_step_call, extended
+        build = "cache_start" if fresh else "cache_build"
+        return self._cached_step_call, list(self._compiled(build)(states))
 
     def _cached_step_call(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("cached_step")(tokens, carried))
@@ -155,6 +160,16 @@ class ModelGraphs:
         with transformer_step.masks_handled():
             caches = kv_cache.build(self.chain, so_far, memory[..., -1] > 0.5, memory[..., :-1])
         return [so_far, position, *caches[0::2], memory, *caches[1::2]]
+
+    def cache_start(self, states: list[tf.Tensor]) -> list[tf.Tensor]:
+        """cache_build's answer for states no token was fed to yet: no self-attention key
+        or value to compute (each step writes its own before any is read), the
+        cross-attention ones from the memory alone."""
+        assert self.chain is not None
+        so_far, position, memory = states
+        with transformer_step.masks_handled():
+            selfs, crosses = kv_cache.start(self.chain, so_far, memory[..., :-1])
+        return [so_far, position, *selfs, memory, *crosses]
 
     def cached_step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         assert self.chain is not None and self.layout.window is not None
@@ -201,7 +216,7 @@ class ModelGraphs:
 
     def verify_cache(self) -> None:
         """The cached steps against prefix mode's on every position of the window, once at
-        load, through the compiled "encode", "step", "cache_build" and "cached_step": a
+        load, through the compiled functions (caches built, and started): a
         chain that does not give the same answers is not used (cache_note says why)."""
         assert self.chain is not None and self.layout.window is not None
         rng = np.random.default_rng(0)
@@ -211,12 +226,15 @@ class ModelGraphs:
         worst = 0.0
         try:
             plain = list(self._encode_call(sources))
-            extended = list(self._compiled("cache_build")(plain))
+            built = list(self._compiled("cache_build")(plain))
+            started = list(self._compiled("cache_start")(plain))
             for t in range(self.layout.window):
                 token = tf.constant(tokens[:, t])
                 a, *plain = self._step_call(token, plain)
-                b, *extended = self._cached_step_call(token, extended)
-                worst = max(worst, float(tf.reduce_max(tf.abs(a - b))))
+                b, *built = self._cached_step_call(token, built)
+                c, *started = self._cached_step_call(token, started)
+                for cached in (b, c):
+                    worst = max(worst, float(tf.reduce_max(tf.abs(a - cached))))
         except Exception as exc:  # noqa: BLE001 - any failure means: no cache
             self.chain, self.cache_note = None, f"the cached step failed: {exc!s:.200}"
             return
@@ -232,6 +250,7 @@ class ModelGraphs:
         params: list[tf.Tensor],
         probs: bool,
         horizon: tf.Tensor | None = None,
+        fresh: bool = False,
     ) -> Result:
         temperature, top_k, top_p, seeds, offsets = params
 
@@ -239,7 +258,7 @@ class ModelGraphs:
             u = sample.uniform(seeds, offsets + t)
             return sample.choose(p, temperature, top_k, top_p, u)
 
-        return self.generate(tokens, states, limits, probs, choose, horizon)
+        return self.generate(tokens, states, limits, probs, choose, horizon, fresh)
 
     def _start_tokens(self, sources: tf.Tensor) -> tf.Tensor:
         assert self._start is not None
@@ -257,9 +276,9 @@ class ModelGraphs:
         states = self._encode_call(sources)
         tokens = self._start_tokens(sources)
         if params is None:
-            result = self.generate(tokens, states, limits, probs, horizon=horizon)
+            result = self.generate(tokens, states, limits, probs, horizon=horizon, fresh=True)
         else:
-            result = self.sample(tokens, states, limits, params, probs, horizon)
+            result = self.sample(tokens, states, limits, params, probs, horizon, fresh=True)
         del result["states"]  # predict does not need them: fewer outputs to copy out
         return result
 
@@ -272,9 +291,10 @@ class ModelGraphs:
         alpha: tf.Tensor,
         keep_states: bool,
         horizon: tf.Tensor | None = None,
+        fresh: bool = False,
     ) -> Result:
         constant = 0 if self.spec.memory_shape is None else 1
-        step, states = self._stepper(states)
+        step, states = self._stepper(states, fresh)
         if self.chain is not None:
             constant += self.chain.caches  # the cross-attention caches, after the memory
         result = beam.beam_search(
@@ -301,7 +321,7 @@ class ModelGraphs:
     ) -> Result:
         states = self._encode_call(sources)
         tokens = self._start_tokens(sources)
-        return self.beam(tokens, states, limits, width, alpha, False, horizon)
+        return self.beam(tokens, states, limits, width, alpha, False, horizon, fresh=True)
 
     def run(
         self,
