@@ -14,7 +14,8 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip
 # Dependencies first (a layer that survives code changes), then the package itself.
 COPY pyproject.toml README.md /src/
-RUN mkdir -p /src/service && touch /src/service/__init__.py && /opt/venv/bin/pip install /src
+# the transformers extra (KerasHub): the shipped dates-transformer is built from its layers
+RUN mkdir -p /src/service && touch /src/service/__init__.py && /opt/venv/bin/pip install '/src[transformers]'
 COPY service /src/service
 # (drop the stub's build dir: setuptools would keep its files, they look newer)
 RUN rm -rf /src/build /src/*.egg-info \
