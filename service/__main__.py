@@ -145,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--length", type=int, help="the source length the model was trained on")
     importer.add_argument("--max-steps", type=int, default=50, help="default decode steps")
     importer.add_argument("--description", help="shown in /v1/models")
+    importer.add_argument(
+        "--code",
+        action="append",
+        help="a Python file registering the model's custom layers (repeatable): imported "
+        "before loading, copied into --out and listed in the manifest's code",
+    )
     importer.set_defaults(handler=_import)
 
     register_client_commands(commands)  # predict, session, models: service/cli

@@ -182,6 +182,26 @@ def main(out: Path) -> None:
         write(out / "store", model)
         hashes[model.name] = weights_hash(model)
     (out / "weights.json").write_text(json.dumps(hashes))
+    (out / "import.json").write_text(json.dumps(import_keras_io(keras_io(), out)))
+
+
+def import_keras_io(model: TransformerModel, out: Path) -> dict[str, Any]:
+    """keras-io's trained `transformer` saved whole and split by `service import`, with its
+    layers as a code file, into OUT/store/keras_io_imported/1: what the import printed."""
+    import subprocess
+    import sys
+
+    training = out / "transformer.keras"
+    model.transformer.save(training)
+    vocabulary = out / "vocabulary.json"
+    vocabulary.write_text(json.dumps(VOCAB))
+    argv = [sys.executable, "-m", "service", "import", str(training)]
+    argv += ["--out", str(out / "store" / "keras_io_imported" / "1"), "--code", str(LAYERS)]
+    argv += ["--source-vocab", str(vocabulary), "--target-vocab", str(vocabulary)]
+    argv += ["--tokenizer", "whitespace", "--start", "[start]", "--end", "[end]"]
+    argv += ["--pad", "", "--length", str(SEQ), "--max-steps", str(SEQ)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr[-3000:]}
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def _sample_source(manifest: Manifest) -> tuple[list[int], str | None]:
     return ids, joiner.join(side.vocabulary[i] for i in ids)
 
 
-def check(directory: Path) -> int:
+def check(directory: Path, trust_code: bool | None = None) -> int:
+    """`trust_code`: import the manifest's code files (None: as SERVICE_TRUST_MODEL_CODE
+    says)."""
     from service.config import Settings
     from service.dataplane.tokens import source_ids, to_text, to_tokens
     from service.inference.compiled import model_code
@@ -47,7 +49,7 @@ def check(directory: Path) -> int:
     from service.inference.model.registry import version_number
     from service.inference.model.store import check_version
 
-    model_code.configure(Settings().trust_model_code)
+    model_code.configure(Settings().trust_model_code if trust_code is None else trust_code)
     try:
         manifest, files = check_version(directory)
         loaded = load_model(

@@ -5,6 +5,7 @@ a version directory written and checked as served."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from service.digits import decimal
-from service.inference.model.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest, ManifestError, Side
 from service.progress import Stages, bars
 from service.tools.check import check
 
@@ -85,10 +86,18 @@ def import_model(args: Any) -> int:
 
 def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
     stages.start(f"loading {path.name}")  # TensorFlow's own import is most of this stage
+    from service.inference.compiled import model_code
     from service.inference.model.formats.keras_file import load_h5, load_keras
     from service.tools.split import SplitError, split_training_model, teacher_forced_difference
+    from service.tools.split_transformer import served_difference, split_transformer
 
+    code = [Path(p) for p in (args.code or [])]
     try:
+        # the operator names them: trusted for this import (the version directory lists them,
+        # and a server imports them only with SERVICE_TRUST_MODEL_CODE=true)
+        model_code.configure(True)
+        for file in code:
+            model_code.import_file(file)
         source_vocab = read_vocabulary(Path(args.source_vocab)) if args.source_vocab else None
         target_vocab = read_vocabulary(Path(args.target_vocab)) if args.target_vocab else None
         try:
@@ -96,11 +105,21 @@ def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
         except Exception as exc:  # Keras raises many types for files it cannot read
             raise ValueError(f"cannot load it: {exc}") from None
         stages.start("splitting into encoder and decoder")
-        encoder, decoder = split_training_model(training)
+        transformer, why_not = False, ""
+        try:
+            encoder, decoder = split_training_model(training)
+        except SplitError as recurrent:
+            try:
+                encoder, decoder = split_transformer(training)
+            except SplitError as other:
+                raise SplitError(f"{recurrent}; nor as a Transformer: {other}") from None
+            transformer, why_not = True, str(recurrent)
+        token_input = decoder.inputs[_token_input(decoder)] if transformer else decoder.inputs[0]
         source = _side_for(encoder.inputs[0], source_vocab, args.tokenizer)
         if args.pad is not None or args.length is not None:
-            source.update(pad_token=_unescape(args.pad or " "), length=args.length)
-        target = _side_for(decoder.inputs[0], target_vocab, args.tokenizer)
+            pad = " " if args.pad is None else _unescape(args.pad)
+            source.update(pad_token=pad, length=args.length)
+        target = _side_for(token_input, target_vocab, args.tokenizer)
         manifest = Manifest.model_validate(
             {
                 "kind": "seq2seq",
@@ -111,14 +130,27 @@ def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
                 "start_token": _token(args.start, target_vocab),
                 "end_token": _token(args.end, target_vocab),
                 "max_steps": args.max_steps,
+                **({"decoder_kind": "transformer"} if transformer else {}),
+                "code": [p.name for p in code],
             }
         )
-    except (OSError, ValueError, SplitError) as exc:
+    except (OSError, ValueError, SplitError, ManifestError) as exc:
         print(f"cannot import {path}: {exc}", file=sys.stderr)
         return 2
     stages.start("checking the split against the training model")
-    difference = _check_split(training, encoder, decoder, manifest, teacher_forced_difference)
-    print(f"split check: max |training - step-by-step| = {difference:.3g} (limit 1e-5)")
+    if transformer:
+        print(f"a Transformer (not a recurrent split: {why_not})")
+        try:
+            difference = served_difference(training, encoder, decoder, manifest)
+        except ManifestError as exc:
+            print(f"cannot import {path}: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"split check: max |training - served, teacher-forced| = {difference:.3g} (limit 1e-5)"
+        )
+    else:
+        difference = _check_split(training, encoder, decoder, manifest, teacher_forced_difference)
+        print(f"split check: max |training - step-by-step| = {difference:.3g} (limit 1e-5)")
     if not difference <= 1e-5:
         print(
             f"cannot import {path}: the split does not reproduce the training model",
@@ -130,9 +162,19 @@ def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
     encoder.save(out / "encoder.keras")
     decoder.save(out / "decoder.keras")
     manifest.write(out)
-    print(f"wrote {out}/encoder.keras, decoder.keras, model.json")
+    for file in code:
+        shutil.copy(file, out / file.name)
+    print(
+        f"wrote {out}/encoder.keras, decoder.keras, model.json"
+        + "".join(f", {p.name}" for p in code)
+    )
     stages.start(f"checking {out} as the server loads it")
-    return check(out)
+    return check(out, trust_code=bool(code) or None)
+
+
+def _token_input(decoder: Any) -> int:
+    """A Transformer decoder's token input: the one of rank 2 (the other is the memory)."""
+    return 0 if len(decoder.inputs[0].shape) == 2 else 1
 
 
 def _check_split(training: Any, encoder: Any, decoder: Any, manifest: Manifest, diff: Any) -> float:

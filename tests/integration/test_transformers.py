@@ -23,8 +23,9 @@ from service.inference.compiled import model_code
 from service.inference.compiled.loader import load_store
 from service.inference.model.manifest import ManifestError
 from tests import transformer_models as tm
+from tests.conftest import REDIS
 from tests.floats import assert_close
-from tests.harness import Server
+from tests.harness import Server, redis_env
 from tests.harness.early import Plan
 from tests.harness.jobs import Job
 from tests.integration.conftest import EARLY
@@ -39,6 +40,7 @@ pytestmark = [
 
 NAME = "keras_io_transformer"
 HUB = "keras_hub_transformer"
+IMPORTED = "keras_io_imported"  # keras-io's trained model split by `service import`
 BOTH = [NAME, HUB]
 SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15, 4], [6, 7, 8, 9], [15, 14], [12, 13]]
 
@@ -58,10 +60,15 @@ def written_store(_: Path) -> Path:
 
 # written, and served, in the background while the tests before these run
 EARLY.add_job("transformer_store", transformer_store)
-EARLY.plan(
-    "transformer_server",
-    Plan(store=written_store, env={"SERVICE_TRUST_MODEL_CODE": "true"}, after="transformer_store"),
-)
+
+
+def replica_env() -> dict[str, str]:
+    """Two replicas sharing sessions in the session's Redis."""
+    return redis_env(REDIS.get(), SERVICE_TRUST_MODEL_CODE="true")
+
+
+for _name in ("transformer_server", "transformer_replica"):
+    EARLY.plan(_name, Plan(store=written_store, env=replica_env, after="transformer_store"))
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +88,7 @@ def built(transformer_store: Job) -> tuple[dict[str, tm.TransformerModel], Path]
     models = {m.name: m for m in (tm.keras_io(), tm.keras_hub())}
     written = json.loads((job.out / "weights.json").read_text())
     assert {n: tm.weights_hash(m) for n, m in models.items()} == written, "not the served"
+    models[IMPORTED] = models[NAME]
     return models, job.out / "store"
 
 
@@ -90,6 +98,14 @@ def transformer_server(built: tuple[dict[str, tm.TransformerModel], Path]) -> It
         yield EARLY.server("transformer_server")
     finally:
         EARLY.release("transformer_server")
+
+
+@pytest.fixture(scope="module")
+def transformer_replica(built: tuple[dict[str, tm.TransformerModel], Path]) -> Iterator[Server]:
+    try:
+        yield EARLY.server("transformer_replica")
+    finally:
+        EARLY.release("transformer_replica")
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +127,11 @@ def predict(http: httpx.Client, name: str = NAME, **body: Any) -> dict[str, Any]
 
 
 def words(ids: list[int], name: str = NAME) -> list[str]:
-    vocabulary = tm.VOCAB if name == NAME else tm.HUB_VOCAB
+    vocabulary = tm.HUB_VOCAB if name == HUB else tm.VOCAB
     return [vocabulary[i] for i in ids]
 
 
-@pytest.mark.parametrize("name", BOTH)
+@pytest.mark.parametrize("name", [*BOTH, IMPORTED])
 def test_predict_equals_keras_io_loop(
     http: httpx.Client, built: tuple[dict[str, tm.TransformerModel], Path], name: str
 ) -> None:
@@ -126,6 +142,22 @@ def test_predict_equals_keras_io_loop(
         tokens, probabilities = tm.keras_io_decode(model, source)
         assert answer["outputs"][i] == words(tokens, name), source
         assert_close(answer["probabilities"][i], probabilities, f"source {source}")
+
+
+def test_import_splits_keras_io_training_model(
+    built: tuple[dict[str, tm.TransformerModel], Path], http: httpx.Client
+) -> None:
+    """`service import` of the whole trained model with its layers as a code file: split
+    into encoder and nested decoder, checked as served (mask carried), written with the
+    code file listed; served like the model saved split (the prediction test above)."""
+    done = json.loads((built[1].parent / "import.json").read_text())
+    assert done["returncode"] == 0, done["stdout"] + done["stderr"]
+    assert "split check: max |training - served, teacher-forced| = " in done["stdout"]
+    assert "decoder: transformer, window 8 target positions" in done["stdout"]
+    manifest = json.loads((built[1] / IMPORTED / "1" / "model.json").read_text())
+    assert manifest["decoder_kind"] == "transformer" and manifest["code"] == ["keras_io_layers.py"]
+    assert (built[1] / IMPORTED / "1" / "keras_io_layers.py").is_file()
+    assert http.get(f"/v1/models/{IMPORTED}").json()["kv_cache"] is False
 
 
 @pytest.mark.parametrize("name", BOTH)
@@ -213,6 +245,27 @@ def test_sessions_in_pieces_equal_one_call(
     http.post(f"/v1/sessions/{pieces}/reset")
     again = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 5}).json()
     assert again["outputs"] == five["outputs"]
+
+
+@pytest.mark.parametrize("name", BOTH)
+def test_a_session_continued_on_another_replica_equals_one_replica(
+    http: httpx.Client, transformer_replica: Server, name: str
+) -> None:
+    """Sessions live in Redis as the tokens so far and the memory (never a cache): any
+    replica continues any session, rebuilding what it needs."""
+    body = {"model": name, "source": SOURCES[4]}
+    alone = http.post("/v1/sessions", json=body).json()["session_id"]
+    shared = http.post("/v1/sessions", json=body).json()["session_id"]
+    five = http.post(f"/v1/sessions/{alone}/generate", json={"max_steps": 5}).json()
+    two = http.post(f"/v1/sessions/{shared}/generate", json={"max_steps": 2}).json()
+    with httpx.Client(base_url=transformer_replica.url, timeout=60) as other:
+        three = other.post(f"/v1/sessions/{shared}/generate", json={"max_steps": 3})
+        assert three.status_code == 200, three.text
+        state = other.get(f"/v1/sessions/{shared}", params={"include_state": "true"}).json()
+    assert two["outputs"] + three.json()["outputs"] == five["outputs"]
+    mine = http.get(f"/v1/sessions/{alone}", params={"include_state": "true"}).json()
+    for a, b in zip(mine["state"], state["state"], strict=True):
+        assert_close(a, b)
 
 
 def test_the_window_bounds_max_steps_and_sessions(http: httpx.Client) -> None:

@@ -47,6 +47,11 @@ def model_code(directory: Path, files: list[str]) -> Iterator[None]:
         registered.update(before)
 
 
+def import_file(path: Path) -> None:
+    """Import one code file for good (`python -m service import`: the operator names it)."""
+    _import(path)
+
+
 def _import(path: Path) -> None:
     if not path.is_file():
         raise ManifestError(f"code file {path.name} is missing")
