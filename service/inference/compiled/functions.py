@@ -62,11 +62,12 @@ def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Re
     table = {"step": Recipe(graphs.step, [tokens, states])}
     if seq2seq:
         table["encode"] = Recipe(graphs.encode, [matrix])
-    if graphs.chain is not None:  # a Transformer decoder's key/value cache (kv_cache.py)
-        extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cache_shapes()]
-        table["cache_build"] = Recipe(graphs.cache_build, [states])
-        table["cache_start"] = Recipe(graphs.cache_start, [states])
-        table["cached_step"] = Recipe(graphs.cached_step, [tokens, extended])
+    if graphs.cached is not None:  # a Transformer decoder's key/value cache
+        cached = graphs.cached
+        extended = [tf.TensorSpec([None, *s], tf.float32) for s in cached.shapes()]
+        table["cache_build"] = Recipe(cached.build, [states])
+        table["cache_start"] = Recipe(cached.start, [states])
+        table["cached_step"] = Recipe(cached.step, [tokens, extended])
     for probs in (False, True):
         table[named("generate", probs)] = Recipe(
             _bound(graphs.generate, probs=probs), [tokens, states, tokens]

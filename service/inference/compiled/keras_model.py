@@ -72,9 +72,9 @@ class KerasCompute:
         for name in CALLEES:
             if name in self._functions.names():
                 self._functions.compile(name)
-        if graphs.chain is not None:
+        if graphs.cached is not None:
             graphs.verify_cache()
-        self._cache = graphs.chain is not None, graphs.cache_note
+        self._cache = graphs.cached is not None, graphs.cache_note
         self.xla: xla.Xla | None = None
         self._local = threading.local()  # .graphs_only: this thread's calls skip XLA
         if xla.mode() != "off":

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from service.inference.compiled import kv_cache, transformer_step
+from service.inference.compiled.cached_steps import CachedSteps
 from service.inference.compiled.graphs import beam, loops, sample
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import ModelSpec
@@ -53,8 +53,8 @@ class ModelGraphs:
         self._out_card = manifest.output_cardinality
         self._end = manifest.end_id
         self._start = manifest.start_id
-        # Transformer decoders: the key/value cache where the chain allows it (kv_cache.py)
-        self.chain: kv_cache.Chain | None = None
+        # Transformer decoders: the key/value cache where the chain allows it
+        self.cached: CachedSteps | None = None
         self.cache_note = ""
         if layout.decoder_kind == "transformer" and encoder is not None:
             found = (
@@ -64,8 +64,8 @@ class ModelGraphs:
             )
             if isinstance(found, str):
                 self.cache_note = found
-            else:
-                self.chain = found  # until verify_cache says otherwise
+            else:  # until verify_cache says otherwise
+                self.cached = CachedSteps(found, spec, layout, self._logits, compiled)
 
     def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("step")(tokens, states))
@@ -135,112 +135,25 @@ class ModelGraphs:
         )
         return self._uncached(result)
 
-    # ---- the key/value cache (Transformer decoders whose chain allows it) ----------------
-
     def _stepper(
         self, states: list[tf.Tensor], fresh: bool = False
     ) -> tuple[loops.Step, list[tf.Tensor]]:
-        """The step function a loop calls, and the states it starts from: with a cache,
-        prefix states extended by every layer's caches, built in one pass (each its own
-        compiled function, as "step" is); from `fresh` states (just encoded, no token fed)
-        only the cross-attention caches are computed."""
-        if self.chain is None:
+        """The step function a loop calls and the states it starts from (with a key/value
+        cache: extended by the caches, cached_steps.py)."""
+        if self.cached is None:
             return self._step_call, list(states)
-        build = "cache_start" if fresh else "cache_build"
-        return self._cached_step_call, list(self._compiled(build)(states))
-
-    def _cached_step_call(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
-        return list(self._compiled("cached_step")(tokens, carried))
-
-    def cache_build(self, states: list[tf.Tensor]) -> list[tf.Tensor]:
-        """Prefix states -> [tokens so far, position, *self caches, memory, *cross caches]
-        (the cross-attention caches last: constant, as the memory is, in beam search)."""
-        assert self.chain is not None
-        so_far, position, memory = states
-        with transformer_step.masks_handled():
-            caches = kv_cache.build(self.chain, so_far, memory[..., -1] > 0.5, memory[..., :-1])
-        return [so_far, position, *caches[0::2], memory, *caches[1::2]]
-
-    def cache_start(self, states: list[tf.Tensor]) -> list[tf.Tensor]:
-        """cache_build's answer for states no token was fed to yet: no self-attention key
-        or value to compute (each step writes its own before any is read), the
-        cross-attention ones from the memory alone."""
-        assert self.chain is not None
-        so_far, position, memory = states
-        with transformer_step.masks_handled():
-            selfs, crosses = kv_cache.start(self.chain, so_far, memory[..., :-1])
-        return [so_far, position, *selfs, memory, *crosses]
-
-    def cached_step(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
-        assert self.chain is not None and self.layout.window is not None
-        n, window = self.chain.caches, self.layout.window
-        so_far, position, memory = carried[0], carried[1], carried[2 + n]
-        selfs, crosses = carried[2 : 2 + n], carried[3 + n :]
-        at = tf.cast(position[:, 0], tf.int32)
-        here = tf.one_hot(at, window, dtype=tf.float32)  # all zeros once at >= window
-        so_far = so_far * (1.0 - here) + tf.cast(tokens, tf.float32)[:, None] * here
-        caches = [c for pair in zip(selfs, crosses, strict=True) for c in pair]
-        with transformer_step.masks_handled():
-            out, caches = kv_cache.step(
-                self.chain,
-                tokens,
-                so_far,
-                tf.minimum(at, window - 1),
-                memory[..., -1] > 0.5,
-                caches,
-            )
-        probs = tf.cast(out, tf.float32)
-        if self._logits:
-            probs = tf.nn.softmax(probs, axis=-1)
-        return [probs, so_far, position + 1.0, *caches[0::2], memory, *caches[1::2]]
-
-    def cache_shapes(self) -> list[tuple[int | None, ...]]:
-        """Per sample: the extended states cache_build returns."""
-        assert self.chain is not None and self.spec.memory_shape is not None
-        window, source = self.layout.window, self.spec.memory_shape[0]
-        selfs, crosses = [], []
-        for layer in self.chain.decoders:
-            h, d = kv_cache.heads(layer._self_attention_layer)
-            selfs.append((2, window, h, d))
-            h, d = kv_cache.heads(layer._cross_attention_layer)
-            crosses.append((2, source, h, d))
-        return [*self.spec.state_shapes, *selfs, self.spec.memory_shape, *crosses]
+        return self.cached.stepper(states, fresh)
 
     def _uncached(self, result: Result) -> Result:
-        """Prefix states again: caches never leave a call."""
-        if self.chain is not None and "states" in result:
-            n = self.chain.caches
-            extended = result["states"]
-            result["states"] = [extended[0], extended[1], extended[2 + n]]
-        return result
+        return result if self.cached is None else self.cached.uncached(result)
 
     def verify_cache(self) -> None:
-        """The cached steps against prefix mode's on every position of the window, once at
-        load, through the compiled functions (caches built, and started): a
-        chain that does not give the same answers is not used (cache_note says why)."""
-        assert self.chain is not None and self.layout.window is not None
-        rng = np.random.default_rng(0)
-        source = self.spec.manifest.source
-        sources = tf.constant(rng.integers(1, source.size, (2, source.length or 4)), tf.int32)
-        tokens = rng.integers(1, self._out_card, (2, self.layout.window)).astype(np.int32)
-        worst = 0.0
-        try:
-            plain = list(self._encode_call(sources))
-            built = list(self._compiled("cache_build")(plain))
-            started = list(self._compiled("cache_start")(plain))
-            for t in range(self.layout.window):
-                token = tf.constant(tokens[:, t])
-                a, *plain = self._step_call(token, plain)
-                b, *built = self._cached_step_call(token, built)
-                c, *started = self._cached_step_call(token, started)
-                for cached in (b, c):
-                    worst = max(worst, float(tf.reduce_max(tf.abs(a - cached))))
-        except Exception as exc:  # noqa: BLE001 - any failure means: no cache
-            self.chain, self.cache_note = None, f"the cached step failed: {exc!s:.200}"
-            return
-        if not worst <= 1e-5:
-            self.chain = None
-            self.cache_note = f"the cached step differs from the decoder by {worst:.2g}"
+        """The cached steps against prefix mode's, once at load (cached_steps.py): a chain
+        that does not give the same answers is not used (cache_note says why)."""
+        assert self.cached is not None
+        note = self.cached.verify(self._encode_call, self._step_call)
+        if note:
+            self.cached, self.cache_note = None, note
 
     def sample(
         self,
@@ -295,8 +208,8 @@ class ModelGraphs:
     ) -> Result:
         constant = 0 if self.spec.memory_shape is None else 1
         step, states = self._stepper(states, fresh)
-        if self.chain is not None:
-            constant += self.chain.caches  # the cross-attention caches, after the memory
+        if self.cached is not None:
+            constant += self.cached.chain.caches  # the cross-attention caches, after memory
         result = beam.beam_search(
             step,
             tokens,
