@@ -184,7 +184,7 @@ def train(
     """Train, keep the best epoch by exact match on fresh dates, save it to `out`; the metrics."""
     import keras
 
-    from service.training.progress import EpochBars, fit_verbose
+    from service.training.progress import fit_keeping_best
 
     seed_everything(seed)  # Python random, numpy and TensorFlow (keras.utils.set_random_seed)
     pairs = sample_dates(examples, seed)
@@ -198,34 +198,24 @@ def train(
         optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy"
     )
     decode = greedy_decoder(encoder, decoder)
-    history: list[float] = []
-    best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
     started = time.monotonic()
     with bars() as progress:
-        epoch_bars = EpochBars(progress, epochs)
-        for epoch in range(1, epochs + 1):
-            training.fit(
-                x,
-                targets,
-                batch_size=batch_size,
-                epochs=1,
-                shuffle=True,
-                verbose=fit_verbose(progress),
-                callbacks=[epoch_bars],
-            )
-            accuracy = evaluate(progress, decode, eval_pairs, "evaluating on fresh dates")
-            history.append(accuracy)
-            print(
+        kept = fit_keeping_best(
+            progress,
+            training,
+            x,
+            targets,
+            epochs=epochs,
+            batch_size=batch_size,
+            evaluate=lambda: evaluate(progress, decode, eval_pairs, "evaluating on fresh dates"),
+            report=lambda epoch, accuracy: (
                 f"epoch {epoch}/{epochs}: exact match on {len(eval_pairs)} fresh dates = "
-                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-            if accuracy > best_accuracy:
-                best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
-            if accuracy >= TARGET_ON:
-                break
+                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)"
+            ),
+            stop_at=TARGET_ON,
+        )
         seconds = round(time.monotonic() - started, 1)
-        training.set_weights(best_weights)
+        history, best_epoch = kept.history, kept.best_epoch
         final = evaluate(progress, decode, eval_pairs, f"evaluating the kept epoch {best_epoch}")
     metrics = {
         "exact_match_accuracy": final,

@@ -24,7 +24,7 @@ from service.training.date_text import (
     TARGET_VOCABULARY,
     sample_dates,
 )
-from service.training.dates import EVAL_SEED_OFFSET, fresh_pairs
+from service.training.dates import EVAL_SEED_OFFSET, evaluate, fresh_pairs
 
 PAD = "[PAD]"
 SOURCES = (PAD, *SOURCE_VOCABULARY)  # the date texts' space is a character, not padding
@@ -123,10 +123,6 @@ def served_decoder(encoder: Any, decoder: Any) -> Any:
     return decode, model
 
 
-def exact(guesses: list[str], pairs: list[tuple[str, str]]) -> float:
-    return float(np.mean([g == iso for g, (_, iso) in zip(guesses, pairs, strict=True)]))
-
-
 def train(
     out: Path,
     seed: int = 1,
@@ -138,7 +134,7 @@ def train(
 ) -> dict[str, Any]:
     import keras
 
-    from service.training.progress import EpochBars, fit_verbose
+    from service.training.progress import fit_keeping_best
 
     seed_everything(seed)
     pairs = sample_dates(examples, seed)
@@ -151,36 +147,25 @@ def train(
         optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
     )
     decode, served = served_decoder(encoder, decoder)
-    texts = [text for text, _ in eval_pairs]
-    history: list[float] = []
-    best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
     started = time.monotonic()
     with bars() as progress:
-        epoch_bars = EpochBars(progress, epochs)
-        for epoch in range(1, epochs + 1):
-            training.fit(
-                x,
-                targets,
-                batch_size=batch_size,
-                epochs=1,
-                shuffle=True,
-                verbose=fit_verbose(progress),
-                callbacks=[epoch_bars],
-            )
-            accuracy = exact(decode(texts), eval_pairs)
-            history.append(accuracy)
-            print(
+        kept = fit_keeping_best(
+            progress,
+            training,
+            x,
+            targets,
+            epochs=epochs,
+            batch_size=batch_size,
+            evaluate=lambda: evaluate(progress, decode, eval_pairs, "evaluating on fresh dates"),
+            report=lambda epoch, accuracy: (
                 f"epoch {epoch}/{epochs}: exact match on {len(eval_pairs)} fresh dates = "
-                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)",
-                flush=True,
-            )
-            if accuracy > best_accuracy:
-                best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
-            if accuracy >= TARGET_ON:
-                break
-    seconds = round(time.monotonic() - started, 1)
-    training.set_weights(best_weights)
-    final = exact(decode(texts), eval_pairs)
+                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)"
+            ),
+            stop_at=TARGET_ON,
+        )
+        seconds = round(time.monotonic() - started, 1)
+        history, best_epoch = kept.history, kept.best_epoch
+        final = evaluate(progress, decode, eval_pairs, f"evaluating the kept epoch {best_epoch}")
     metrics = {
         "exact_match_accuracy": final,
         "eval_dates": len(eval_pairs),

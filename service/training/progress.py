@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -48,3 +50,50 @@ class EpochBars(keras.callbacks.Callback):  # type: ignore[misc]  # keras is unt
 def fit_verbose(progress: Progress) -> int:
     """Keras's own line per epoch (verbose 2) only where no bar replaces it."""
     return 0 if live(progress) else 2
+
+
+@dataclass
+class Kept:
+    """What `fit_keeping_best` did: the accuracy after each epoch, the epoch kept."""
+
+    history: list[float]
+    best_epoch: int
+
+
+def fit_keeping_best(
+    progress: Progress,
+    training: Any,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    evaluate: Callable[[], float],
+    report: Callable[[int, float], str],
+    stop_at: float,
+) -> Kept:
+    """Fit one epoch at a time (the bars count all of them), `evaluate` after each and
+    print `report(epoch, accuracy)`; stop once an epoch reaches `stop_at`. The best epoch's
+    weights are restored (accuracy is not monotonic across epochs)."""
+    epoch_bars = EpochBars(progress, epochs)
+    history: list[float] = []
+    best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
+    for epoch in range(1, epochs + 1):
+        training.fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=fit_verbose(progress),
+            callbacks=[epoch_bars],
+        )
+        accuracy = evaluate()
+        history.append(accuracy)
+        print(report(epoch, accuracy), flush=True)
+        if accuracy > best_accuracy:
+            best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
+        if accuracy >= stop_at:
+            break
+    training.set_weights(best_weights)
+    return Kept(history, best_epoch)

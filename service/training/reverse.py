@@ -73,7 +73,7 @@ def train(
     eval_size: int = 10_000,
     units: int = 128,
 ) -> Manifest:
-    from service.training.progress import EpochBars, fit_verbose
+    from service.training.progress import fit_keeping_best
 
     seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -98,36 +98,30 @@ def train(
     )
     x = [one_hot(sources, CARDINALITY), one_hot(shifted, CARDINALITY)]
     y = one_hot(targets, CARDINALITY)
-    history: list[float] = []
-    best_accuracy, best_weights, best_epoch = -1.0, training.get_weights(), 0
     started = time.monotonic()
+
+    def evaluate() -> float:
+        # one graph call decodes every source (most of the time goes to building it):
+        # nothing to count, so the bar only pulses while it runs
+        with task(progress, f"evaluating on {len(eval_sources)} fresh sources", None):
+            return exact_accuracy(encoder, decoder, manifest, eval_sources)
+
     with bars() as progress:
-        epoch_bars = EpochBars(progress, epochs)
-        for epoch in range(1, epochs + 1):
-            training.fit(
-                x,
-                y,
-                batch_size=batch_size,
-                epochs=1,
-                shuffle=True,
-                verbose=fit_verbose(progress),
-                callbacks=[epoch_bars],
-            )
-            # one graph call decodes every source (most of the time goes to building it):
-            # nothing to count, so the bar only pulses while it runs
-            with task(progress, f"evaluating on {len(eval_sources)} fresh sources", None):
-                accuracy = exact_accuracy(encoder, decoder, manifest, eval_sources)
-            history.append(accuracy)
-            print(
+        kept = fit_keeping_best(
+            progress,
+            training,
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            evaluate=evaluate,
+            report=lambda epoch, accuracy: (
                 f"epoch {epoch}/{epochs}: exact-sequence accuracy on {len(eval_sources)} "
-                f"fresh sources = {accuracy:.4%}",
-                flush=True,
-            )
-            if accuracy > best_accuracy:
-                best_accuracy, best_weights, best_epoch = accuracy, training.get_weights(), epoch
-            if accuracy == 1.0:
-                break
-        training.set_weights(best_weights)
+                f"fresh sources = {accuracy:.4%}"
+            ),
+            stop_at=1.0,
+        )
+        history, best_epoch = kept.history, kept.best_epoch
         with task(progress, f"evaluating the kept epoch {best_epoch}", None):
             final = exact_accuracy(encoder, decoder, manifest, eval_sources)
     manifest.metrics = {
