@@ -229,45 +229,49 @@ class KerasCompute:
         width: int,
         alpha: np.ndarray,
     ) -> Beams:
-        n = len(tokens)
-        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
-        if b is not None and h is not None:
-            args = [
-                pad.rows(np.asarray(tokens, np.int32), b),
-                pad.states(states, b),
-                pad.limits(limits, b),
-                pad.carrier(width),
-                pad.rows(np.asarray(alpha, np.float32), b),
-                pad.carrier(h),
-            ]
-            result = self._xla("beam", args)
-            if result is not None:
-                return pad.cut_beams(t.beams(result), n)
-        result = self._functions("beam")(
-            t.ints(tokens), t.states(states), t.ints(limits), t.ints(width), t.floats(alpha)
+        ints = np.asarray(tokens, np.int32)
+        return self._beams(
+            "beam",
+            limits,
+            width,
+            alpha,
+            lambda b: [pad.rows(ints, b), pad.states(states, b), pad.limits(limits, b)],
+            [t.ints(tokens), t.states(states), t.ints(limits)],
         )
-        return t.beams(result)
 
     def beam_decode(
         self, sources: np.ndarray, limits: np.ndarray, width: int, alpha: np.ndarray
     ) -> Beams:
-        n = len(sources)
+        ints = np.asarray(sources, np.int32)
+        return self._beams(
+            "beam_decode",
+            limits,
+            width,
+            alpha,
+            lambda b: [pad.rows(ints, b), pad.limits(limits, b)],
+            [t.ints(sources), t.ints(limits)],
+        )
+
+    def _beams(
+        self,
+        name: str,
+        limits: np.ndarray,
+        width: int,
+        alpha: np.ndarray,
+        padded: Callable[[int], list[Any]],
+        inputs: list[Any],
+    ) -> Beams:
+        """Beam search `name`: the XLA program of the batch's bucket (inputs `padded(b)` to
+        b rows, the width and horizon carriers, alpha), else the TF graph."""
+        n = len(limits)
         b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
         if b is not None and h is not None:
-            args = [
-                pad.rows(np.asarray(sources, np.int32), b),
-                pad.limits(limits, b),
-                pad.carrier(width),
-                pad.rows(np.asarray(alpha, np.float32), b),
-                pad.carrier(h),
-            ]
-            result = self._xla("beam_decode", args)
+            rows = pad.rows(np.asarray(alpha, np.float32), b)
+            args = [*padded(b), pad.carrier(width), rows, pad.carrier(h)]
+            result = self._xla(name, args)
             if result is not None:
                 return pad.cut_beams(t.beams(result), n)
-        result = self._functions("beam_decode")(
-            t.ints(sources), t.ints(limits), t.ints(width), t.floats(alpha)
-        )
-        return t.beams(result)
+        return t.beams(self._functions(name)(*inputs, t.ints(width), t.floats(alpha)))
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         n, steps = tokens.shape
