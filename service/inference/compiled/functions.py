@@ -48,15 +48,21 @@ def _bound(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     return graph
 
 
+def state_specs(spec: ModelSpec) -> list[Any]:
+    """The signature of a batch of states: each state, then the memory if any."""
+    states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
+    if spec.memory_shape is not None:
+        states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
+    return states
+
+
 def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]:
     """Every graph of a model by name, "step" and "encode" (their callees) first."""
     tokens = tf.TensorSpec([None], tf.int32)
     matrix = tf.TensorSpec([None, None], tf.int32)
     floats = tf.TensorSpec([None], tf.float32)
     width = tf.TensorSpec([], tf.int32)
-    states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
-    if spec.memory_shape is not None:
-        states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
+    states = state_specs(spec)
     # temperature, top_k, top_p, seeds, offsets
     params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
     table = {"step": Recipe(graphs.step, [tokens, states])}

@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from service.inference.compiled.functions import Recipe, named
+from service.inference.compiled.functions import Recipe, named, state_specs
 from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.model.interface import ModelSpec
 
@@ -63,9 +63,7 @@ def xla_recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str
     floats = tf.TensorSpec([None], tf.float32)
     carrier = tf.TensorSpec([None], tf.int32)
     scalar = tf.TensorSpec([], tf.int32)
-    states = [tf.TensorSpec([None, *s], tf.float32) for s in spec.state_shapes]
-    if spec.memory_shape is not None:
-        states.append(tf.TensorSpec([None, *spec.memory_shape], tf.float32))
+    states = state_specs(spec)
     params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
     table = {"step": Recipe(graphs.step, [tokens, states])}
     if seq2seq:
