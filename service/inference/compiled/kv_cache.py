@@ -70,7 +70,8 @@ def find_chain(model: Any) -> Chain | str:
     for layer in layers:
         if len(layer._inbound_nodes) != 1:
             return f"{layer.name} is called more than once"
-    return Chain(layers[0], decoders, rest, bool(getattr(layers[0], "mask_zero", False)))
+    # the layer keeps mask_zero in its config (and on its token_embedding sublayer)
+    return Chain(layers[0], decoders, rest, bool(layers[0].get_config().get("mask_zero")))
 
 
 def heads(attention: Any) -> tuple[int, int]:
