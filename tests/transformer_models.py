@@ -19,6 +19,7 @@ LAYERS = Path(__file__).parent / "models" / "keras_io_layers.py"
 VOCAB = ["", "[UNK]", "[start]", "[end]", *(f"w{i}" for i in range(12))]
 START, END = VOCAB.index("[start]"), VOCAB.index("[end]")
 SEQ = 8  # keras-io's sequence_length (20): source length and the decoder's window
+EXAMPLE = "w1 w2 w3"  # what `check` decodes after the keras-io import (model.json's example)
 
 
 @dataclass
@@ -133,6 +134,37 @@ def keras_hub(seed: int = 6) -> TransformerModel:
     return TransformerModel("keras_hub_transformer", encoder, decoder, transformer, manifest, [])
 
 
+def keras_hub_chain(seed: int = 7) -> TransformerModel:
+    """The KerasHub layout built as one training model, its decoder a chain of layers
+    (no nested decoder model): saved whole, for `service import` to split."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    v = len(HUB_VOCAB)
+
+    def embedding() -> Any:
+        return keras_hub.layers.TokenAndPositionEmbedding(
+            vocabulary_size=v, sequence_length=SEQ, embedding_dim=16, mask_zero=True
+        )
+
+    encoder_inputs = keras.Input(shape=(None,), name="encoder_inputs")
+    encoder_outputs = keras_hub.layers.TransformerEncoder(intermediate_dim=32, num_heads=2)(
+        inputs=embedding()(encoder_inputs)
+    )
+    decoder_inputs = keras.Input(shape=(None,), name="decoder_inputs")
+    x = embedding()(decoder_inputs)
+    for _ in range(2):
+        x = keras_hub.layers.TransformerDecoder(intermediate_dim=32, num_heads=2)(
+            decoder_sequence=x, encoder_sequence=encoder_outputs
+        )
+    dense = keras.layers.Dense(v, activation="softmax")
+    transformer = keras.Model([encoder_inputs, decoder_inputs], dense(x))
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * 4.0, bias])
+    return TransformerModel("keras_hub_chain", None, None, transformer, {}, [])
+
+
 def write(store: Path, model: TransformerModel) -> Path:
     directory = store / model.name / "1"
     directory.mkdir(parents=True)
@@ -169,37 +201,52 @@ def keras_io_decode(model: TransformerModel, source: list[int]) -> tuple[list[in
 
 def weights_hash(model: TransformerModel) -> str:
     digest = hashlib.sha256()
-    for weights in model.encoder.get_weights() + model.decoder.get_weights():
+    for weights in model.transformer.get_weights():
         digest.update(np.asarray(weights).tobytes())
     return digest.hexdigest()
 
 
 def main(out: Path) -> None:
     """`python -m tests.transformer_models OUT`: OUT/store with the models, OUT/weights.json
-    their hashes (a test builds the same models, seeded, and compares)."""
+    their hashes (a test builds the same models, seeded, and compares), OUT/import.json
+    what `service import` printed for the two training models saved whole."""
     hashes = {}
     for model in (keras_io(), keras_hub()):
         write(out / "store", model)
         hashes[model.name] = weights_hash(model)
+    chain = keras_hub_chain()
+    hashes[chain.name] = weights_hash(chain)
     (out / "weights.json").write_text(json.dumps(hashes))
-    (out / "import.json").write_text(json.dumps(import_keras_io(keras_io(), out)))
+    keras_io_options = ["--code", str(LAYERS), "--start", "[start]", "--end", "[end]"]
+    keras_io_options += ["--example", EXAMPLE]
+    hub_options = ["--start", "[START]", "--end", "[END]", "--pad", "[PAD]"]
+    printed = {
+        "keras_io_imported": import_whole(
+            keras_io(), out, "keras_io_imported", VOCAB, [*keras_io_options, "--pad", ""]
+        ),
+        "keras_hub_chain_imported": import_whole(
+            chain, out, "keras_hub_chain_imported", HUB_VOCAB, hub_options
+        ),
+    }
+    (out / "import.json").write_text(json.dumps(printed))
 
 
-def import_keras_io(model: TransformerModel, out: Path) -> dict[str, Any]:
-    """keras-io's trained `transformer` saved whole and split by `service import`, with its
-    layers as a code file, into OUT/store/keras_io_imported/1: what the import printed."""
+def import_whole(
+    model: TransformerModel, out: Path, name: str, vocabulary: list[str], options: list[str]
+) -> dict[str, Any]:
+    """`model`'s trained `transformer` saved whole and split by `service import` into
+    OUT/store/NAME/1: what the import printed."""
     import subprocess
     import sys
 
-    training = out / "transformer.keras"
+    training = out / f"{name}.keras"
     model.transformer.save(training)
-    vocabulary = out / "vocabulary.json"
-    vocabulary.write_text(json.dumps(VOCAB))
+    words = out / f"{name}.vocabulary.json"
+    words.write_text(json.dumps(vocabulary))
     argv = [sys.executable, "-m", "service", "import", str(training)]
-    argv += ["--out", str(out / "store" / "keras_io_imported" / "1"), "--code", str(LAYERS)]
-    argv += ["--source-vocab", str(vocabulary), "--target-vocab", str(vocabulary)]
-    argv += ["--tokenizer", "whitespace", "--start", "[start]", "--end", "[end]"]
-    argv += ["--pad", "", "--length", str(SEQ), "--max-steps", str(SEQ)]
+    argv += ["--out", str(out / "store" / name / "1"), *options]
+    argv += ["--source-vocab", str(words), "--target-vocab", str(words)]
+    argv += ["--tokenizer", "whitespace", "--length", str(SEQ), "--max-steps", str(SEQ)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr[-3000:]}
 

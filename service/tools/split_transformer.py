@@ -1,7 +1,11 @@
 """Split a Keras Transformer training model `[encoder_inputs, decoder_inputs] ->
-probabilities` whose decoder is a nested model `[decoder_inputs, encoder_outputs] ->
-probabilities` (as keras-io's Transformer examples build it: `decoder([decoder_inputs,
-encoder_outputs])`) into the encoder `encoder_inputs -> encoder_outputs` and that decoder.
+probabilities` into the encoder `encoder_inputs -> encoder_outputs` and the decoder
+`[decoder_inputs, encoder_outputs] -> probabilities`. The decoder is either a nested model
+the training model calls on `[decoder_inputs, encoder_outputs]` (or the other order), as
+keras-io's Transformer examples build it, kept as it is; or a chain of layers in the
+training model itself, re-composed from its layers (shared weights) with the memory as a
+new input: the one tensor computed from the encoder's input alone that a layer also
+reached from the decoder's input consumes (the cross-attention's `encoder_sequence`).
 
 The split is checked as the service runs it (compiled/loader.build_model: the source mask
 carried to the decoder, cached or prefix mode), teacher-forced over the whole window
@@ -18,9 +22,10 @@ import numpy as np
 from service.tools.split import SplitError
 
 EXPECTED = (
-    "expected a functional model [encoder_inputs, decoder_inputs] -> probabilities that calls "
-    "a nested decoder model on [decoder_inputs, encoder_outputs] (or [encoder_outputs, "
-    "decoder_inputs]), as keras-io's Transformer examples build it"
+    "expected a functional model [encoder_inputs, decoder_inputs] -> probabilities whose "
+    "decoder is a nested model called on [decoder_inputs, encoder_outputs] (or "
+    "[encoder_outputs, decoder_inputs]) or a chain of layers whose cross-attention reads "
+    "one encoder output, as keras-io's Transformer examples build them"
 )
 
 
@@ -28,6 +33,21 @@ def split_transformer(model: Any) -> tuple[keras.Model, keras.Model]:
     """`(encoder, decoder)` sharing `model`'s layers and weights; SplitError says why not."""
     if not isinstance(model, keras.Model) or len(model.inputs) != 2 or len(model.outputs) != 1:
         raise SplitError(f"{model.name}: {EXPECTED}")
+    nested = _nested(model)
+    if nested is not None:
+        decoder, source, memory = nested
+    else:
+        source, target = model.inputs  # the order the issue and keras-io give them
+        memory = _memory(model, source, target)
+        decoder = keras.Model([target, memory], model.outputs[0], name=f"{model.name}_decoder")
+    if id(source) not in {id(t) for t in _sources(memory)}:
+        raise SplitError(f"{model.name}: the decoder's memory does not come from the source")
+    encoder = keras.Model(source, memory, name=f"{model.name}_encoder")
+    return encoder, decoder
+
+
+def _nested(model: Any) -> tuple[Any, Any, Any] | None:
+    """(decoder, source input, memory) for a decoder model nested in `model`, else None."""
     inputs = {id(t): i for i, t in enumerate(model.inputs)}
     found = []
     for layer in model.layers:
@@ -37,16 +57,53 @@ def split_transformer(model: Any) -> tuple[keras.Model, keras.Model]:
             tensors = keras.tree.flatten(node.arguments.args)
             if len(tensors) == 2 and sum(id(t) in inputs for t in tensors) == 1:
                 found.append((layer, tensors))
+    if not found:
+        return None
     if len(found) != 1:
         raise SplitError(f"{model.name}: {len(found)} nested decoders found; {EXPECTED}")
     decoder, tensors = found[0]
     token_at = 0 if id(tensors[0]) in inputs else 1
     memory = tensors[1 - token_at]
     source = model.inputs[1 - inputs[id(tensors[token_at])]]
-    encoder = keras.Model(source, memory, name=f"{model.name}_encoder")
-    if id(source) not in {id(t) for t in _sources(memory)}:
-        raise SplitError(f"{model.name}: the decoder's memory does not come from the source")
-    return encoder, decoder
+    return decoder, source, memory
+
+
+def _memory(model: Any, source: Any, target: Any) -> Any:
+    """The one tensor computed from `source` alone that an operation also reached from
+    `target` reads: what the encoder hands the decoder."""
+    reach: dict[int, frozenset[str]] = {id(source): frozenset({"s"}), id(target): frozenset({"t"})}
+
+    def reached(tensor: Any) -> frozenset[str]:
+        if id(tensor) not in reach:
+            reach[id(tensor)] = frozenset().union(*(reached(p) for p in _parents(tensor)))
+        return reach[id(tensor)]
+
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+    stack = list(model.outputs)
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) in seen or tensor is source or tensor is target:
+            continue
+        seen.add(id(tensor))
+        parents = _parents(tensor)
+        if any("t" in reached(p) for p in parents):
+            found.update((id(p), p) for p in parents if reached(p) == {"s"})
+        stack.extend(parents)
+    if len(found) != 1:
+        raise SplitError(
+            f"{model.name}: {len(found)} tensors pass from the encoder's input to the "
+            f"decoder's layers (one expected: the memory); {EXPECTED}"
+        )
+    return next(iter(found.values()))
+
+
+def _parents(tensor: Any) -> list[Any]:
+    """The Keras tensors the operation that made `tensor` was called on."""
+    operation, node_index, _ = tensor._keras_history
+    node = operation._inbound_nodes[node_index]
+    flat = keras.tree.flatten((node.arguments.args, node.arguments.kwargs))
+    return [p for p in flat if isinstance(p, keras.KerasTensor)]
 
 
 def _sources(tensor: Any) -> list[Any]:
@@ -57,12 +114,7 @@ def _sources(tensor: Any) -> list[Any]:
         if id(t) in seen:
             continue
         seen.add(id(t))
-        operation, node_index, _ = t._keras_history
-        node = operation._inbound_nodes[node_index]
-        parents = keras.tree.flatten(node.arguments.args) + keras.tree.flatten(
-            node.arguments.kwargs
-        )
-        parents = [p for p in parents if isinstance(p, keras.KerasTensor)]
+        parents = _parents(t)
         if not parents:
             found.append(t)
         stack.extend(parents)

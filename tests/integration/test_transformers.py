@@ -41,6 +41,7 @@ pytestmark = [
 NAME = "keras_io_transformer"
 HUB = "keras_hub_transformer"
 IMPORTED = "keras_io_imported"  # keras-io's trained model split by `service import`
+CHAIN = "keras_hub_chain_imported"  # KerasHub's, one model with no nested decoder, split
 BOTH = [NAME, HUB]
 SOURCES = [[5, 6, 7], [8], [9, 10, 11, 12, 13, 14, 15, 4], [6, 7, 8, 9], [15, 14], [12, 13]]
 
@@ -85,10 +86,11 @@ def built(transformer_store: Job) -> tuple[dict[str, tm.TransformerModel], Path]
     result = job.result(timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert job.out is not None
-    models = {m.name: m for m in (tm.keras_io(), tm.keras_hub())}
+    models = {m.name: m for m in (tm.keras_io(), tm.keras_hub(), tm.keras_hub_chain())}
     written = json.loads((job.out / "weights.json").read_text())
     assert {n: tm.weights_hash(m) for n, m in models.items()} == written, "not the served"
     models[IMPORTED] = models[NAME]
+    models[CHAIN] = models.pop("keras_hub_chain")
     return models, job.out / "store"
 
 
@@ -127,11 +129,11 @@ def predict(http: httpx.Client, name: str = NAME, **body: Any) -> dict[str, Any]
 
 
 def words(ids: list[int], name: str = NAME) -> list[str]:
-    vocabulary = tm.HUB_VOCAB if name == HUB else tm.VOCAB
+    vocabulary = tm.HUB_VOCAB if name in (HUB, CHAIN) else tm.VOCAB
     return [vocabulary[i] for i in ids]
 
 
-@pytest.mark.parametrize("name", [*BOTH, IMPORTED])
+@pytest.mark.parametrize("name", [*BOTH, IMPORTED, CHAIN])
 def test_predict_equals_keras_io_loop(
     http: httpx.Client, built: tuple[dict[str, tm.TransformerModel], Path], name: str
 ) -> None:
@@ -144,20 +146,36 @@ def test_predict_equals_keras_io_loop(
         assert_close(answer["probabilities"][i], probabilities, f"source {source}")
 
 
-def test_import_splits_keras_io_training_model(
-    built: tuple[dict[str, tm.TransformerModel], Path], http: httpx.Client
+@pytest.mark.parametrize(
+    ("name", "code", "cached"), [(IMPORTED, ["keras_io_layers.py"], False), (CHAIN, [], True)]
+)
+def test_import_splits_a_training_model(
+    built: tuple[dict[str, tm.TransformerModel], Path],
+    http: httpx.Client,
+    name: str,
+    code: list[str],
+    cached: bool,
 ) -> None:
-    """`service import` of the whole trained model with its layers as a code file: split
-    into encoder and nested decoder, checked as served (mask carried), written with the
-    code file listed; served like the model saved split (the prediction test above)."""
-    done = json.loads((built[1].parent / "import.json").read_text())
+    """`service import` of a whole trained model: keras-io's (a nested decoder, its layers
+    as a code file) and KerasHub's built as one model (the decoder a chain of layers, split
+    off with the memory as its new input, and cached). Checked as served (mask carried),
+    written with the code files listed; served like a model saved split (the prediction
+    test above)."""
+    done = json.loads((built[1].parent / "import.json").read_text())[name]
     assert done["returncode"] == 0, done["stdout"] + done["stderr"]
     assert "split check: max |training - served, teacher-forced| = " in done["stdout"]
     assert "decoder: transformer, window 8 target positions" in done["stdout"]
-    manifest = json.loads((built[1] / IMPORTED / "1" / "model.json").read_text())
-    assert manifest["decoder_kind"] == "transformer" and manifest["code"] == ["keras_io_layers.py"]
-    assert (built[1] / IMPORTED / "1" / "keras_io_layers.py").is_file()
-    assert http.get(f"/v1/models/{IMPORTED}").json()["kv_cache"] is False
+    manifest = json.loads((built[1] / name / "1" / "model.json").read_text())
+    assert manifest["decoder_kind"] == "transformer" and manifest["code"] == code
+    if code:  # given --example: check decodes it
+        assert manifest["example"] == tm.EXAMPLE
+        assert f"sample: {tm.EXAMPLE!r} -> '" in done["stdout"]
+    else:
+        assert "example" not in manifest
+        assert "(no `example` in model.json: vocabulary tokens)" in done["stdout"]
+    for file in code:
+        assert (built[1] / name / "1" / file).is_file()
+    assert http.get(f"/v1/models/{name}").json()["kv_cache"] is cached
 
 
 @pytest.mark.parametrize("name", BOTH)
