@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     importer.add_argument("--max-steps", type=int, default=50, help="default decode steps")
     importer.add_argument("--description", help="shown in /v1/models")
     importer.add_argument(
+        "--example",
+        help="a source text (or ids, comma-separated) `check` decodes, kept in model.json",
+    )
+    importer.add_argument(
         "--code",
         action="append",
         help="a Python file registering the model's custom layers (repeatable): imported "

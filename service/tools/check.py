@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from service.errors import InvalidInput
 from service.inference.model.manifest import Manifest, ManifestError, Side
 
 
@@ -29,8 +30,16 @@ def _side(name: str, side: Side) -> str:
 
 
 def _sample_source(manifest: Manifest) -> tuple[list[int], str | None]:
-    """A few source tokens to decode: vocabulary letters or words when there is text."""
+    """The manifest's `example`, else a few source tokens: vocabulary letters or words
+    when there is text."""
     side = manifest.source
+    if isinstance(manifest.example, str):
+        from service.config import Settings
+        from service.dataplane.tokens import read_ids
+
+        return read_ids(side, manifest.example, "example", "source", Settings()), manifest.example
+    if manifest.example is not None:
+        return list(manifest.example), None
     skip = {side.id_of(t) for t in (side.pad_token, side.unk_token) if t is not None}
     ids = [i for i in range(side.size) if i not in skip][1:6] or [0]
     if side.vocabulary is None or side.tokenizer is None:
@@ -80,7 +89,11 @@ def check(directory: Path, trust_code: bool | None = None) -> int:
         f"decoder output: {manifest.decoder_output}"
     )
     print(_decoder_kind(loaded.compute, manifest.decoder_kind, spec.window))
-    ids, text = _sample_source(manifest)
+    try:
+        ids, text = _sample_source(manifest)
+    except InvalidInput as exc:
+        print(f"cannot serve {directory}: {exc}", file=sys.stderr)
+        return 2
     if manifest.kind == "seq2seq":
         source = source_ids(manifest, ids, "source", Settings())
         decoded = loaded.compute.decode(
@@ -93,7 +106,10 @@ def check(directory: Path, trust_code: bool | None = None) -> int:
     shown_in = repr(text) if text is not None else to_tokens(manifest.source, ids)
     answer = to_text(manifest, out) if text is not None else None
     shown_out = repr(answer) if answer is not None else to_tokens(manifest.target, out)
-    print(f"sample: {shown_in} -> {shown_out}")
+    note = (
+        "" if manifest.example is not None else " (no `example` in model.json: vocabulary tokens)"
+    )
+    print(f"sample: {shown_in} -> {shown_out}{note}")
     return 0
 
 

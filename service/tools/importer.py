@@ -130,6 +130,7 @@ def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
                 "start_token": _token(args.start, target_vocab),
                 "end_token": _token(args.end, target_vocab),
                 "max_steps": args.max_steps,
+                "example": _example(args.example, source),
                 **({"decoder_kind": "transformer"} if transformer else {}),
                 "code": [p.name for p in code],
             }
@@ -170,6 +171,18 @@ def _import(args: Any, path: Path, out: Path, stages: Stages) -> int:
     )
     stages.start(f"checking {out} as the server loads it")
     return check(out, trust_code=bool(code) or None)
+
+
+def _example(given: str | None, source: dict[str, Any]) -> str | list[int] | None:
+    """--example: text for a side with a tokenizer, else comma-separated ids."""
+    if given is None or source.get("tokenizer"):
+        return given
+    try:
+        return [int(i) for i in given.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--example {given!r}: the source has no tokenizer, so give ids, e.g. 3,1,4"
+        ) from None
 
 
 def _token_input(decoder: Any) -> int:

@@ -33,6 +33,7 @@ from service.training.date_text import (
     sample_dates,
 )
 
+EXAMPLE = "saturday, november 21, 2026"  # model.json's `example`: what `check` decodes
 DESCRIPTION = (
     "Dates in many human formats -> ISO 8601 "
     "(character level, bidirectional LSTM encoder, attention decoder)."
@@ -166,6 +167,7 @@ def manifest(metrics: dict[str, Any], training: dict[str, Any]) -> dict[str, Any
         "start_token": START,
         "end_token": END,
         "max_steps": TARGET_STEPS,
+        "example": EXAMPLE,
         "metrics": metrics,
         "training": training,
     }

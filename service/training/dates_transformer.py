@@ -24,7 +24,7 @@ from service.training.date_text import (
     TARGET_VOCABULARY,
     sample_dates,
 )
-from service.training.dates import EVAL_SEED_OFFSET, evaluate, fresh_pairs
+from service.training.dates import EVAL_SEED_OFFSET, EXAMPLE, evaluate, fresh_pairs
 
 PAD = "[PAD]"
 SOURCES = (PAD, *SOURCE_VOCABULARY)  # the date texts' space is a character, not padding
@@ -92,6 +92,7 @@ def manifest(metrics: dict[str, Any], training: dict[str, Any]) -> dict[str, Any
         "start_token": START,
         "end_token": END,
         "max_steps": TARGET_STEPS,
+        "example": EXAMPLE,
         "metrics": metrics,
         "training": training,
     }

@@ -83,6 +83,7 @@ def train(
         source=Side(encoding="one_hot", cardinality=CARDINALITY),
         target=Side(encoding="one_hot", cardinality=CARDINALITY),
         max_steps=4,
+        example=[3, 0, 1, 2],
     )
     started = time.monotonic()
     epochs = 0

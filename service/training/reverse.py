@@ -95,6 +95,7 @@ def train(
         target=Side(encoding="one_hot", cardinality=CARDINALITY),
         start_token=START_TOKEN,
         max_steps=TARGET_LENGTH,
+        example=[10, 20, 30, 40, 50, 1],
     )
     x = [one_hot(sources, CARDINALITY), one_hot(shifted, CARDINALITY)]
     y = one_hot(targets, CARDINALITY)

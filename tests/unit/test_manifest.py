@@ -40,6 +40,9 @@ def test_good_manifest_round_trips(tmp_path: Path) -> None:
         ({"input": {"encoding": "bytes", "cardinality": 3}}, "input.encoding"),
         ({"max_steps": 0}, "max_steps"),
         ({"surprise": 1}, "surprise"),
+        ({"example": [3, 51]}, "example: source ids must be in 0..50 (got [51])"),
+        ({"example": []}, "example: source ids must be in 0..50"),
+        ({"example": "some text"}, "example: text needs a source tokenizer"),
     ],
 )
 def test_bad_manifest_names_directory_and_problem(

@@ -140,6 +140,11 @@ class Manifest(BaseModel):
         "imported before loading (only with SERVICE_TRUST_MODEL_CODE=true)",
     )
     roles: Roles | None = None
+    example: str | list[int] | None = Field(
+        default=None,
+        description="a source `python -m service check` decodes to show the model at work: "
+        "text where the source side has a tokenizer, else source ids",
+    )
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
 
@@ -194,7 +199,18 @@ class Manifest(BaseModel):
                 )
         if self.decoder_kind == "transformer":
             self._transformer()
+        self._example()
         return self
+
+    def _example(self) -> None:
+        if isinstance(self.example, str) and self.source.tokenizer is None:
+            raise ValueError("example: text needs a source tokenizer; give source ids instead")
+        if isinstance(self.example, list):
+            bad = [i for i in self.example if not 0 <= i < self.source.size]
+            if bad or not self.example:
+                raise ValueError(
+                    f"example: source ids must be in 0..{self.source.size - 1} (got {bad or []})"
+                )
 
     def _transformer(self) -> None:
         if self.kind != "seq2seq":
