@@ -6,6 +6,9 @@ model named "reverse:predict" (a 404) instead of answering 405 as TF Serving's
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path
 from starlette.convertors import Convertor, register_url_convertor
 
 
@@ -20,3 +23,8 @@ class Segment(Convertor[str]):
 
 
 register_url_convertor("segment", Segment())
+
+
+# the type of a `{...:segment}` parameter: its schema says what the convertor matches
+# (documented, so that clients and schema-driven tests know ':' belongs to another path)
+PathSegment = Annotated[str, Path(pattern=f"^{Segment.regex}$")]

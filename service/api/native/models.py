@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import paths  # noqa: F401 - registers the {...:segment} path convertor
 from service.api.deps import RegistryDep
 from service.api.docs.responses import errors
+from service.api.paths import PathSegment  # and the {...:segment} path convertor
 from service.dataplane import model_info
 from service.wire.model_info import ModelDetail, ModelList, ModelVersionInfo
 
@@ -20,7 +20,7 @@ async def list_models(registry: RegistryDep) -> ModelList:
 
 
 @router.get("/{name:segment}", response_model=ModelDetail, responses=errors(404, 503))
-async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
+async def model_detail(name: PathSegment, registry: RegistryDep) -> ModelDetail:
     return model_info.model_detail(registry, name)
 
 
@@ -29,5 +29,7 @@ async def model_detail(name: str, registry: RegistryDep) -> ModelDetail:
     response_model=ModelVersionInfo,
     responses=errors(404, 503),
 )
-async def version_detail(name: str, version: str, registry: RegistryDep) -> ModelVersionInfo:
+async def version_detail(
+    name: PathSegment, version: PathSegment, registry: RegistryDep
+) -> ModelVersionInfo:
     return model_info.version_detail(registry, name, version)

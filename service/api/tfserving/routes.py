@@ -9,12 +9,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from service.api import paths  # noqa: F401 - registers the {...:segment} path convertor
 from service.api.bodies.read import documented, parse
 from service.api.bodies.write import json_answer
 from service.api.deps import RegistryDep, predictor
 from service.api.docs.responses import plain
 from service.api.errors import declare_plain
+from service.api.paths import PathSegment  # and the {...:segment} path convertor
 from service.dataplane import tfserving
 from service.wire.tfserving import (
     TFColumnarResponse,
@@ -50,20 +50,22 @@ async def _predict(request: Request, name: str, version: str | None) -> Response
 
 
 @router.post("/{name:segment}:predict", **PREDICT)
-async def tf_predict(name: str, request: Request) -> Response:
+async def tf_predict(name: PathSegment, request: Request) -> Response:
     return await _predict(request, name, None)
 
 
 @router.post("/{name:segment}/versions/{version:segment}:predict", **PREDICT)
-async def tf_predict_version(name: str, version: str, request: Request) -> Response:
+async def tf_predict_version(name: PathSegment, version: PathSegment, request: Request) -> Response:
     return await _predict(request, name, version)
 
 
 @router.get("/{name:segment}/metadata", **METADATA)
-async def tf_metadata(name: str, registry: RegistryDep) -> TFMetadataResponse:
+async def tf_metadata(name: PathSegment, registry: RegistryDep) -> TFMetadataResponse:
     return tfserving.metadata(registry.get(name).spec)
 
 
 @router.get("/{name:segment}/versions/{version:segment}/metadata", **METADATA)
-async def tf_metadata_version(name: str, version: str, registry: RegistryDep) -> TFMetadataResponse:
+async def tf_metadata_version(
+    name: PathSegment, version: PathSegment, registry: RegistryDep
+) -> TFMetadataResponse:
     return tfserving.metadata(registry.get(name, version).spec)
