@@ -35,6 +35,7 @@ import os
 import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -278,17 +279,38 @@ def accepted_unless_excluded(ctx: Any, response: Any, case: Any) -> bool | None:
     return result
 
 
+def _segment_parameters() -> dict[tuple[str, str], set[str]]:
+    """(method, path) -> its path parameters whose schema excludes ':' (`{x:segment}`)."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for path, operations in OPENAPI["paths"].items():
+        for method, operation in operations.items():
+            names = {
+                p["name"]
+                for p in operation.get("parameters", [])
+                if p["in"] == "path" and ":" in p.get("schema", {}).get("pattern", "")
+            }
+            if names:
+                found[(method.upper(), path)] = names
+    return found
+
+
+SEGMENT_PARAMETERS = _segment_parameters()
+
+
 def tf_serving_path(case: schemathesis.Case) -> bool:
-    """A path parameter holding ':' (negative data: the schema's pattern excludes it) makes
-    the path TF Serving's `{name}:{verb}`, whose answers are that protocol's."""
-    return any(":" in str(v) for v in (case.path_parameters or {}).values())
+    """A `{x:segment}` parameter holding ':' (negative data: its schema's pattern excludes
+    it) makes the path another route's (TF Serving's `{name}:{verb}`, or none), whose
+    answers are not this operation's. (Values may come percent-encoded already.)"""
+    names = SEGMENT_PARAMETERS.get((case.method.upper(), case.path), set())
+    values = case.path_parameters or {}
+    return any(":" in unquote(str(values.get(name, ""))) for name in names)
 
 
 def call(case: schemathesis.Case, server: tuple[str, Server]) -> None:
-    if tf_serving_path(case):
+    if tf_serving_path(case):  # another route's answer: refused, in some protocol's shape
         response = case.call(base_url=server[0], headers=AUTH, timeout=60)
-        assert response.status_code in (404, 405), response.text
-        assert isinstance(response.json()["error"], str), response.text
+        assert 400 <= response.status_code < 500, response.text
+        assert "error" in response.json(), response.text
         return
     try:
         case.call_and_validate(
