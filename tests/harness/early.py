@@ -45,6 +45,7 @@ class Plan:
     timeout: float = 120
     fixture: str | None = None  # the fixture whose use calls for it, if not its name
     after: str | None = None  # a job its store needs: the thread starts it once that ends
+    product_defaults: bool = False  # SERVICE_WARMUP and SERVICE_XLA: the service's defaults
 
 
 @dataclass
@@ -64,7 +65,8 @@ def start(plan: Plan) -> Prepared:
     directory = Path(tempfile.mkdtemp(prefix="early-")) if plan.store else None
     store = plan.store(directory) if plan.store and directory else STORE
     env = plan.env() if callable(plan.env) else plan.env
-    return Prepared(start_server(None, env, store), env, store, directory)
+    server = start_server(None, env, store, product_defaults=plan.product_defaults)
+    return Prepared(server, env, store, directory)
 
 
 class Slot:

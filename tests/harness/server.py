@@ -84,22 +84,26 @@ def start_server(
     *,
     module: Sequence[str] = SERVE,
     log: Path | None = None,
+    product_defaults: bool = False,
 ) -> Server:
     """`python -m <module>` on `port` (a free one if None), not waited for. The service
     gets --port and --model-store; every module gets SERVICE_PORT. On the shipped store
     `/predict`'s default model is reverse, as with `make serve`. `log`: a file to keep
-    the output in (a temporary file if None)."""
+    the output in (a temporary file if None). `product_defaults`: the service's own
+    defaults for what test servers set otherwise (SERVICE_WARMUP, SERVICE_XLA)."""
     port = port or free_port()
     argv = [sys.executable, "-m", *module]
     if tuple(module) == SERVE:
         argv += ["--port", str(port), "--model-store", str(store)]
     # lazy: a test server compiles a beam, sampling or probability graph when a test
     # first asks for one, not all of them on a background thread while the suite runs
-    # (the shared server_url keeps the default, background, so that it is tested too)
     # XLA off: a test server would otherwise compile an XLA program for every new shape
-    # its tests send, on threads competing with the suite (the shared server_url keeps
-    # the default, auto; tests/integration/test_xla*.py test XLA)
-    defaults = {"SERVICE_LOG_LEVEL": "warning", "SERVICE_WARMUP": "lazy", "SERVICE_XLA": "off"}
+    # its tests send, on threads competing with the suite (measured on the shared
+    # server_url: 145 CPU-seconds with XLA, lazy; 185 with background warm-up; 46 without
+    # XLA). tests/integration/test_xla*.py test XLA; the `default_server` runs defaults
+    defaults = {"SERVICE_LOG_LEVEL": "warning"}
+    if not product_defaults:
+        defaults |= {"SERVICE_WARMUP": "lazy", "SERVICE_XLA": "off"}
     if tuple(module) == SERVE and store in (STORE, SHIPPED):
         defaults["SERVICE_DEFAULT_MODEL"] = "reverse"
     out = log.open("w+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop

@@ -1,10 +1,12 @@
 """Real server processes on the shipped models, reached over real HTTP.
 
-Two are shared by the whole session: `server_url`, open to all, and `keyed_server`, with
+Three are shared by the whole session: `server_url`, open to all, `keyed_server`, with
 API keys (one owner per test module that needs keys, so what one creates the others
-cannot see) and info logs with the access log. They, the Keras 2 files (`keras2_dir`) and
-the servers test modules plan with `EARLY`, are started in the background as soon as the
-tests to run are known, if any of them needs them (tests/harness/early.py).
+cannot see) and info logs with the access log, and `default_server`, the service's own
+defaults (XLA, background warm-up) on `reverse`, for what only those show. They, the
+Keras 2 files (`keras2_dir`) and the servers test modules plan with `EARLY`, are started
+in the background as soon as the tests to run are known, if any of them needs them
+(tests/harness/early.py).
 """
 
 from __future__ import annotations
@@ -35,11 +37,7 @@ API_KEYS = {
     "socket-other": "socket-other-8a1c3e5f7b9d0246",  # test_session_socket.py
 }
 SHARED = {
-    "server_url": {
-        "SERVICE_MAX_SESSIONS": "1000",
-        "SERVICE_WARMUP": "background",
-        "SERVICE_XLA": "auto",
-    },
+    "server_url": {"SERVICE_MAX_SESSIONS": "1000"},
     "keyed_server": {
         "SERVICE_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in API_KEYS.items()),
         "SERVICE_LOG_LEVEL": "info",
@@ -50,6 +48,15 @@ SHARED = {
 EARLY = Early()
 EARLY.plan("server_url", Plan(SHARED["server_url"], store=lambda _: SHIPPED))
 EARLY.plan("keyed_server", Plan(SHARED["keyed_server"]))
+
+
+def reverse_store(directory: Path) -> Path:
+    (directory / "reverse").symlink_to(SHIPPED / "reverse")
+    return directory
+
+
+# XLA compiles in the background after ready (~6 CPU-seconds on this one model)
+EARLY.plan("default_server", Plan(store=reverse_store, product_defaults=True))
 
 
 def keras2_files(selected: set[str]) -> Job:
@@ -79,6 +86,11 @@ def pytest_sessionfinish() -> None:
 @pytest.fixture(scope="session")
 def server_url() -> str:
     return EARLY.server("server_url").url
+
+
+@pytest.fixture(scope="session")
+def default_server() -> str:
+    return EARLY.server("default_server").url
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,9 @@ How the Markdown is read (sybil lexes the fenced code blocks):
   `curl`, `python` or `echo` (or assign one's output to a variable), so an unmarked
   `make` or `docker` line fails instead of running.
 - `<!-- server: api-keys -->` above an example runs it against a second server with API
-  keys on (`API_KEYS_ENV`, what docs/security.md says to start), the only other server.
+  keys on (`API_KEYS_ENV`, what docs/security.md says to start); `<!-- server: defaults
+  -->` against one on the service's own defaults for what test servers set otherwise
+  (XLA, background warm-up: `default_server`, serving `reverse`).
 
 `http://localhost:8000` (and `localhost:8000`) in an example becomes the test server's
 address; the command line reads the server from `SEQ2SEQ_URL`, set to it.
@@ -71,7 +73,7 @@ API_KEYS_ENV = {
     "SERVICE_API_KEYS": "ops:ops-key-0123456789abcdef,reader:reader-key-0123456789abcdef",
     "SERVICE_ADMIN_KEYS": "ops",
 }
-SERVERS = {"api-keys"}
+SERVERS = {"api-keys", "defaults"}
 RTOL, ATOL = 1e-5, 1e-6
 TIMEOUT = 60
 
@@ -91,7 +93,7 @@ class Example:
     language: str  # "shell" or "python"
     source: str
     expected: str | None  # None: a console block, whose answers are in the source
-    server: str  # "default" or "api-keys"
+    server: str  # "shared", "api-keys" or "defaults"
 
 
 def blocks(path: Path) -> list[Block]:
@@ -133,7 +135,7 @@ def collect(path: Path) -> Iterator[Example | str]:
         if kind == "server" and argument not in SERVERS:
             yield f"{where}: unknown server {argument!r}; known: {sorted(SERVERS)}"
             continue
-        server = argument if kind == "server" else "default"
+        server = argument if kind == "server" else "shared"
         language = "python" if block.language in PYTHON else "shell"
         if block.language == "console":
             try:
@@ -462,7 +464,10 @@ def api_keys_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiKey
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=example_id)
 def test_example_prints_what_the_docs_say(
-    api_keys_server: ApiKeysServer | None, server_url: str, example: Example | str
+    api_keys_server: ApiKeysServer | None,
+    server_url: str,
+    default_server: str,
+    example: Example | str,
 ) -> None:
     if isinstance(example, str):
         pytest.fail(example)
@@ -470,7 +475,7 @@ def test_example_prints_what_the_docs_say(
         assert api_keys_server is not None
         url = api_keys_server.ready()
     else:
-        url = server_url
+        url = default_server if example.server == "defaults" else server_url
     for command, printed, expected in run(example, url):
         problem = mismatch(printed, expected)
         assert problem is None, (
