@@ -39,6 +39,19 @@ class Recipe:
     signature: list[Any]
 
 
+def trace(recipe: Recipe, **options: Any) -> tuple[Any, Any]:
+    """`recipe` as a `tf.function` and its concrete function. Without AutoGraph: the loops
+    are `tf.while_loop`s and nothing here branches on a tensor, and AutoGraph never
+    converts a model's own layers anyway (it does not convert what `keras`, `tf_keras` or
+    `tensorflow` call, so a layer that branches on a tensor fails in `model.predict`
+    too); converting the service's Python cost about a third of a model's load.
+    `options`: tf.function's, such as jit_compile."""
+    function = tf.function(
+        recipe.body, input_signature=recipe.signature, autograph=False, **options
+    )
+    return function, function.get_concrete_function()
+
+
 def _bound(fn: Callable[..., Any], **options: Any) -> Callable[..., Any]:
     """`fn` with Python-level options fixed: they stay out of the traced signature."""
 
@@ -135,9 +148,7 @@ class Functions:
             if name in self._concrete:
                 return False
             began = time.perf_counter()
-            recipe = self._recipes[name]
-            function = tf.function(recipe.body, input_signature=recipe.signature)
-            concrete = function.get_concrete_function()
+            function, concrete = trace(self._recipes[name])
             self._traced.append(function)
             self._concrete[name] = concrete
         seconds = time.perf_counter() - began

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from service.inference.compiled.background import lower_priority
-from service.inference.compiled.functions import Recipe
+from service.inference.compiled.functions import Recipe, trace
 
 log = logging.getLogger("service")
 
@@ -174,11 +174,7 @@ class Xla:
             with self._lock:
                 concrete = self._concrete.get(name)
                 if concrete is None:
-                    recipe = self._table[name]
-                    function = tf.function(
-                        recipe.body, input_signature=recipe.signature, jit_compile=True
-                    )
-                    concrete = function.get_concrete_function()
+                    _, concrete = trace(self._table[name], jit_compile=True)
                     self._concrete[name] = concrete
         return concrete
 
