@@ -22,7 +22,17 @@ import httpx
 import numpy as np
 from rich.progress import Progress
 
-from bench import budget, faults, inprocess, isolation, peers, soak, socket_steps, workers
+from bench import (
+    budget,
+    faults,
+    inprocess,
+    isolation,
+    peers,
+    soak,
+    socket_steps,
+    startup,
+    workers,
+)
 from bench.wrk import LoadResult, post_script, rss_bytes, sessions_script, wrk
 from service.progress import Stages, bars
 from tests.harness import ROOT, running
@@ -210,7 +220,7 @@ def http_runs(seconds: int, progress: Progress) -> tuple[list[LoadResult], dict[
     results.append(keyed_predict(seconds))
     print(results[-1], flush=True)
     runs.done()
-    extra["load_seconds"] = load_seconds()
+    extra["load_seconds"] = startup.load_seconds()
     return results, extra
 
 
@@ -243,27 +253,12 @@ def keyed_predict(seconds: int) -> LoadResult:
         return wrk(url, script, 32, seconds, "predict, keys + JSON logs")
 
 
-def load_seconds() -> dict[str, float]:
-    """Each shipped model's load time (seq2seq_model_load_seconds) and start -> /readyz
-    200, with the default settings (SERVICE_WARMUP=background)."""
-    started = time.perf_counter()
-    with running({"SERVICE_LOG_LEVEL": "warning"}, timeout=180) as (url, _):
-        ready = time.perf_counter() - started
-        text = httpx.get(f"{url}/metrics").text
-    out = {"start to /readyz 200": ready}
-    for line in text.splitlines():
-        if line.startswith("seq2seq_model_load_seconds{"):
-            model = line.split('model="', 1)[1].split('"', 1)[0]
-            out[model] = float(line.rsplit(" ", 1)[1])
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     commands = parser.add_subparsers(
-        dest="command", metavar="{soak,faults,isolation,budget,workers,sockets}"
+        dest="command", metavar="{soak,faults,isolation,budget,workers,sockets,startup}"
     )
     soak.add_arguments(
         commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
@@ -285,7 +280,12 @@ def main() -> None:
     socket_steps.add_arguments(
         commands.add_parser("sockets", help="session steps over WebSockets vs echo over HTTP")
     )
+    startup.add_arguments(
+        commands.add_parser("startup", help="start to /readyz and load times, default settings")
+    )
     args = parser.parse_args()
+    if args.command == "startup":
+        raise SystemExit(startup.run(args))
     if args.command == "sockets":
         raise SystemExit(socket_steps.run(args, SERVER_ENV))
     if args.command == "workers":

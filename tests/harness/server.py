@@ -159,9 +159,12 @@ def running(
     *,
     module: Sequence[str] = SERVE,
     log: Path | None = None,
+    product_defaults: bool = False,
 ) -> Iterator[tuple[str, Server]]:
     """A server process, ready, stopped on exit: its URL and the process."""
-    server = start_server(None, env, store, module=module, log=log)
+    server = start_server(
+        None, env, store, module=module, log=log, product_defaults=product_defaults
+    )
     try:
         wait_ready(server, timeout)
         yield server.url, server
