@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.inference.model.interface import LoadedModel, ModelSpec, States
-from service.inference.model.manifest import InputEncoding, Manifest
+from service.inference.model.manifest import Manifest
+from service.inference.model.manifest_parts import InputEncoding
 from service.inference.model.registry import Registry
 from service.inference.reference.compute import ReferenceCompute
 

@@ -10,7 +10,7 @@ from service.dataplane.predict import Predictor, answer_rows
 from service.dataplane.tokens import TokensIn
 from service.errors import InvalidInput, shown
 from service.inference.model.interface import LoadedModel, ModelSpec
-from service.inference.model.manifest import Side
+from service.inference.model.manifest_parts import Side
 from service.wire.tfserving import (
     INPUT,
     OUTPUT,

@@ -12,7 +12,8 @@ from service.config import Settings
 from service.dataplane.limits import check_length
 from service.errors import InvalidInput, shown
 from service.inference.model.interface import ModelSpec
-from service.inference.model.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest
+from service.inference.model.manifest_parts import Side
 
 Token = int | str
 FLOAT32_MAX = float(np.finfo(np.float32).max)

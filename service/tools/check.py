@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from service.errors import InvalidInput
-from service.inference.model.manifest import Manifest, ManifestError, Side
+from service.inference.model.manifest import Manifest, ManifestError
+from service.inference.model.manifest_parts import Side
 
 
 def _side(name: str, side: Side) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from service.digits import decimal
-from service.inference.model.manifest import Manifest, ManifestError, Side
+from service.inference.model.manifest import Manifest, ManifestError
+from service.inference.model.manifest_parts import Side
 from service.progress import Stages, bars
 from service.tools.check import check
 

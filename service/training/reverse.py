@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from service.inference.model.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest
+from service.inference.model.manifest_parts import Side
 from service.progress import bars, task
 from service.training.basics import environment, one_hot, save_models, seed_everything
 

@@ -32,7 +32,8 @@ from service.dataplane.tokens import (
 )
 from service.errors import InvalidInput
 from service.inference.model.interface import ModelSpec, States
-from service.inference.model.manifest import Manifest, Side
+from service.inference.model.manifest import Manifest
+from service.inference.model.manifest_parts import Side
 from service.inference.reference.compute import ReferenceCompute
 from service.inference.serving.decoding import generate, greedy_decode, run_steps
 from service.sessions import codec

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from service.inference.compiled import tensors as t
 from service.inference.compiled import xla
 from service.inference.compiled.functions import CALLEES, Functions, named, recipes
 from service.inference.compiled.model_graphs import ModelGraphs
+from service.inference.compiled.xla_calls import XlaCalls
 from service.inference.compiled.xla_recipes import xla_recipes
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import (
@@ -76,9 +76,9 @@ class KerasCompute:
             graphs.verify_cache()
         self._cache = graphs.cached is not None, graphs.cache_note
         self.xla: xla.Xla | None = None
-        self._local = threading.local()  # .graphs_only: this thread's calls skip XLA
         if xla.mode() != "off":
             self.xla = xla.Xla(label, xla_recipes(graphs, spec, self.seq2seq))
+        self._calls = XlaCalls(self.xla)
 
     def kv_cache(self) -> tuple[bool, str]:
         """A Transformer decoder's key/value cache (kv_cache.py): used, or why not."""
@@ -102,62 +102,27 @@ class KerasCompute:
 
     def compilation(self) -> Compilation | None:
         """The XLA buckets, or None while the TF graphs serve this model."""
-        if self.xla is None or not self.xla.usable:
-            return None
-        found = self.xla.buckets()
-        sizes = pad.sizes(xla.largest_batch())
-        return Compilation(sizes, found["ready"], found["pending"])
+        return self._calls.compilation()
 
-    def _xla(self, name: str, args: list[Any]) -> Any | None:
-        """The XLA program's result if its bucket is compiled; else None (and the bucket
-        queued), for the TF graph to answer."""
-        compiler = self.xla
-        if compiler is None or not compiler.usable:
-            return None
-        key = xla.key_of(name, args)
-        if not compiler.ready(key):
-            compiler.want(key, args)
-            return None
-        try:
-            return compiler.call(name, args)
-        except Exception as exc:  # noqa: BLE001  a program that compiled but cannot run
-            compiler.broke(key, exc)
-            return None
-
-    @contextmanager
-    def graphs_only(self) -> Iterator[None]:
-        """This thread's calls run the TF graphs and queue no XLA bucket (the graphs'
-        warm-up runs placeholder batches through them)."""
-        self._local.graphs_only = True
-        try:
-            yield
-        finally:
-            self._local.graphs_only = False
-
-    def _rows(self, n: int) -> int | None:
-        if self.xla is None or getattr(self._local, "graphs_only", False):
-            return None
-        return pad.bucket(n, xla.largest_batch())
-
-    @staticmethod
-    def _horizon(steps: int) -> int | None:
-        return pad.bucket(max(steps, 1), pad.LONGEST_HORIZON)
+    def graphs_only(self) -> AbstractContextManager[None]:
+        """This thread's calls run the TF graphs (xla_calls.py)."""
+        return self._calls.graphs_only()
 
     # ---- Compute ------------------------------------------------------------------
 
     def encode(self, sources: np.ndarray) -> States:
         n = len(sources)
-        if (b := self._rows(n)) is not None:
-            result = self._xla("encode", [pad.rows(np.asarray(sources, np.int32), b)])
+        if (b := self._calls.rows(n)) is not None:
+            result = self._calls.result("encode", [pad.rows(np.asarray(sources, np.int32), b)])
             if result is not None:
                 return [x.numpy()[:n] for x in result]
         return [x.numpy() for x in self._functions("encode")(t.ints(sources))]
 
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
         n = len(tokens)
-        if (b := self._rows(n)) is not None:
+        if (b := self._calls.rows(n)) is not None:
             args = [pad.rows(np.asarray(tokens, np.int32), b), pad.states(states, b)]
-            result = self._xla("step", args)
+            result = self._calls.result("step", args)
             if result is not None:
                 return result[0].numpy()[:n], [x.numpy()[:n] for x in result[1:]]
         outputs = self._functions("step")(t.ints(tokens), t.states(states))
@@ -209,12 +174,12 @@ class KerasCompute:
         """Greedy or sampled loop `name`: the XLA program of the batch's bucket (inputs
         `padded(b)` to b rows, the horizon, the sampling parameters), else the TF graph."""
         n = len(limits)
-        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        b, h = self._calls.rows(n), XlaCalls.horizon(int(np.max(limits, initial=0)))
         if b is not None and h is not None:
             args = [*padded(b), pad.carrier(h)]
             if sampling is not None:
                 args.append(_params(sampling, b))
-            result = self._xla(name, args)
+            result = self._calls.result(name, args)
             if result is not None:
                 return pad.cut_decoded(t.decoded(result, b), n, int(result["steps_run"]))
         if sampling is not None:
@@ -264,11 +229,11 @@ class KerasCompute:
         """Beam search `name`: the XLA program of the batch's bucket (inputs `padded(b)` to
         b rows, the width and horizon carriers, alpha), else the TF graph."""
         n = len(limits)
-        b, h = self._rows(n), self._horizon(int(np.max(limits, initial=0)))
+        b, h = self._calls.rows(n), XlaCalls.horizon(int(np.max(limits, initial=0)))
         if b is not None and h is not None:
             rows = pad.rows(np.asarray(alpha, np.float32), b)
             args = [*padded(b), pad.carrier(width), rows, pad.carrier(h)]
-            result = self._xla(name, args)
+            result = self._calls.result(name, args)
             if result is not None:
                 return pad.cut_beams(t.beams(result), n)
         return t.beams(self._functions(name)(*inputs, t.ints(width), t.floats(alpha)))
@@ -276,11 +241,11 @@ class KerasCompute:
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         n, steps = tokens.shape
         name = named("run", probs)
-        b, h = self._rows(n), self._horizon(steps)
+        b, h = self._calls.rows(n), XlaCalls.horizon(steps)
         if b is not None and h is not None:
             padded = pad.columns(pad.rows(np.asarray(tokens, np.int32), b), h)
             args = [padded, pad.states(states, b), np.asarray(steps, np.int32)]
-            result = self._xla(name, args)
+            result = self._calls.result(name, args)
             if result is not None:
                 return pad.cut_decoded(t.decoded(result, b, steps), n, steps)
         result = self._functions(name)(t.ints(tokens), t.states(states))

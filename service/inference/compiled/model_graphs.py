@@ -19,7 +19,7 @@ from service.inference.compiled.graphs import beam, loops, sample
 from service.inference.model.formats.graph import Graph
 from service.inference.model.interface import ModelSpec
 from service.inference.model.layout import Layout
-from service.inference.model.manifest import Side
+from service.inference.model.manifest_parts import Side
 
 Result = dict[str, Any]
 

@@ -15,7 +15,8 @@ from service.inference.model.described import (
     expected,
     is_token,
 )
-from service.inference.model.manifest import Manifest, ManifestError, Roles
+from service.inference.model.manifest import Manifest, ManifestError
+from service.inference.model.manifest_parts import Roles
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from service.inference.model.described import Described, Shape
 from service.inference.model.layout import Layout, Mismatch, _given
-from service.inference.model.manifest import Manifest, Roles
+from service.inference.model.manifest import Manifest
+from service.inference.model.manifest_parts import Roles
 
 
 def transformer_layout(
