@@ -7,13 +7,11 @@ own compiled decoding (compiled/loader.build_model: cached mode), on fresh dates
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.progress import bars
 from service.training.basics import environment, save_models, seed_everything
 from service.training.date_text import (
     END,
@@ -24,12 +22,11 @@ from service.training.date_text import (
     TARGET_VOCABULARY,
     sample_dates,
 )
-from service.training.dates import EVAL_SEED_OFFSET, EXAMPLE, evaluate, fresh_pairs
+from service.training.dates import EVAL_SEED_OFFSET, EXAMPLE, fit_on_dates, fresh_pairs
 
 PAD = "[PAD]"
 SOURCES = (PAD, *SOURCE_VOCABULARY)  # the date texts' space is a character, not padding
 TARGETS = (PAD, *TARGET_VOCABULARY)
-TARGET_ON = 0.999
 DESCRIPTION = (
     "Dates in many human formats -> ISO 8601 (character level, KerasHub Transformer "
     "encoder and decoder, decoded with a key/value cache)."
@@ -135,8 +132,6 @@ def train(
 ) -> dict[str, Any]:
     import keras
 
-    from service.training.progress import fit_keeping_best
-
     seed_everything(seed)
     pairs = sample_dates(examples, seed)
     eval_seed = seed + EVAL_SEED_OFFSET
@@ -148,25 +143,9 @@ def train(
         optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy"
     )
     decode, served = served_decoder(encoder, decoder)
-    started = time.monotonic()
-    with bars() as progress:
-        kept = fit_keeping_best(
-            progress,
-            training,
-            x,
-            targets,
-            epochs=epochs,
-            batch_size=batch_size,
-            evaluate=lambda: evaluate(progress, decode, eval_pairs, "evaluating on fresh dates"),
-            report=lambda epoch, accuracy: (
-                f"epoch {epoch}/{epochs}: exact match on {len(eval_pairs)} fresh dates = "
-                f"{accuracy:.4%} ({time.monotonic() - started:.0f} s)"
-            ),
-            stop_at=TARGET_ON,
-        )
-        seconds = round(time.monotonic() - started, 1)
-        history, best_epoch = kept.history, kept.best_epoch
-        final = evaluate(progress, decode, eval_pairs, f"evaluating the kept epoch {best_epoch}")
+    history, best_epoch, final, seconds = fit_on_dates(
+        training, x, targets, decode, eval_pairs, epochs, batch_size
+    )
     metrics = {
         "exact_match_accuracy": final,
         "eval_dates": len(eval_pairs),
