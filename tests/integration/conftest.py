@@ -111,7 +111,7 @@ def shipped_models() -> dict[str, LoadedModel]:
     compiled graphs directly (test_engine.py, test_strategies.py); they only read it."""
     from service.inference.compiled.loader import load_store
 
-    registry = load_store(STORE)
+    registry = load_store(STORE, warm_up=False)
     return {name: registry.get(name) for name in registry.names()}
 
 

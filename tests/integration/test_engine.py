@@ -74,7 +74,7 @@ def test_end_token_stops_rows_in_the_compiled_loop(
     manifest = json.loads((version / "model.json").read_text())
     manifest["end_token"] = 36  # stop as soon as 36 is emitted
     (version / "model.json").write_text(json.dumps(manifest))
-    engine = compute(load_store(tmp_path / "store").get("reverse"))
+    engine = compute(load_store(tmp_path / "store", warm_up=False).get("reverse"))
     sources = np.asarray(
         [[20, 36, 40, 10, 34, 28], [1, 2, 3, 4, 5, 6], [36, 9, 8, 7, 6, 5]], np.int32
     )

@@ -69,9 +69,15 @@ def build_model(
 
 
 def load_model(
-    directory: Path, name: str, version: int, manifest: Manifest, files: list[ModelFile]
+    directory: Path,
+    name: str,
+    version: int,
+    manifest: Manifest,
+    files: list[ModelFile],
+    warm_up: bool = True,
 ) -> LoadedModel:
-    """Load one version directory's files and check them against the manifest."""
+    """Load one version directory's files and check them against the manifest
+    (`warm_up` as for build_model)."""
     started = time.perf_counter()
     try:
         with model_code(directory, manifest.code):
@@ -82,18 +88,22 @@ def load_model(
         raise ManifestError(f"{directory}: {exc}") from None
     decoder = graphs.get("decoder") or graphs["step"]
     try:
-        model = build_model(name, version, manifest, graphs.get("encoder"), decoder)
+        model = build_model(name, version, manifest, graphs.get("encoder"), decoder, warm_up)
     except ManifestError as exc:
         raise ManifestError(f"{directory}: {exc}") from None
     return replace(model, load_seconds=time.perf_counter() - started)
 
 
-def load_store(root: Path, default_model: str | None = None) -> Registry:
+def load_store(root: Path, default_model: str | None = None, warm_up: bool = True) -> Registry:
+    """Every model of the store at `root`; `warm_up=False`: each graph compiled when
+    first called (tests that call a few graphs of many models)."""
     checked = check_store(root)
 
     models: dict[str, dict[int, LoadedModel]] = {}
     for name, version, directory, manifest, files in checked:
-        models.setdefault(name, {})[version] = load_model(directory, name, version, manifest, files)
+        models.setdefault(name, {})[version] = load_model(
+            directory, name, version, manifest, files, warm_up
+        )
         log.info("loaded %s version %d (%s) from %s", name, version, manifest.kind, directory)
     try:
         return Registry(models, default_model)
