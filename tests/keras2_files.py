@@ -2,10 +2,10 @@
 
 Run in its own process (`python tests/keras2_files.py OUTDIR`): `tf_keras` and Keras 3
 should not share a process with the code under test. Writes into OUTDIR, for each model
-NAME, `NAME.h5` (HDF5) and, for all but `attention_training`, `NAME/` (a SavedModel
-directory: Keras 2's `model.save(dir)`); `predictions.npz` holding every model's fixed
-inputs (`NAME.in.I`) and its own `predict` outputs (`NAME.out.I`), in the model's input
-and output order; and `time_major.h5`, which Keras 3 cannot rebuild. Random weights,
+NAME, `NAME.h5` (HDF5) and, for all but the two joined training models, `NAME/` (a
+SavedModel directory: Keras 2's `model.save(dir)`); `predictions.npz` holding every
+model's fixed inputs (`NAME.in.I`) and its own `predict` outputs (`NAME.out.I`), in the
+model's input and output order; and `time_major.h5`, which Keras 3 cannot rebuild. Random weights,
 fixed seeds.
 """
 
@@ -196,7 +196,7 @@ def main(out: Path) -> None:
     training, encoder, decoder = define_models(n_input=51, n_output=51, n_units=128)
     source = eye[rng.integers(1, 51, size=(4, 6))]
     target = eye[rng.integers(0, 51, size=(4, 3))]
-    save(out, "tutorial_training", training, [source, target], arrays)
+    save(out, "tutorial_training", training, [source, target], arrays, saved_model=False)
     save(out, "tutorial_encoder", encoder, [source], arrays)
     states = [rng.normal(size=(4, 128)).astype(np.float32) for _ in range(2)]
     save(out, "tutorial_decoder", decoder, [target[:, :1], *states], arrays)

@@ -106,10 +106,10 @@ async def test_delete_and_count(make: Factory) -> None:
 
 
 # TTL tests on real time (Redis expires keys by its own clock): every "still alive"
-# check has seconds of slack, so a loaded machine cannot fail them, and every "expired"
-# check waits until the TTL has passed since the session was last touched, so it holds
-# by construction.
-TTL = 3.0
+# check has 1.8 s of slack (a read every 0.2 s, TTL 2 s), so a loaded machine cannot fail
+# them, and every "expired" check waits until the TTL has passed since the session was
+# last touched, so it holds by construction.
+TTL = 2.0
 
 
 async def wait_past(deadline: float) -> None:
@@ -124,7 +124,7 @@ async def test_idle_sessions_expire_and_access_refreshes(make: Factory) -> None:
     idle_due = time.monotonic() + TTL  # idle's last touch was before this minus TTL
     kept = (await store.create(session())).id
     reads = 0
-    while time.monotonic() < idle_due + 0.05:  # read every 0.2 s: 2.8 s of slack
+    while time.monotonic() < idle_due + 0.05:  # read every 0.2 s: 1.8 s of slack
         await asyncio.sleep(0.2)
         assert await store.get(kept) is not None
         reads += 1

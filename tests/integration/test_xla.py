@@ -4,11 +4,12 @@ one step give identical tokens and floats within 1e-5. Batches of three rows run
 to the bucket of four, so every comparison is also one of a padded bucket against the
 unpadded batch.
 
-Every run of the suite checks the shipped models reverse and memory; dates and every
-user model of
-tests/user_models.py (Keras 3: keras-io's characters, GRU with attention, logits in another
-order, SimpleRNN, stacked and bidirectional LSTMs) compiles 66 more XLA programs, about a
-minute on a quiet 2-core machine and four on a busy one, so those run with
+Every run of the suite checks the shipped model memory (the session operations: step,
+run, generate, beam, sampling). reverse (every seq2seq operation, 8 s), dates and every
+user model of tests/user_models.py (Keras 3: keras-io's characters, GRU with attention,
+logits in another order, SimpleRNN, stacked and bidirectional LSTMs) take 8 s of
+compiling for reverse and 66 more XLA programs for the others, over a minute on a quiet
+2-core machine and four on a busy one, so those run with
 SERVICE_TEST_XLA_MATRIX=1 (`make test-xla`, run by .ci/run; reported as skipped
 otherwise).
 """
@@ -203,8 +204,10 @@ def check_model(model: LoadedModel) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    # dates (9 s of compiling) with the user models: `make test-xla`, which .ci/run runs
-    ["reverse", pytest.param("dates", marks=MATRIX), "memory"],
+    # reverse and dates (8 s and 9 s of compiling) with the user models: `make test-xla`,
+    # which .ci/run runs; in `make test`, test_xla_http.py compares reverse's and dates'
+    # decodes, beams and samples over HTTP
+    [pytest.param("reverse", marks=MATRIX), pytest.param("dates", marks=MATRIX), "memory"],
 )
 def test_xla_equals_the_graphs_on_a_shipped_model(
     shipped: dict[str, LoadedModel], name: str

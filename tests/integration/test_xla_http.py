@@ -26,7 +26,6 @@ pytestmark = pytest.mark.integration
 # (SERVICE_WARMUP=all, which compiles the planned ones before ready: test_xla.py)
 XLA_ON = {"SERVICE_XLA": "on", "SERVICE_WARMUP": "lazy", "SERVICE_BATCH_MAX_ROWS": "4"}
 EARLY.plan("xla_on", Plan(XLA_ON, fixture="xla_url"))
-EARLY.plan("xla_off", Plan({"SERVICE_XLA": "off"}, fixture="graph_url"))
 EARLY.plan(
     "xla_fallback",
     Plan({"SERVICE_XLA": "auto", "SERVICE_WARMUP": "all"}, store=xla_store.write),
@@ -43,11 +42,9 @@ def xla_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def graph_url() -> Iterator[str]:
-    try:
-        yield EARLY.server("xla_off").url
-    finally:
-        EARLY.release("xla_off")
+def graph_url(server_url: str) -> str:
+    """SERVICE_XLA=off: the shared server (test servers run no XLA, tests/harness)."""
+    return server_url
 
 
 @pytest.fixture(scope="module")

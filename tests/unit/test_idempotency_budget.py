@@ -79,8 +79,8 @@ def test_the_default_budget_is_one_mebibyte() -> None:
     assert Settings().idempotency_max_bytes_per_session == 1024 * 1024
 
 
-# the issue's attack, smaller: 10 sessions x 32 keyed steps of ~44 KB answers (fakes)
-SESSIONS, KEYS, INPUTS, BUDGET = 4, 32, 256, 128 * 1024
+# the issue's attack, smaller: 4 sessions x 20 keyed steps of ~44 KB answers (fakes)
+SESSIONS, KEYS, INPUTS, BUDGET = 4, 20, 256, 128 * 1024
 
 
 def remembered_answers(client: TestClient) -> int:
@@ -99,7 +99,7 @@ def remembered_answers(client: TestClient) -> int:
 
 @pytest.mark.slow  # tracemalloc over 5 MB of answers
 def test_memory_kept_for_answers_is_bounded_by_sessions_times_the_budget() -> None:
-    """Python heap retained after the attack: every answer before the budget (5.6 MB),
+    """Python heap retained after the attack: every answer before the budget (3.5 MB),
     at most sessions x budget with it, plus 1 MB for the rest (sessions, markers, the
     last request's leftovers). The access log is off: pytest keeps every log record."""
     with serve(access_log=False, idempotency_max_bytes_per_session=BUDGET) as client:
