@@ -16,7 +16,6 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import httpx
 import pytest
 from playwright.sync_api import (
     Browser,
@@ -30,6 +29,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.harness import Server
+from tests.harness.http import HTTP
 from tests.integration.conftest import API_KEYS
 from tests.unit.test_docs_offline import foreign_urls
 
@@ -130,7 +130,7 @@ def visit(browser: Browser, server: str) -> Iterator[Visit]:
 
 def operations(server: str) -> list[tuple[str, str, str]]:
     """(method, path, operationId) of every documented operation."""
-    spec = httpx.get(f"{server}/openapi.json", timeout=60).json()
+    spec = HTTP.get(f"{server}/openapi.json", timeout=60).json()
     return [
         (method, path, operation["operationId"])
         for path, item in spec["paths"].items()
@@ -140,7 +140,7 @@ def operations(server: str) -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
 def test_pages_name_no_other_host(server: str, path: str) -> None:
-    r = httpx.get(f"{server}{path}", timeout=60)
+    r = HTTP.get(f"{server}{path}", timeout=60)
     assert r.status_code == 200
     assert foreign_urls(r.text, server) == []
     assert "default-src 'self'" in r.headers["content-security-policy"]

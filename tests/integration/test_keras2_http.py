@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from tests.floats import assert_close
 from tests.harness import Server
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY, built_keras2_files
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,7 @@ def keras2_decodes(keras2_dir: Path, model: str) -> list[tuple[list[int], Any, A
 def test_predict_equals_keras2_decode(url: str, keras2_dir: Path, model: str, fmt: str) -> None:
     expected = keras2_decodes(keras2_dir, model)
     assert len(expected) == 4
-    r = httpx.post(
+    r = HTTP.post(
         f"{url}/v1/models/{model}_{fmt}/predict",
         json={"inputs": [ids for ids, _, _ in expected], "return_probabilities": True},
         timeout=60,
@@ -112,13 +112,13 @@ def test_keras2_session_steps(url: str) -> None:
     """A Keras 2 attention model in a session: one token per request equals one call."""
     name = "attention_saved_model"
     sources = {"model": name, "source": [5, 6, 7]}
-    a = httpx.post(f"{url}/v1/sessions", json=sources).json()["session_id"]
-    b = httpx.post(f"{url}/v1/sessions", json=sources).json()["session_id"]
-    whole = httpx.post(
+    a = HTTP.post(f"{url}/v1/sessions", json=sources).json()["session_id"]
+    b = HTTP.post(f"{url}/v1/sessions", json=sources).json()["session_id"]
+    whole = HTTP.post(
         f"{url}/v1/sessions/{a}/step", json={"inputs": [1, 9, 4], "return_probabilities": True}
     ).json()
     parts = [
-        httpx.post(
+        HTTP.post(
             f"{url}/v1/sessions/{b}/step", json={"inputs": [t], "return_probabilities": True}
         ).json()
         for t in (1, 9, 4)

@@ -6,12 +6,12 @@ starts from an empty store."""
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.conftest import SharedRedis
 from tests.harness import RedisServer, Replica, redis_env
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.harness.replicas import start_all, stop_all
 from tests.integration.conftest import EARLY
 from tests.integration.test_redis_replicas import group, post
@@ -49,7 +49,7 @@ def capped(own_redis: RedisServer) -> Iterator[list[Replica]]:
 def store_ready(url: str) -> None:
     """Until /readyz says the session store answers (after Redis came back)."""
     deadline = time.monotonic() + 20
-    while httpx.get(f"{url}/readyz", timeout=30).json()["status"] != "ready":
+    while HTTP.get(f"{url}/readyz", timeout=30).json()["status"] != "ready":
         assert time.monotonic() < deadline
         time.sleep(0.05)
 
@@ -63,17 +63,16 @@ def test_redis_outage_and_recovery(capped: list[Replica], own_redis: RedisServer
     try:
         sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
         redis.stop()
-        r = httpx.post(f"{url}/v1/sessions/{sid}/step", json={"inputs": [3]}, timeout=30)
+        r = HTTP.post(f"{url}/v1/sessions/{sid}/step", json={"inputs": [3]}, timeout=30)
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.json()["error"]["code"] == "session_store_unavailable"
         assert "127.0.0.1" not in r.text and str(redis.port) not in r.text  # no address
         assert (
-            httpx.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code
-            == 503
+            HTTP.post(f"{url}/v1/sessions", json={"model": "memory"}, timeout=30).status_code == 503
         )
-        p = httpx.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)
+        p = HTTP.post(f"{url}/predict", json={"inputs": [[20, 36, 40, 10, 34, 28]]}, timeout=30)
         assert p.status_code == 200 and p.json()["outputs"] == [[40, 36, 20]]
-        ready = httpx.get(f"{url}/readyz", timeout=30).json()
+        ready = HTTP.get(f"{url}/readyz", timeout=30).json()
         assert ready["status"] == "degraded" and "unavailable" in ready["detail"]["session_store"]
         assert str(redis.port) not in str(ready)
         assert str(redis.port) in replica.log()  # the detail is in the log
@@ -81,7 +80,7 @@ def test_redis_outage_and_recovery(capped: list[Replica], own_redis: RedisServer
         store_ready(url)
         sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
         assert post(url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0]})["outputs"] == [0, 1]
-        assert httpx.delete(f"{url}/v1/sessions/{sid}").status_code == 204
+        assert HTTP.delete(f"{url}/v1/sessions/{sid}").status_code == 204
     finally:
         if redis.process is None:
             redis.start()
@@ -96,8 +95,8 @@ def test_cap_is_shared_by_replicas(capped: list[Replica]) -> None:
     try:
         for r in capped:
             created.append((r.url, post(r.url, "/v1/sessions", {"model": "memory"})["session_id"]))
-        r = httpx.post(f"{a.url}/v1/sessions", json={"model": "memory"}, timeout=30)
+        r = HTTP.post(f"{a.url}/v1/sessions", json={"model": "memory"}, timeout=30)
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
     finally:
         for url, sid in created:
-            httpx.delete(f"{url}/v1/sessions/{sid}", timeout=30)
+            HTTP.delete(f"{url}/v1/sessions/{sid}", timeout=30)

@@ -20,6 +20,7 @@ from tests.conftest import REDIS
 from tests.floats import close
 from tests.harness import RedisServer, Replica, redis_env
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.harness.replicas import start_all, stop_all
 from tests.integration.conftest import EARLY
 
@@ -55,14 +56,14 @@ def replicas(pair: list[Replica]) -> list[Replica]:
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.post(f"{url}{path}", json=body, timeout=60)
+    r = HTTP.post(f"{url}{path}", json=body, timeout=60)
     assert r.status_code in (200, 201), r.text
     result: dict[str, Any] = r.json()
     return result
 
 
 def state(url: str, sid: str) -> list[np.ndarray]:
-    r = httpx.get(f"{url}/v1/sessions/{sid}?include_state=true", timeout=30)
+    r = HTTP.get(f"{url}/v1/sessions/{sid}?include_state=true", timeout=30)
     assert r.status_code == 200, r.text
     return [np.asarray(t) for t in r.json()["state"]]
 
@@ -85,13 +86,13 @@ def test_created_on_a_stepped_on_b_read_on_a(replicas: list[Replica]) -> None:
         for i, v in enumerate([3, 0, 1, 2])
     ]
     assert outputs == [0, 1, 2, 3]
-    info = httpx.get(f"{a.url}/v1/sessions/{sid}").json()
+    info = HTTP.get(f"{a.url}/v1/sessions/{sid}").json()
     assert info["steps"] == 4
-    httpx.post(f"{b.url}/v1/sessions/{sid}/reset")
+    HTTP.post(f"{b.url}/v1/sessions/{sid}/reset")
     second = post(a.url, f"/v1/sessions/{sid}/step", {"inputs": [4, 0, 1, 2]})["outputs"]
     assert second == [0, 1, 2, 4]
-    assert httpx.delete(f"{b.url}/v1/sessions/{sid}").status_code == 204
-    assert httpx.get(f"{a.url}/v1/sessions/{sid}").status_code == 404
+    assert HTTP.delete(f"{b.url}/v1/sessions/{sid}").status_code == 204
+    assert HTTP.get(f"{a.url}/v1/sessions/{sid}").status_code == 404
 
 
 def test_a_v2_sequence_alternates_between_replicas(replicas: list[Replica]) -> None:
@@ -104,7 +105,7 @@ def test_a_v2_sequence_alternates_between_replicas(replicas: list[Replica]) -> N
             "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [value]}],
             "parameters": {"sequence_id": 77, **parameters},
         }
-        answer = httpx.post(f"{url}/v2/models/memory/infer", json=body, timeout=60)
+        answer = HTTP.post(f"{url}/v2/models/memory/infer", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         data: list[int] = answer.json()["outputs"][0]["data"]
         return data
@@ -112,7 +113,7 @@ def test_a_v2_sequence_alternates_between_replicas(replicas: list[Replica]) -> N
     outputs = infer(a.url, 3, sequence_start=True)
     outputs += infer(b.url, 0) + infer(a.url, 1) + infer(b.url, 2, sequence_end=True)
     assert outputs == [0, 1, 2, 3]
-    ended = httpx.post(
+    ended = HTTP.post(
         f"{a.url}/v2/models/memory/infer",
         json={
             "inputs": [{"name": "tokens", "shape": [1, 1], "datatype": "INT64", "data": [1]}],
@@ -135,14 +136,14 @@ def test_200_concurrent_steps_through_two_processes(replicas: list[Replica]) -> 
     with ThreadPoolExecutor(32) as pool:
         answers = sorted(pool.map(step, range(200)))
     assert [s for s, _, _ in answers] == list(range(1, 201))  # each step its own place
-    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 200
+    assert HTTP.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 200
     outputs, final = replay(a.url, [v for _, v, _ in answers])
     assert outputs == [o for _, _, o in answers]
     assert same(state(b.url, sid), final)
 
 
 def keyed_step(url: str, sid: str, key: str, value: int) -> httpx.Response:
-    return httpx.post(
+    return HTTP.post(
         f"{url}/v1/sessions/{sid}/step",
         json={"inputs": [value]},
         headers={"Idempotency-Key": key},
@@ -166,7 +167,7 @@ def test_200_concurrent_retries_of_one_keyed_step_apply_it_once(
     assert len({r.content for r in answers}) == 1  # every retry got the first answer
     assert answers[0].json()["steps"] == 3
     assert sum(r.headers.get("idempotent-replayed") == "true" for r in answers) == 199
-    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 3
+    assert HTTP.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == 3
     assert same(state(a.url, sid), replay(a.url, [3, 0, 1])[1])
 
 
@@ -184,13 +185,13 @@ def test_a_step_whose_client_went_away_is_retried_without_applying_twice(
     with socket.create_connection(("127.0.0.1", a.port)) as conn:
         conn.sendall(request)  # and hang up without reading the answer
     deadline = time.monotonic() + 30
-    while httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 0:
+    while HTTP.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 0:
         assert time.monotonic() < deadline, "the step was never applied"
         time.sleep(0.05)
     r = keyed_step(b.url, sid, "lost-answer", 4)  # the client retries, on another replica
     assert r.status_code == 200 and r.headers["idempotent-replayed"] == "true"
     assert r.json() == {"session_id": sid, "outputs": [0], "steps": 1}
-    assert httpx.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 1
+    assert HTTP.get(f"{a.url}/v1/sessions/{sid}").json()["steps"] == 1
 
 
 # the last two: one kills a replica of `pair`, the other stops them all (the next test
@@ -208,7 +209,7 @@ def test_killing_a_replica_loses_nothing_acknowledged(replicas: list[Replica]) -
     for v in [1, 2]:
         post(b.url, f"/v1/sessions/{sid}/step", {"inputs": [v]})
         acknowledged.append(v)
-    assert httpx.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == len(acknowledged)
+    assert HTTP.get(f"{b.url}/v1/sessions/{sid}").json()["steps"] == len(acknowledged)
     assert same(state(b.url, sid), replay(b.url, acknowledged)[1])
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.harness import STORE
 from tests.harness.early import Plan, Prepared
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
@@ -232,12 +233,12 @@ def test_the_poller_picks_up_a_new_version_by_itself(poller_server: Prepared) ->
     url = server.url
     publish(store, "memory", 2, STORE / "memory" / "1")
     deadline = time.monotonic() + 120
-    while httpx.get(f"{url}/v1/models/memory").json()["default_version"] != "2":
+    while HTTP.get(f"{url}/v1/models/memory").json()["default_version"] != "2":
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.1)
-    r = httpx.post(f"{url}/v1/models/memory/predict", json={"inputs": [[3, 0, 1, 2]]})
+    r = HTTP.post(f"{url}/v1/models/memory/predict", json={"inputs": [[3, 0, 1, 2]]})
     assert r.status_code == 200 and r.json()["version"] == "2"
     shutil.rmtree(store / "memory" / "1")
-    while httpx.get(f"{url}/v1/models/memory").json()["versions"] != ["2"]:
+    while HTTP.get(f"{url}/v1/models/memory").json()["versions"] != ["2"]:
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.1)

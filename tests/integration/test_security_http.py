@@ -5,6 +5,7 @@ import pytest
 
 from service.sessions.store import log_id
 from tests.harness import Server
+from tests.harness.http import HTTP
 from tests.integration.conftest import API_KEYS
 
 pytestmark = pytest.mark.integration
@@ -61,9 +62,9 @@ def test_v2_sequences_belong_to_the_key_that_started_them(keyed: tuple[str, Serv
             "parameters": {"sequence_id": 5, **parameters},
         }
         headers = {"Authorization": f"Bearer {key}"}
-        return httpx.post(f"{url}/v2/models/memory/infer", json=body, headers=headers, timeout=60)
+        return HTTP.post(f"{url}/v2/models/memory/infer", json=body, headers=headers, timeout=60)
 
-    assert httpx.post(f"{url}/v2/models/memory/infer", json={"inputs": []}).status_code == 401
+    assert HTTP.post(f"{url}/v2/models/memory/infer", json={"inputs": []}).status_code == 401
     assert infer(ALICE, 3, sequence_start=True).json()["outputs"][0]["data"] == [0]
     # Bob's sequence 5 is not Alice's: without START it does not exist for him
     refused = infer(BOB, 0)

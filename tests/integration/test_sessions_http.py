@@ -3,7 +3,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from httpx import Client
@@ -11,6 +10,7 @@ from httpx import Client
 from tests.floats import assert_close
 from tests.harness import STORE
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY
 from tests.integration.reference import NumpyLSTM, layer_weights, one_hot, sigmoid
 
@@ -111,7 +111,7 @@ def test_concurrent_steps_on_one_session_are_serialised(server_url: str) -> None
     values = rng.integers(0, 5, size=60).tolist()
 
     def step(value: int) -> dict[str, Any]:
-        r = httpx.post(f"{server_url}/v1/sessions/{sid}/step", json={"inputs": [value]}, timeout=60)
+        r = HTTP.post(f"{server_url}/v1/sessions/{sid}/step", json={"inputs": [value]}, timeout=60)
         assert r.status_code == 200
         return {"value": value, **r.json()}
 

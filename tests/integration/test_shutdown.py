@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REDIS
 from tests.harness import STORE, Server, start_server, wait_ready
 from tests.harness.early import Plan, Prepared
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
@@ -113,25 +114,25 @@ def test_sigterm_turns_readiness_503_finishes_in_flight_work_and_exits_0(
     try:
         body = {"inputs": [SOURCE]}
         first, first_result = in_background(
-            lambda: httpx.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
+            lambda: HTTP.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
         )
         stats = f"{url}/v1/stats"
         wait_until(
-            lambda: httpx.get(stats).json().get("reverse/1 predict", {}).get("queued_rows") == 1,
+            lambda: HTTP.get(stats).json().get("reverse/1 predict", {}).get("queued_rows") == 1,
             10,
             "the first request never queued",
         )
         signalled = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 503, 2, "still ready")
-        r = httpx.get(f"{url}/readyz")
+        wait_until(lambda: HTTP.get(f"{url}/readyz").status_code == 503, 2, "still ready")
+        r = HTTP.get(f"{url}/readyz")
         assert r.json()["status"] == "draining" and r.headers["retry-after"] == "1"
         assert time.monotonic() - signalled < 2, "the delay is nearly over; machine too busy"
         second, second_result = in_background(  # sent during the delay: served
-            lambda: httpx.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
+            lambda: HTTP.post(f"{url}/v1/models/reverse/predict", json=body, timeout=60)
         )
         wait_until(
-            lambda: httpx.get(stats).json()["reverse/1 predict"]["queued_rows"] == 2,
+            lambda: HTTP.get(stats).json()["reverse/1 predict"]["queued_rows"] == 2,
             1,
             "the second request never queued",
         )
@@ -151,7 +152,7 @@ def test_sigterm_turns_readiness_503_finishes_in_flight_work_and_exits_0(
 
 def _refused(url: str) -> bool:
     try:
-        httpx.get(f"{url}/healthz", timeout=1)
+        HTTP.get(f"{url}/healthz", timeout=1)
     except httpx.TransportError:
         return True
     return False
@@ -163,7 +164,7 @@ def test_redis_sessions_keep_every_acknowledged_step_across_a_graceful_restart(
     env, store = redis_backed_server.env, redis_backed_server.store
     server, url = redis_backed_server.server, redis_backed_server.server.url
     try:
-        r = httpx.post(f"{url}/v1/sessions", json={"model": "memory"})
+        r = HTTP.post(f"{url}/v1/sessions", json={"model": "memory"})
         assert r.status_code == 201, r.text
         sid = r.json()["session_id"]
         acknowledged = 0
@@ -190,7 +191,7 @@ def test_redis_sessions_keep_every_acknowledged_step_across_a_graceful_restart(
         server.stop()  # closes its log; no signal once it has exited
     server, url = started(env, store)
     try:
-        r = httpx.get(f"{url}/v1/sessions/{sid}")
+        r = HTTP.get(f"{url}/v1/sessions/{sid}")
         assert r.status_code == 200, r.text
         assert r.json()["steps"] == acknowledged
     finally:

@@ -20,6 +20,7 @@ import pytest
 
 from tests import harness
 from tests.harness import FAKES, start_server, wait_ready
+from tests.harness.http import HTTP
 
 pytestmark = pytest.mark.integration
 WAIT = 10.0  # seconds: reached only if the server is broken
@@ -122,7 +123,7 @@ def test_an_oversized_header_gets_431_and_memory_does_not_follow_its_size(quick:
         sock.sendall(PARTIAL + b"a" * 7000 + b"\r\nConnection: close\r\n\r\n")
         assert status_of(read_to_end(sock)) == 200
     # and the refusals are counted for the operator
-    metrics = httpx.get(f"{quick.url}/metrics", timeout=WAIT).text
+    metrics = HTTP.get(f"{quick.url}/metrics", timeout=WAIT).text
     line = 'seq2seq_connections_cut_total{reason="431 headers too large"} '
     (counted,) = [x for x in metrics.splitlines() if x.startswith(line)]
     assert float(counted.split()[-1]) >= 4

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.floats import assert_close
 from tests.harness import Server, running
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def lazy() -> Iterator[tuple[str, Server]]:
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.post(f"{url}{path}", json=body, timeout=60)
+    r = HTTP.post(f"{url}{path}", json=body, timeout=60)
     assert r.status_code in (200, 201), r.text
     answer: dict[str, Any] = r.json()
     return answer

@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests import xla_store
 from tests.harness import running, start_server
 from tests.harness.early import Plan
+from tests.harness.http import HTTP
 from tests.integration.conftest import EARLY
 from tests.integration.test_warmup import same
 
@@ -56,14 +56,14 @@ def xla_fallback() -> Iterator[str]:
 
 
 def info(url: str, model: str) -> dict[str, Any]:
-    r = httpx.get(f"{url}/v1/models/{model}", timeout=30)
+    r = HTTP.get(f"{url}/v1/models/{model}", timeout=30)
     assert r.status_code == 200, r.text
     answer: dict[str, Any] = r.json()
     return answer
 
 
 def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    r = httpx.post(f"{url}{path}", json=body, timeout=120)
+    r = HTTP.post(f"{url}{path}", json=body, timeout=120)
     assert r.status_code in (200, 201), r.text
     answer: dict[str, Any] = r.json()
     return answer
@@ -107,7 +107,7 @@ def session_answers(url: str) -> list[dict[str, Any]]:
     sid = post(url, "/v1/sessions", {"model": "memory"})["session_id"]
     answers = [post(url, f"/v1/sessions/{sid}/step", {"inputs": [v]}) for v in (4, 0, 1, 2)]
     answers.append(post(url, f"/v1/sessions/{sid}/step", {"inputs": [3, 0, 1]}))
-    r = httpx.get(f"{url}/v1/sessions/{sid}", params={"include_state": "true"}, timeout=30)
+    r = HTTP.get(f"{url}/v1/sessions/{sid}", params={"include_state": "true"}, timeout=30)
     answers.append(r.json())
     return answers
 

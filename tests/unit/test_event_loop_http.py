@@ -18,6 +18,7 @@ import pytest
 from service.app import create_app
 from service.config import Settings
 from tests import fakes
+from tests.harness.http import HTTP
 from tests.harness.threaded import serving_in_thread
 
 pytestmark = pytest.mark.unit
@@ -45,7 +46,7 @@ def test_ten_gzip_uploads_at_once_leave_healthz_fast() -> None:
     headers = {"Content-Encoding": "gzip"}
     answers: list[int] = []
     with serving() as url, httpx.Client(base_url=url, timeout=WAIT) as probe:
-        assert httpx.post(url + INFER, content=body, headers=headers).status_code == 400  # warm
+        assert HTTP.post(url + INFER, content=body, headers=headers).status_code == 400  # warm
         probe.get("/healthz")
         start = threading.Barrier(uploads + 1)
 
