@@ -38,7 +38,8 @@ pytestmark = pytest.mark.integration
 ROWS = 3  # padded to the bucket of 4
 MATRIX = pytest.mark.skipif(
     os.environ.get("SERVICE_TEST_XLA_MATRIX") != "1",
-    reason="XLA vs graphs on dates and the user models takes minutes: make test-xla runs it",
+    reason="XLA vs graphs on reverse, dates and the user models takes minutes: make test-xla "
+    "runs it",
 )
 
 
