@@ -54,7 +54,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # the bench extra (matplotlib, for bench.png) is not in dev: Keras imports matplotlib
-# whenever it is installed, 0.33 s of every test process's TensorFlow import
+# whenever it is installed, 0.15-0.3 s of every test process's TensorFlow import
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'

@@ -11,6 +11,7 @@
 - `early`: servers and jobs started in the background once the selected tests are
   known, in the order the tests will use them;
 - `jobs`: a subprocess (a model build, a training run) whose result a test reads later.
+- `http`: `HTTP`, one client for the tests' one-off calls (`httpx.post` builds one per call).
 """
 
 from tests.harness.ports import free_port
