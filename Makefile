@@ -12,19 +12,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The project's modules compiled into __pycache__ ahead: where PYTHONDONTWRITEBYTECODE is
+# The modules a command runs compiled into __pycache__ ahead: where PYTHONDONTWRITEBYTECODE is
 # set (this machine sets it) Python never writes them, so every process would compile
 # all ~170 of them again (0.3 s of CPU per server or CLI process; the suite starts dozens)
-COMPILE := $(BIN)/python -m compileall -q service tests bench >/dev/null
+COMPILE := $(BIN)/python -m compileall -q
 
 serve: $(STAMP)
-	$(COMPILE)
+	$(COMPILE) service >/dev/null
 	SERVICE_DEFAULT_MODEL=$${SERVICE_DEFAULT_MODEL-reverse} $(BIN)/python -m service serve
 
 test: $(STAMP)
 	scripts/ensure-redis-server
 	scripts/ensure-chromium
-	$(COMPILE)
+	$(COMPILE) service tests bench >/dev/null
 	$(BIN)/python -m pytest
 
 # XLA against the TF graphs on every user model and operation (minutes of compiling:
@@ -36,7 +36,7 @@ test-xla: $(STAMP)
 # and no TensorFlow model (tests/unit, tests/contract), but those marked slow; under a minute
 check: lint
 	scripts/ensure-redis-server
-	$(COMPILE)
+	$(COMPILE) service tests bench >/dev/null
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/contract
 
 container-test: $(STAMP)
@@ -58,7 +58,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	$(COMPILE)
+	$(COMPILE) service tests bench >/dev/null
 	$(BIN)/python -m bench
 
 train-reverse: $(STAMP)
