@@ -4,7 +4,11 @@ import threading
 
 import pytest
 
-from tests.harness import RedisServer
+from tests.harness import RedisServer, zygote
+
+# the suite's server and job processes are forked from a process that has imported
+# TensorFlow and the service once (tests/harness/zygote.py)
+zygote.enable()
 
 
 class SharedRedis:
@@ -39,6 +43,7 @@ def pytest_sessionfinish() -> None:
     the servers that use them have stopped."""
     for redis in SharedRedis.made:
         redis.close()
+    zygote.disable()
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,10 @@
 - `fake_server`: the server process on the unit tests' numpy models (no TensorFlow);
 - `early`: servers and jobs started in the background once the selected tests are
   known, in the order the tests will use them;
-- `jobs`: a subprocess (a model build, a training run) whose result a test reads later.
-- `http`: `HTTP`, one client for the tests' one-off calls (`httpx.post` builds one per call).
+- `jobs`: a subprocess (a model build, a training run) whose result a test reads later;
+- `http`: `HTTP`, one client for the tests' one-off calls (`httpx.post` builds one per call);
+- `zygote`: the suite's server and job processes forked from one that has imported
+  TensorFlow and the service once (the benchmarks start theirs from scratch).
 """
 
 from tests.harness.ports import free_port

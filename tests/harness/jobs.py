@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -9,7 +10,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.harness.server import ROOT
+from tests.harness import zygote
 
 
 class Job:
@@ -31,10 +32,8 @@ class Job:
         self.done: subprocess.CompletedProcess[str] | None = None
         self.stdout = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop
         self.stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop
-        prefix = ["nice", "-n", str(nice)] if nice and shutil.which("nice") else []
-        self.process = subprocess.Popen(
-            [*prefix, *argv], cwd=ROOT, env=env, stdout=self.stdout, stderr=self.stderr, text=True
-        )
+        environment = dict(os.environ if env is None else env)
+        self.process = zygote.popen(argv, environment, self.stdout, self.stderr, nice=nice)
 
     def finished(self) -> bool:
         return self.process.poll() is not None

@@ -21,6 +21,7 @@ from typing import IO
 
 import httpx
 
+from tests.harness import zygote
 from tests.harness.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ POLL = 0.05  # seconds between readiness probes
 
 @dataclass
 class Server:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | zygote.Forked
     log: IO[bytes]
     port: int = 0
     log_path: Path | None = None  # the log's name, when the caller asked for a named file
@@ -108,12 +109,12 @@ def start_server(
         defaults["SERVICE_DEFAULT_MODEL"] = "reverse"
     out = log.open("w+b") if log is not None else tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop
     record(module, env or {})
-    process = subprocess.Popen(
+    process = zygote.popen(
         argv,
-        cwd=ROOT,
-        env={**os.environ, **defaults, **(env or {}), "SERVICE_PORT": str(port)},
+        {**os.environ, **defaults, **(env or {}), "SERVICE_PORT": str(port)},
         stdout=out,
         stderr=subprocess.STDOUT,
+        fork=tuple(module) == SERVE,  # the fakes never import TensorFlow
     )
     return Server(process, out, port, log)
 

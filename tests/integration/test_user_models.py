@@ -5,7 +5,6 @@ request equals one call over the whole history."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 
 from tests import user_models
 from tests.floats import assert_close
-from tests.harness import ROOT, Server
+from tests.harness import Server, zygote
 from tests.harness.early import Plan
 from tests.harness.jobs import Job
 from tests.integration.conftest import EARLY
@@ -233,7 +232,7 @@ def test_import_and_check_refuse_with_reasons(store: Path, tmp_path: Path) -> No
 
     x = keras.Input((None, 4))
     keras.Model(x, keras.layers.Dense(3)(keras.layers.LSTM(5)(x))).save(tmp_path / "one.keras")
-    done = subprocess.run(
+    done = zygote.run(
         [
             sys.executable,
             "-m",
@@ -245,9 +244,6 @@ def test_import_and_check_refuse_with_reasons(store: Path, tmp_path: Path) -> No
             "--start",
             "0",
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert done.returncode == 2 and "it has 1 input(s), not two" in done.stderr
@@ -257,11 +253,5 @@ def test_import_and_check_refuse_with_reasons(store: Path, tmp_path: Path) -> No
     (broken / "model.json").write_text(json.dumps(BUILT["chars"].manifest))
     (broken / "encoder.keras").write_bytes(b"not a model")
     (broken / "decoder.keras").write_bytes(b"not a model")
-    done = subprocess.run(
-        [sys.executable, "-m", "service", "check", str(broken)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = zygote.run([sys.executable, "-m", "service", "check", str(broken)], timeout=300)
     assert done.returncode == 2 and "encoder.keras: cannot load" in done.stderr
