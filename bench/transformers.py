@@ -90,6 +90,29 @@ def keras_io_loop(whole: Any, sources: np.ndarray, steps: int) -> np.ndarray:
     return prefix[:, 1:]
 
 
+def one_token(compute: Any, tokens: np.ndarray, states: Any) -> Callable[[], object]:
+    one = np.ones(len(tokens), np.int32)
+    return lambda: compute.generate(tokens, states, one, False)
+
+
+def sessions(compute: Any, rng: np.random.Generator, seconds: float) -> list[str]:
+    """ms for one more token from sessions holding `held` tokens: from their prefix
+    states (the caches built in the call) or from the caches kept from their last call."""
+    rows = []
+    for batch in (1, 64):
+        sources = rng.integers(2, VOCAB, (batch, SOURCE)).astype(np.int32)
+        for held in (1, 16, 32, 63):
+            start = np.ones(batch, np.int32)
+            limits = np.full(batch, held, np.int32)  # fed: [start] and held - 1 generated
+            went = compute.generate(start, compute.encode(sources), limits, False)
+            kept, tokens = went.states, went.tokens[:, -1].astype(np.int32)
+            prefix = compute.prefix_states(kept)
+            built = timed(one_token(compute, tokens, prefix), seconds)
+            hit = timed(one_token(compute, tokens, kept), seconds)
+            rows.append(f"| {batch} | {held} | {built:.2f} | {hit:.2f} |")
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     from service.inference.compiled.keras_model import KerasCompute
     from service.inference.compiled.loader import build_model
@@ -135,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(
             f"| rows differing, cached vs prefix ({WINDOW} tokens) | {batch} | {differing} |"
         )
+    session_rows = sessions(cached_compute, rng, args.seconds)
     one = rng.integers(2, VOCAB, (1, SOURCE)).astype(np.int32)
     loop_ms = timed(lambda: keras_io_loop(whole, one, WINDOW), args.seconds)
     loop_tokens = keras_io_loop(whole, one, WINDOW)  # the first WINDOW - 1 (it has room)
@@ -171,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
             ),
             "",
             f"keras-io's loop and the cached decode gave the same {WINDOW - 1} tokens: {equal}.",
+            "",
+            "A session's request for one token (cached mode), by the tokens it holds: ms "
+            "from its prefix states (a session this process has not kept: the caches built "
+            "in the call, one pass over the window) and from the caches this process kept "
+            "from its last request (service/dataplane/kv_sessions.py).",
+            "",
+            "| batch | tokens held | from the prefix | from kept caches |",
+            "|---|---|---|---|",
+            *session_rows,
         ]
     )
     print(text)

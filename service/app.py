@@ -48,7 +48,7 @@ CORS_EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Idempotent-Replayed"
 
 
 def _load(settings: Settings) -> Registry:
-    from service.inference.compiled import background, model_code, warmup, xla
+    from service.inference.compiled import background, cached_steps, model_code, warmup, xla
     from service.inference.compiled.loader import load_store
     from service.inference.compiled.threads import configure_threads
 
@@ -56,6 +56,7 @@ def _load(settings: Settings) -> Registry:
     warmup.configure(settings.warmup)
     xla.configure(settings.xla, settings.batch_max_rows)
     model_code.configure(settings.trust_model_code)
+    cached_steps.configure(settings.session_kv_cache_mb > 0)
     registry = load_store(settings.model_store, settings.default_model)
     background.start()  # SERVICE_WARMUP=background: the graphs greedy requests do not use
     xla.start()  # the XLA buckets queued while loading (SERVICE_XLA)

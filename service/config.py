@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="s2s:", description="key prefix in Redis")
     session_ttl_seconds: float = Field(default=1800.0, gt=0, description="idle expiry")
     max_sessions: int = Field(default=100_000, ge=1, description="cap on live sessions")
+    session_kv_cache_mb: int = Field(
+        default=256,
+        ge=0,
+        description="MiB of Transformer sessions' key/value caches this process keeps between "
+        "their requests (least recently used out first; 0: rebuilt in every request)",
+    )
 
     compute_threads: int = Field(default=1, ge=1, description="threads running model calls")
     batch_max_rows: int = Field(default=256, ge=1, description="rows per batched graph call")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from service.config import Settings
 from service.dataplane.health import loaded
+from service.dataplane.kv_sessions import KvSessions
 from service.dataplane.predict import Predictor
 from service.dataplane.session_ops import SessionOps
 from service.errors import Conflict, ServiceError
@@ -50,7 +51,8 @@ class Runtime:
         self.engines = Engines(registry.all(), self.executor, batching, self.metrics)
         self.registry = registry
         store = InstrumentedStore(self.store, self.metrics)
-        self.sessions = SessionOps(registry, self.engines, store, settings)
+        kv = KvSessions(settings.session_kv_cache_mb * 2**20, self.metrics.session_kv_cache)
+        self.sessions = SessionOps(registry, self.engines, store, settings, kv)
         self.predictor = Predictor(registry, self.engines, settings)
         if model_store is not None:
             self.reloader = Reloader(

@@ -7,11 +7,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+import numpy as np
 from pydantic import BaseModel
 
 from service.config import Settings
 from service.dataplane.idempotency import Answer, Idempotency, not_kept, reused
+from service.dataplane.kv_sessions import KvSessions
 from service.dataplane.limits import check_length, check_work
+from service.dataplane.model_info import kv_cache
 from service.dataplane.session_info import advanced, carried, info, not_found
 from service.dataplane.session_rules import check_room, check_start, generation, unusable
 from service.dataplane.tokens import parse_states, read_ids, source_ids
@@ -41,12 +44,24 @@ Change = Callable[[StoredSession, LoadedModel], Awaitable[tuple[StoredSession, B
 
 class SessionOps:
     def __init__(
-        self, registry: Registry, engines: Engines, store: SessionStore, settings: Settings
+        self,
+        registry: Registry,
+        engines: Engines,
+        store: SessionStore,
+        settings: Settings,
+        kv: KvSessions | None = None,
     ):
         self.registry = registry
         self.engines = engines
         self.store = store
         self.settings = settings
+        self.kv = kv if kv is not None else KvSessions(settings.session_kv_cache_mb * 2**20)
+
+    def carried(self, session: StoredSession, model: LoadedModel) -> tuple[np.ndarray, ...]:
+        """What a request on `session` starts from: with a Transformer decoder's key/value
+        cache, the extended states this process kept from the session's last request
+        (kv_sessions.py), if it has them."""
+        return self.kv.carried(session) if kv_cache(model)[0] else carried(session)
 
     async def open(self, session_id: str, owner: str | None) -> tuple[StoredSession, LoadedModel]:
         """The live session and its model; a record its model cannot use is refused
@@ -74,12 +89,19 @@ class SessionOps:
         return model.spec.manifest.start_id if model.spec.manifest.kind == "seq2seq" else None
 
     async def _change(
-        self, session_id: str, owner: str | None, idempotent: Idempotency | None, apply: Change
+        self,
+        session_id: str,
+        owner: str | None,
+        idempotent: Idempotency | None,
+        apply: Change,
+        ended: list[tuple[np.ndarray, ...]] | None = None,
     ) -> Answer:
         """Load, compute, save under the session's lock. With an Idempotency-Key, a key
         already answered on this session gets that answer again and nothing is applied;
         otherwise the answer is stored in the same atomic save as the change (or, over
-        the byte budget, only its marker: a retry then gets 409, nothing applied)."""
+        the byte budget, only its marker: a retry then gets 409, nothing applied).
+        `ended`: where `apply` puts the states its computation ended with, kept for the
+        session's next request once the save succeeded (kv_sessions.py)."""
         async with self.store.lock(session_id):
             session, model = await self.open(session_id, owner)
             if idempotent is not None:
@@ -96,7 +118,11 @@ class SessionOps:
             remember = None
             if idempotent is not None:
                 remember = (idempotent.key, Replay(idempotent.fingerprint, body))
-            await self.store.save(changed, remember)
+            saved = await self.store.save(changed, remember)
+            if ended:
+                self.kv.keep(saved, ended[-1])
+            else:  # its prefix changed without a computation: any kept caches are stale
+                self.kv.forget(session_id)
             return Answer(body, response)
 
     async def create(
@@ -181,11 +207,13 @@ class SessionOps:
                 width=manifest.output_cardinality if request.return_probabilities else None,
             )
             row = await self.engines.get(model).run(
-                carried(session), ids, request.return_probabilities
+                self.carried(session, model), ids, request.return_probabilities
             )
+            ended.append(row.states)
             return advanced(session, model, row)
 
-        return await self._change(session_id, owner, idempotent, apply)
+        ended: list[tuple[np.ndarray, ...]] = []
+        return await self._change(session_id, owner, idempotent, apply, ended)
 
     async def generate(
         self,
@@ -199,7 +227,7 @@ class SessionOps:
         ) -> tuple[StoredSession, BaseModel]:
             steps, plan = generation(session, model, request, self.settings)
             row = await self.engines.get(model).generate(
-                carried(session),
+                self.carried(session, model),
                 session.next_token or 0,
                 steps,
                 request.return_probabilities,
@@ -207,9 +235,11 @@ class SessionOps:
                 replace(plan.rows(1)[0], offset=session.steps),
                 plan.returned,
             )
+            ended.append(row.states)
             return advanced(session, model, row, plan)
 
-        return await self._change(session_id, owner, idempotent, apply)
+        ended: list[tuple[np.ndarray, ...]] = []
+        return await self._change(session_id, owner, idempotent, apply, ended)
 
     async def set_state(
         self,
@@ -251,5 +281,6 @@ class SessionOps:
                 if session is None or session.owner != owner:
                     raise not_found(session_id)
                 session_owner = session.owner
+            self.kv.forget(session_id)
             if not await self.store.delete(session_id, session_owner):
                 raise not_found(session_id)

@@ -165,30 +165,31 @@ async def stream_generate(
         token = session.next_token or 0
         if plan.decoding.strategy == "beam":
             row = await engine.generate(
-                carried(session), token, steps, probs, decoding, plan.returned
+                ops.carried(session, model), token, steps, probs, decoding, plan.returned
             )
             changed, answer = advanced(session, model, row, plan)
-            await ops.store.save(changed)
+            ops.kv.keep(await ops.store.save(changed), row.states)
             yield Event("result", answer)
             return
         streamed = _Tokens(model, plan)
         applied: StoredSession = session  # the state after the last token sent
+        states = ops.carried(session, model)  # applied's, with any key/value caches
         saved = False
         try:
             for t in range(steps):
                 if not alive():
                     break
                 offset = decoding.offset + t
-                row = await _step(engine, carried(applied), token, probs, decoding, offset)
+                row = await _step(engine, states, token, probs, decoding, offset)
                 candidate, _ = advanced(applied, model, row)
                 yield streamed.add(row)
-                applied, token = candidate, row.outputs[0]
+                applied, token, states = candidate, row.outputs[0], row.states
                 if streamed.ended():
                     break
             if not alive():
                 return  # the finally clause saves what was sent
             changed, answer = advanced(session, model, streamed.row(probs, carried(applied)), plan)
-            await ops.store.save(changed)
+            ops.kv.keep(await ops.store.save(changed), states)
             saved = True
             yield Event("result", answer)
         finally:

@@ -93,6 +93,13 @@ class Metrics:
         self.active_sessions = Gauge(
             PREFIX + "active_sessions", "live sessions in the session store", registry=r
         )
+        self.session_kv_cache = Counter(
+            PREFIX + "session_kv_cache_lookups",
+            "Transformer session requests that found their key/value caches kept by this "
+            "process (hit) or built them from the prefix (miss)",
+            ["result"],
+            registry=r,
+        )
         self.store_errors = Counter(
             PREFIX + "session_store_errors",
             "session store calls that failed, by operation and error code",

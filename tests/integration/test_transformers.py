@@ -78,8 +78,17 @@ def replica_store(directory: Path) -> Path:
 EARLY.plan(
     "transformer_server", Plan(store=written_store, env=replica_env, after="transformer_store")
 )
+
+
+def sliced_replica_env() -> dict[str, str]:
+    """The replica also runs every job of more than one step in slices (slices of 1 us),
+    so a session continued there is also one decoded in slices from rebuilt caches."""
+    return {**replica_env(), "SERVICE_BATCH_SLICE_MS": "0.001"}
+
+
 EARLY.plan(
-    "transformer_replica", Plan(store=replica_store, env=replica_env, after="transformer_store")
+    "transformer_replica",
+    Plan(store=replica_store, env=sliced_replica_env, after="transformer_store"),
 )
 
 
@@ -253,6 +262,7 @@ def test_sessions_in_pieces_equal_one_call(
         session_id: str = r.json()["session_id"]
         return session_id
 
+    hits = kv_hits(http)
     whole, pieces = new(), new()
     five = http.post(f"/v1/sessions/{whole}/generate", json={"max_steps": 5}).json()
     one = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 1}).json()
@@ -270,10 +280,26 @@ def test_sessions_in_pieces_equal_one_call(
     assert r.status_code == 200, r.text
     assert r.json()["outputs"] == words(tokens[:4], name)
     assert_close(r.json()["probabilities"], probabilities[:4])
+    # continued from where the step left it (with a key/value cache: from the caches
+    # this server kept, not rebuilt): keras-io's distributions still
+    body = {"max_steps": 2, "return_probabilities": True}
+    r = http.post(f"/v1/sessions/{forced}/generate", json=body)
+    assert r.json()["outputs"] == words(tokens[4:6], name)
+    assert_close(r.json()["probabilities"], probabilities[4:6])
+    cached = http.get(f"/v1/models/{name}").json()["kv_cache"]
+    assert kv_hits(http) - hits == (2 if cached else 0)  # the second piece, the generate
     # reset clears the prefix: generating again gives the same tokens
     http.post(f"/v1/sessions/{pieces}/reset")
     again = http.post(f"/v1/sessions/{pieces}/generate", json={"max_steps": 5}).json()
     assert again["outputs"] == five["outputs"]
+
+
+def kv_hits(http: httpx.Client) -> float:
+    """Session requests that found their key/value caches kept by the server."""
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith('seq2seq_session_kv_cache_lookups_total{result="hit"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 @pytest.mark.parametrize("name", BOTH)
@@ -360,3 +386,44 @@ def test_a_window_past_the_position_table_is_refused(
         model_code.configure(False)
     message = str(refused.value)
     assert f"window of {tm.SEQ + 4} target positions" in message and "max_steps" in message
+
+
+def test_caches_given_back_or_not_answer_alike(
+    built: tuple[dict[str, tm.TransformerModel], Path],
+) -> None:
+    """In-process, KerasHub's layout: generate and run give back the states extended by
+    the key/value caches (a session's next request continues from them), or, with
+    SERVICE_SESSION_KV_CACHE_MB=0 (cached_steps.configure(False)), prefix states as beam
+    search does; the tokens and distributions are the same either way, and so are
+    the states once the caches are left out."""
+    from service.inference.compiled import cached_steps
+    from service.inference.compiled.loader import build_model
+    from service.inference.model.formats.keras_file import KerasGraph
+    from service.inference.model.manifest import Manifest
+
+    model = built[0][HUB]
+    manifest = Manifest.model_validate(model.manifest)
+    computes = {}
+    for keep in (True, False):
+        cached_steps.configure(keep)
+        try:
+            graphs = KerasGraph(model.encoder), KerasGraph(model.decoder)
+            computes[keep] = build_model(HUB, 1, manifest, *graphs, warm_up=False).compute
+        finally:
+            cached_steps.configure(True)
+    sources = np.asarray([SOURCES[2], SOURCES[2][::-1]], np.int32)
+    start = np.full(2, tm.START, np.int32)
+    answers = {}
+    for keep, compute in computes.items():
+        states = compute.encode(sources)
+        went = compute.generate(start, states, np.asarray([3, 2], np.int32), True)
+        fed = compute.run(np.asarray([[4, 5], [6, 7]], np.int32), went.states, True)
+        answers[keep] = went, fed
+    (went, fed), (plain_went, plain_fed) = answers[True], answers[False]
+    assert len(plain_went.states) == len(plain_fed.states) == 3  # tokens, position, memory
+    assert len(went.states) == len(fed.states) > 3
+    for extended, plain in ((went, plain_went), (fed, plain_fed)):
+        np.testing.assert_array_equal(extended.tokens, plain.tokens)
+        assert_close(extended.probabilities, plain.probabilities)
+        for a, b in zip(computes[True].prefix_states(extended.states), plain.states, strict=True):
+            assert_close(a, b)

@@ -200,6 +200,18 @@ def check_model(model: LoadedModel) -> None:
             lambda c, p=probs: c.run(steps, states, p), same_decoded(f"{name} run probs={probs}")
         )
     pairs.add(lambda c: c.step(tokens, states), same_arrays(f"{name} step"))
+    with compute.graphs_only():
+        kept = compute.kv_states(states)
+    if compute.extended(kept):  # a Transformer's key/value caches, as sessions keep them
+        what = f"{name} with kept caches"
+        pairs.add(
+            lambda c: c.generate(tokens, kept, limits, True), same_decoded(f"{what} generate")
+        )
+        pairs.add(
+            lambda c: c.generate(tokens, kept, limits, False, sampling(ROWS)),
+            same_decoded(f"{what} sampled generate"),
+        )
+        pairs.add(lambda c: c.run(steps, kept, False), same_decoded(f"{what} run"))
     pairs.check()
 
 
@@ -277,7 +289,7 @@ def test_a_program_that_raises_when_run_sends_its_bucket_back_to_the_graph(
 @pytest.mark.parametrize("layout", ["keras_io", "keras_hub"])
 def test_xla_equals_the_graphs_on_a_transformer(xla_auto: None, layout: str) -> None:
     """keras-io's two Transformer layouts (tests/transformer_models.py): its custom
-    layers (prefix mode) and KerasHub's (cached mode)."""
+    layers (prefix mode) and KerasHub's (cached mode, with the "_kv" graphs too)."""
     from tests import transformer_models
 
     model = getattr(transformer_models, layout)()

@@ -1,8 +1,11 @@
 """A Transformer decoder's steps with a key/value cache (the chain of KerasHub layers
 kv_cache.py re-composes), as compiled functions of their own: "cache_build" (from a
-prefix, one pass), "cache_start" (from a memory alone) and "cached_step". Caches never
-leave a graph call: a loop starts from prefix states extended by the caches and ends
-with prefix states again (transformer_step.py says what those carry)."""
+prefix, one pass), "cache_start" (from a memory alone) and "cached_step". A loop starts
+from prefix states (transformer_step.py says what those carry) extended by the caches,
+built in the call, or from extended states given (the "_kv" graphs), and generate and
+run give back the extended states (unless `configure(False)`): a session's caches are
+kept between its requests (service/dataplane/kv_sessions.py), a streamed decode's
+between its steps. Beam search gives back prefix states."""
 
 from __future__ import annotations
 
@@ -18,6 +21,19 @@ from service.inference.model.interface import ModelSpec
 from service.inference.model.layout import Layout
 
 Result = dict[str, Any]
+
+# generate and run give back the states extended by the caches, for a session's next
+# request (SERVICE_SESSION_KV_CACHE_MB > 0); else prefix states, as beam search does
+_keep = True
+
+
+def configure(keep: bool) -> None:
+    global _keep
+    _keep = keep
+
+
+def keeping() -> bool:
+    return _keep
 
 
 class CachedSteps:
@@ -41,9 +57,9 @@ class CachedSteps:
         caches, built in one pass, or from `fresh` states (just encoded, no token fed)
         started from the memory alone."""
         build = "cache_start" if fresh else "cache_build"
-        return self._step_call, list(self._compiled(build)(states))
+        return self.step_call, list(self._compiled(build)(states))
 
-    def _step_call(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
+    def step_call(self, tokens: tf.Tensor, carried: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("cached_step")(tokens, carried))
 
     def build(self, states: list[tf.Tensor]) -> list[tf.Tensor]:
@@ -99,7 +115,7 @@ class CachedSteps:
         return [*self.spec.state_shapes, *selfs, self.spec.memory_shape, *crosses]
 
     def uncached(self, result: Result) -> Result:
-        """Prefix states again: caches never leave a call."""
+        """Prefix states again (beam search)."""
         if "states" in result:
             extended = result["states"]
             result["states"] = [extended[0], extended[1], extended[2 + self.chain.caches]]
@@ -128,8 +144,8 @@ class CachedSteps:
             for t in range(self.window):
                 token = tf.constant(tokens[:, t])
                 a, *plain = step(token, plain)
-                b, *built = self._step_call(token, built)
-                c, *started = self._step_call(token, started)
+                b, *built = self.step_call(token, built)
+                c, *started = self.step_call(token, started)
                 for cached in (b, c):
                     worst = max(worst, float(tf.reduce_max(tf.abs(a - cached))))
         except Exception as exc:  # noqa: BLE001 - any failure means: no cache

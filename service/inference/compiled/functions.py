@@ -110,6 +110,30 @@ def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Re
     return table
 
 
+def kv_recipes(graphs: ModelGraphs) -> dict[str, Recipe]:
+    """The "_kv" twins of generate, sample and run: they take the states extended by a
+    Transformer decoder's key/value caches ("cache_build" gives them) and return them
+    extended, so a session or a streamed decode keeps its caches between calls."""
+    assert graphs.cached is not None
+    tokens = tf.TensorSpec([None], tf.int32)
+    matrix = tf.TensorSpec([None, None], tf.int32)
+    floats = tf.TensorSpec([None], tf.float32)
+    params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
+    extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cached.shapes()]
+    table = {}
+    for probs in (False, True):
+        table[named("generate_kv", probs)] = Recipe(
+            _bound(graphs.generate, probs=probs, kept=True), [tokens, extended, tokens]
+        )
+        table[named("sample_kv", probs)] = Recipe(
+            _bound(graphs.sample, probs=probs, kept=True), [tokens, extended, tokens, params]
+        )
+        table[named("run_kv", probs)] = Recipe(
+            _bound(graphs.run, probs=probs, kept=True), [matrix, extended]
+        )
+    return table
+
+
 class Functions:
     """Concrete functions by graph name. Calling a concrete function directly skips
     tf.function's per-call argument matching."""
@@ -124,6 +148,11 @@ class Functions:
     def define(self, table: dict[str, Recipe]) -> None:
         self._recipes = dict(table)
         self._locks = {name: threading.Lock() for name in table}
+
+    def add(self, table: dict[str, Recipe]) -> None:
+        """More graphs (before any request can use this model)."""
+        self._recipes.update(table)
+        self._locks.update({name: threading.Lock() for name in table})
 
     def names(self) -> list[str]:
         return list(self._recipes)

@@ -11,7 +11,7 @@ import numpy as np
 from service.inference.compiled import buckets as pad
 from service.inference.compiled import tensors as t
 from service.inference.compiled import xla
-from service.inference.compiled.functions import CALLEES, Functions, named, recipes
+from service.inference.compiled.functions import CALLEES, Functions, kv_recipes, named, recipes
 from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.compiled.xla_calls import XlaCalls
 from service.inference.compiled.xla_recipes import xla_recipes
@@ -75,6 +75,10 @@ class KerasCompute:
         if graphs.cached is not None:
             graphs.verify_cache()
         self._cache = graphs.cached is not None, graphs.cache_note
+        self._kept: tuple[int, int] | None = None  # extended states: count, memory's index
+        if graphs.cached is not None and graphs.keep:
+            self._functions.add(kv_recipes(graphs))
+            self._kept = len(graphs.cached.shapes()), 2 + graphs.cached.chain.caches
         self.xla: xla.Xla | None = None
         if xla.mode() != "off":
             self.xla = xla.Xla(label, xla_recipes(graphs, spec, self.seq2seq))
@@ -83,6 +87,25 @@ class KerasCompute:
     def kv_cache(self) -> tuple[bool, str]:
         """A Transformer decoder's key/value cache (kv_cache.py): used, or why not."""
         return self._cache
+
+    def extended(self, states: Sequence[np.ndarray]) -> bool:
+        """Whether `states` are extended by the key/value caches (kv_states)."""
+        return self._kept is not None and len(states) == self._kept[0]
+
+    def kv_states(self, states: Sequence[np.ndarray]) -> States:
+        """Prefix states extended by the decoder's key/value caches, built in one pass
+        ("cache_build"): generate and run take them, and give them back, instead of
+        rebuilding the caches in every call. Without a cache (or with keeping turned off,
+        cached_steps.configure), or extended already: as they are."""
+        if self._kept is None or self.extended(states):
+            return list(states)
+        return [x.numpy() for x in self._functions("cache_build")(t.states(states))]
+
+    def prefix_states(self, states: Sequence[np.ndarray]) -> States:
+        """kv_states undone: the prefix states alone."""
+        if self._kept is None or not self.extended(states):
+            return list(states)
+        return [states[0], states[1], states[self._kept[1]]]
 
     def graphs(self) -> list[str]:
         """Every graph this model can run, by name."""
@@ -136,7 +159,8 @@ class KerasCompute:
         probs: bool,
         sampling: Sampling | None = None,
     ) -> Decoded:
-        name = named("generate" if sampling is None else "sample", probs)
+        kind = "generate" if sampling is None else "sample"
+        name = named(f"{kind}_kv" if self.extended(states) else kind, probs)
         ints = np.asarray(tokens, np.int32)
         return self._decoded(
             name,
@@ -240,7 +264,7 @@ class KerasCompute:
 
     def run(self, tokens: np.ndarray, states: Sequence[np.ndarray], probs: bool) -> Decoded:
         n, steps = tokens.shape
-        name = named("run", probs)
+        name = named("run_kv" if self.extended(states) else "run", probs)
         b, h = self._calls.rows(n), XlaCalls.horizon(steps)
         if b is not None and h is not None:
             padded = pad.columns(pad.rows(np.asarray(tokens, np.int32), b), h)

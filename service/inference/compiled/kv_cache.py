@@ -5,10 +5,11 @@ token per row, with each layer's self-attention keys and values kept in a cache 
 cross-attention keys and values computed once, so a step's cost does not grow with the
 prefix.
 
-Caches never leave a graph call: the states a call takes and returns are prefix mode's
-(the tokens so far, their count, the memory with its mask; transformer_step.py). A call
-first builds every layer's caches with one pass of the chain over the whole window (the
-tokens so far; later positions are never read), then loops over cached steps. Each row
+A call takes prefix mode's states (the tokens so far, their count, the memory with its
+mask; transformer_step.py) and first builds every layer's caches with one pass of the
+chain over the whole window (the tokens so far; later positions are never read), or takes
+those states already extended by the caches of the call before (cached_steps.py), then
+loops over cached steps. Each row
 has its own position, so the new key and value are written per row (a one-hot write) and
 each row's self-attention sees positions up to its own; the attention itself is
 KerasHub's (`CachedMultiHeadAttention` reading the given cache)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from service.inference.compiled import kv_cache, transformer_step
+from service.inference.compiled import cached_steps, kv_cache, transformer_step
 from service.inference.compiled.cached_steps import CachedSteps
 from service.inference.compiled.graphs import beam, loops, sample
 from service.inference.model.formats.graph import Graph
@@ -66,6 +66,7 @@ class ModelGraphs:
                 self.cache_note = found
             else:  # until verify_cache says otherwise
                 self.cached = CachedSteps(found, spec, layout, self._logits, compiled)
+        self.keep = cached_steps.keeping()  # generate and run give back the caches
 
     def _step_call(self, tokens: tf.Tensor, states: list[tf.Tensor]) -> list[tf.Tensor]:
         return list(self._compiled("step")(tokens, states))
@@ -119,9 +120,13 @@ class ModelGraphs:
         choose: loops.Choose = loops.argmax,
         horizon: tf.Tensor | None = None,
         fresh: bool = False,
+        kept: bool = False,
     ) -> Result:
-        """`fresh`: `states` are just encoded (no target token fed yet)."""
-        step, states = self._stepper(states, fresh)
+        """`fresh`: `states` are just encoded (no target token fed yet). With a key/value
+        cache the states returned are extended by the caches (cached_steps.py; unless
+        `keep` is off), and `kept` says the given `states` are too (else the caches are
+        built from them)."""
+        step, states = self._stepper(states, fresh, kept)
         result = loops.generate(
             step,
             tokens,
@@ -133,15 +138,17 @@ class ModelGraphs:
             choose,
             horizon,
         )
-        return self._uncached(result)
+        return result if kept or self.keep else self._uncached(result)
 
     def _stepper(
-        self, states: list[tf.Tensor], fresh: bool = False
+        self, states: list[tf.Tensor], fresh: bool = False, kept: bool = False
     ) -> tuple[loops.Step, list[tf.Tensor]]:
         """The step function a loop calls and the states it starts from (with a key/value
-        cache: extended by the caches, cached_steps.py)."""
+        cache: extended by the caches, cached_steps.py, unless they are `kept` already)."""
         if self.cached is None:
             return self._step_call, list(states)
+        if kept:
+            return self.cached.step_call, list(states)
         return self.cached.stepper(states, fresh)
 
     def _uncached(self, result: Result) -> Result:
@@ -164,6 +171,7 @@ class ModelGraphs:
         probs: bool,
         horizon: tf.Tensor | None = None,
         fresh: bool = False,
+        kept: bool = False,
     ) -> Result:
         temperature, top_k, top_p, seeds, offsets = params
 
@@ -171,7 +179,7 @@ class ModelGraphs:
             u = sample.uniform(seeds, offsets + t)
             return sample.choose(p, temperature, top_k, top_p, u)
 
-        return self.generate(tokens, states, limits, probs, choose, horizon, fresh)
+        return self.generate(tokens, states, limits, probs, choose, horizon, fresh, kept)
 
     def _start_tokens(self, sources: tf.Tensor) -> tf.Tensor:
         assert self._start is not None
@@ -242,6 +250,8 @@ class ModelGraphs:
         states: list[tf.Tensor],
         probs: bool,
         steps: tf.Tensor | None = None,
+        kept: bool = False,
     ) -> Result:
-        step, states = self._stepper(states)
-        return self._uncached(loops.run(step, tokens, states, probs, self._out_card, steps))
+        step, states = self._stepper(states, kept=kept)
+        result = loops.run(step, tokens, states, probs, self._out_card, steps)
+        return result if kept or self.keep else self._uncached(result)

@@ -93,6 +93,7 @@ def _warmer(compute: KerasCompute, name: str) -> background.Work:
 def exercise(compute: KerasCompute, name: str, batch: int) -> None:
     """Run graph `name` once at `batch` rows, on placeholder inputs."""
     kind, probs = name.removesuffix("_probs"), name.endswith("_probs")
+    kept, kind = kind.endswith("_kv"), kind.removesuffix("_kv")
     tokens = np.zeros(batch, np.int32)
     limits = np.ones(batch, np.int32)
     alpha = np.zeros(batch, np.float32)
@@ -116,6 +117,8 @@ def exercise(compute: KerasCompute, name: str, batch: int) -> None:
         compute.beam_decode(sources, limits, 2, alpha)
         return
     states = compute.encode(sources) if compute.seq2seq else compute.spec.zero_states(batch)
+    if kept:  # the "_kv" graphs: states extended by the key/value caches
+        states = compute.kv_states(states)
     if kind == "step":
         compute.step(tokens, states)
     elif kind in ("generate", "sample"):

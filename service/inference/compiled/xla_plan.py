@@ -18,7 +18,8 @@ Planned = list[tuple[xla.Key, list[Any]]]
 
 def plan(compute: KerasCompute) -> Planned:
     """Greedy first: the whole greedy decode at the manifest's source length (when it
-    fixes one) and max_steps, then a session step's run of one value, at every batch
+    fixes one) and max_steps, then a session step's run of one value (with a
+    Transformer decoder's key/value caches, as sessions carry them), at every batch
     bucket; each with placeholder inputs of its shapes."""
     out: Planned = []
     spec = compute.spec
@@ -38,8 +39,11 @@ def plan(compute: KerasCompute) -> Planned:
     for rows in pad.sizes(xla.largest_batch()):
         if shapes or not compute.seq2seq:
             states = [np.zeros((rows, *s), np.float32) for s in shapes]
+            # a Transformer session's step takes its key/value caches along ("run_kv")
+            states = compute.kv_states(states)
+            name = "run_kv" if compute.extended(states) else "run"
             args = [np.zeros((rows, 1), np.int32), states, np.asarray(1, np.int32)]
-            out.append((xla.key_of("run", args), args))
+            out.append((xla.key_of(name, args), args))
     return out
 
 

@@ -25,16 +25,16 @@ def _size(carrier: tf.Tensor) -> tf.Tensor:
     return tf.shape(carrier)[0]
 
 
-def _generate(graphs: ModelGraphs, probs: bool) -> Callable[..., Any]:
+def _generate(graphs: ModelGraphs, probs: bool, kept: bool = False) -> Callable[..., Any]:
     def graph(tokens: Any, states: Any, limits: Any, horizon: Any) -> Any:
-        return graphs.generate(tokens, states, limits, probs, horizon=_size(horizon))
+        return graphs.generate(tokens, states, limits, probs, horizon=_size(horizon), kept=kept)
 
     return graph
 
 
-def _sample(graphs: ModelGraphs, probs: bool) -> Callable[..., Any]:
+def _sample(graphs: ModelGraphs, probs: bool, kept: bool = False) -> Callable[..., Any]:
     def graph(tokens: Any, states: Any, limits: Any, horizon: Any, params: Any) -> Any:
-        return graphs.sample(tokens, states, limits, params, probs, _size(horizon))
+        return graphs.sample(tokens, states, limits, params, probs, _size(horizon), kept=kept)
 
     return graph
 
@@ -47,9 +47,9 @@ def _decode(graphs: ModelGraphs, probs: bool, sampled: bool) -> Callable[..., An
     return graph
 
 
-def _run(graphs: ModelGraphs, probs: bool) -> Callable[..., Any]:
+def _run(graphs: ModelGraphs, probs: bool, kept: bool = False) -> Callable[..., Any]:
     def graph(tokens: Any, states: Any, steps: Any) -> Any:
-        return graphs.run(tokens, states, probs, steps)
+        return graphs.run(tokens, states, probs, steps, kept)
 
     return graph
 
@@ -93,4 +93,16 @@ def xla_recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str
     table["beam"] = Recipe(beam, [tokens, states, tokens, carrier, floats, carrier])
     if seq2seq:
         table["beam_decode"] = Recipe(beam_decode, [matrix, tokens, carrier, floats, carrier])
+    if graphs.cached is not None and graphs.keep:  # functions.kv_recipes' twins
+        extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cached.shapes()]
+        for probs in (False, True):
+            table[named("generate_kv", probs)] = Recipe(
+                _generate(graphs, probs, True), [tokens, extended, tokens, carrier]
+            )
+            table[named("sample_kv", probs)] = Recipe(
+                _sample(graphs, probs, True), [tokens, extended, tokens, carrier, params]
+            )
+            table[named("run_kv", probs)] = Recipe(
+                _run(graphs, probs, True), [matrix, extended, scalar]
+            )
     return table

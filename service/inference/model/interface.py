@@ -130,6 +130,17 @@ class Compute(Protocol):
         """Feed given tokens (batch, steps) one step at a time (teacher forcing)."""
         ...
 
+    def kv_states(self, states: Sequence[np.ndarray]) -> States:
+        """States extended by a Transformer decoder's key/value caches. With such a cache
+        `generate` and `run` give back extended states, and take them (then the caches
+        are not built again from the prefix) as well as prefix states; `beam` takes
+        prefix states. Without a cache, or extended already: as they are."""
+        ...
+
+    def prefix_states(self, states: Sequence[np.ndarray]) -> States:
+        """kv_states undone."""
+        ...
+
 
 @dataclass(frozen=True)
 class Compilation:

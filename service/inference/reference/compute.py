@@ -31,6 +31,12 @@ class ReferenceCompute:
     def encode(self, sources: np.ndarray) -> States:
         raise NotImplementedError
 
+    def kv_states(self, states: Sequence[np.ndarray]) -> States:
+        return list(states)  # no key/value cache
+
+    def prefix_states(self, states: Sequence[np.ndarray]) -> States:
+        return list(states)
+
     def step(self, tokens: np.ndarray, states: Sequence[np.ndarray]) -> tuple[np.ndarray, States]:
         raise NotImplementedError
 

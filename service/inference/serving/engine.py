@@ -101,10 +101,12 @@ class ModelEngine:
 
     def _key(self, states: tuple[np.ndarray, ...], probs: bool, decoding: Decoding) -> Hashable:
         """Rows batch together when their probabilities flag, decoding group and memory
-        length agree (an attention memory's time dimension is the source's length)."""
+        length agree (an attention memory's time dimension is the source's length), and
+        so does their number of states (a Transformer session's may come with its
+        key/value caches, Compute.kv_states)."""
         if self.model.spec.memory_shape is None:
             return probs, decoding.group
-        return probs, decoding.group, states[-1].shape
+        return probs, decoding.group, states[-1].shape, len(states)
 
     async def run(
         self, states: tuple[np.ndarray, ...], tokens: list[int], probs: bool

@@ -174,8 +174,22 @@ class Operations:
         self._count(rows)
         return _split(rows, [len(job.sequences) for job in jobs])
 
+    def _states(
+        self, states: Sequence[Carried], beam: bool = False, sliced: bool = False
+    ) -> States:
+        """Rows' states stacked. With a Transformer decoder's key/value cache
+        (Compute.kv_states), generate and run give back states extended by the caches:
+        a job run in slices starts from them (its final states keep one shape), and beam
+        search from prefix states."""
+        stacked = _stack(states)
+        compute = self.model.compute
+        if beam:
+            return compute.prefix_states(stacked)
+        return compute.kv_states(stacked) if sliced else stacked
+
     def _whole_generate(self, jobs: Sequence[GenerateJob], probs: bool) -> list[Any]:
-        states = _stack([job.states for job in jobs])
+        beam = jobs[0].decoding.strategy == "beam"
+        states = self._states([job.states for job in jobs], beam)
         tokens = np.asarray([job.token for job in jobs], dtype=np.int32)
         limits = [job.max_steps for job in jobs]
         decoding = [job.decoding for job in jobs]
@@ -185,7 +199,7 @@ class Operations:
         return list(rows)
 
     def _whole_run(self, jobs: Sequence[RunJob], probs: bool) -> list[Any]:
-        states = _stack([job.states for job in jobs])
+        states = self._states([job.states for job in jobs])
         rows = run_rows(self.model.compute, states, [job.tokens for job in jobs], probs)
         self._count(rows)
         return list(rows)
@@ -210,11 +224,12 @@ class Operations:
 
     def _begin_generate(self, job: GenerateJob, probs: bool) -> Progress:
         tokens = np.asarray([job.token], np.int32)
-        states = _stack([job.states])
+        states = self._states([job.states], sliced=True)
         return start(tokens, states, [job.max_steps], probs, self._width, [job.decoding])
 
     def _begin_run(self, job: RunJob, probs: bool) -> RunProgress:
-        return start_run(_stack([job.states]), [job.tokens], probs, self._width)
+        states = self._states([job.states], sliced=True)
+        return start_run(states, [job.tokens], probs, self._width)
 
 
 def _split(rows: list[RowDecoded], sizes: list[int]) -> list[Any]:
