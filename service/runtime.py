@@ -34,6 +34,7 @@ class Runtime:
     executor: ThreadPoolExecutor | None = None
     reloader: Reloader | None = None  # None when the models were not loaded from a store
     draining: bool = False  # shutting down: readiness 503, requests still served
+    in_flight: int = 0  # HTTP requests received and not yet answered (middleware/observe.py)
     metrics: Metrics = field(default_factory=Metrics)  # this app's own registry
     _poller: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
@@ -81,6 +82,9 @@ class Runtime:
         self.metrics.sessions(sessions)
         if self.registry is not None:
             self.metrics.models(_model_states(self.registry))
+        if self.engines is not None:
+            self.metrics.queues(self.engines.queues(), self.settings.batch_max_rows)
+        self.metrics.in_flight.set(self.in_flight)
         return self.metrics.render()
 
     def start_draining(self) -> None:

@@ -48,6 +48,18 @@ class BatchObserver:
 
 
 @dataclass(frozen=True)
+class QueueState:
+    """One batcher (a model's operation) at scrape time: rows waiting, and its batches
+    and rows since it started."""
+
+    model: str
+    operation: str
+    queued_rows: int
+    batches: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class ModelState:
     name: str
     version: int
@@ -132,6 +144,26 @@ class Metrics:
             ["model", "version"],
             registry=r,
         )
+        # what to scale on (per pod, read at scrape time; docs/observability.md)
+        self.queued_rows = Gauge(
+            PREFIX + "queued_rows",
+            "rows (sequences or sessions) waiting for a batch, by model and operation",
+            ["model", "operation"],
+            registry=r,
+        )
+        self.batch_fill = Gauge(
+            PREFIX + "batch_fill_ratio",
+            "rows per batched graph call over SERVICE_BATCH_MAX_ROWS, averaged over the "
+            "batches since the previous scrape (NaN: none ran)",
+            ["model", "operation"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            PREFIX + "http_requests_in_flight",
+            "HTTP requests received and not yet answered in full",
+            registry=r,
+        )
+        self._scraped: dict[tuple[str, str], tuple[int, int]] = {}  # batches, rows
         self._http: dict[tuple[str, str, str, int], tuple[Counter, Histogram]] = {}
 
     def request(self, method: str, route: str, model: str, status: int, seconds: float) -> None:
@@ -167,6 +199,21 @@ class Metrics:
     def sessions(self, count: int | None) -> None:
         """None: the store could not be asked (NaN rather than a stale number)."""
         self.active_sessions.set(math.nan if count is None else count)
+
+    def queues(self, states: Iterable[QueueState], max_rows: int) -> None:
+        """The batchers now (those of versions unloaded since disappear)."""
+        self.queued_rows.clear()
+        self.batch_fill.clear()
+        scraped: dict[tuple[str, str], tuple[int, int]] = {}
+        for q in states:
+            key = (q.model, q.operation)
+            batches, rows = self._scraped.get(key, (0, 0))
+            ran = q.batches - batches
+            fill = (q.rows - rows) / (ran * max_rows) if ran > 0 else math.nan
+            self.queued_rows.labels(*key).set(q.queued_rows)
+            self.batch_fill.labels(*key).set(fill)
+            scraped[key] = q.batches, q.rows
+        self._scraped = scraped
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -99,6 +99,7 @@ class RequestObserver:
                 await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        self.runtime.in_flight += 1
         context = RequestContext(request_id(scope))
         token: Token[RequestContext | None] | None = current.set(context)
         header = (HEADER, context.id.encode("ascii"))
@@ -132,6 +133,7 @@ class RequestObserver:
             token = None
             raise
         finally:
+            self.runtime.in_flight -= 1
             self._record(scope, context, status, time.perf_counter() - started)
             if token is not None:
                 current.reset(token)

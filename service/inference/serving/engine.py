@@ -18,7 +18,7 @@ from service.inference.serving.decoding import RowDecoded
 from service.inference.serving.executor import LATELY
 from service.inference.serving.jobs import GenerateJob, PredictJob, RunJob
 from service.inference.serving.operations import Operations
-from service.observability.metrics import Metrics
+from service.observability.metrics import Metrics, QueueState
 
 __all__ = ["BatchSettings", "Engines", "ModelEngine", "PredictJob"]
 
@@ -63,6 +63,7 @@ class ModelEngine:
         self._generate = batcher("generate", ops.generate)
         self._encode = batcher("encode", ops.encode)
         self.batchers = (self._predict, self._run, self._generate, self._encode)
+        self.operations = ("predict", "step", "generate", "encode")  # the batchers'
 
     def _contended(self) -> bool:
         """Others use the compute thread: another batcher sent calls lately, or new
@@ -178,6 +179,14 @@ class Engines:
 
     def all(self) -> list[ModelEngine]:
         return list(self._engines.values())
+
+    def queues(self) -> list[QueueState]:
+        """Every batcher's queue and batches, for the metrics."""
+        return [
+            QueueState(engine.model.spec.name, op, b.queued_rows, b.stats.batches, b.stats.rows)
+            for engine in self._engines.values()
+            for op, b in zip(engine.operations, engine.batchers, strict=True)
+        ]
 
     def failures(self) -> dict[str, str]:
         """Batchers whose worker ended unexpectedly: name -> why (empty when healthy)."""
