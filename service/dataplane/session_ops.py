@@ -38,8 +38,11 @@ from service.wire.native import (
     StepRequest,
 )
 
-# a change to a session: its new value, and the answer to send
-Change = Callable[[StoredSession, LoadedModel], Awaitable[tuple[StoredSession, BaseModel]]]
+States = tuple[np.ndarray, ...]
+# a change to a session: its new value, the answer to send, and the states its
+# computation ended with (None: no computation), which kv_sessions.py may keep
+Changed = tuple[StoredSession, BaseModel, States | None]
+Change = Callable[[StoredSession, LoadedModel], Awaitable[Changed]]
 
 
 class SessionOps:
@@ -57,7 +60,7 @@ class SessionOps:
         self.settings = settings
         self.kv = kv if kv is not None else KvSessions(settings.session_kv_cache_mb * 2**20)
 
-    def carried(self, session: StoredSession, model: LoadedModel) -> tuple[np.ndarray, ...]:
+    def carried(self, session: StoredSession, model: LoadedModel) -> States:
         """What a request on `session` starts from: with a Transformer decoder's key/value
         cache, the extended states this process kept from the session's last request
         (kv_sessions.py), if it has them."""
@@ -94,14 +97,13 @@ class SessionOps:
         owner: str | None,
         idempotent: Idempotency | None,
         apply: Change,
-        ended: list[tuple[np.ndarray, ...]] | None = None,
     ) -> Answer:
         """Load, compute, save under the session's lock. With an Idempotency-Key, a key
         already answered on this session gets that answer again and nothing is applied;
         otherwise the answer is stored in the same atomic save as the change (or, over
-        the byte budget, only its marker: a retry then gets 409, nothing applied).
-        `ended`: where `apply` puts the states its computation ended with, kept for the
-        session's next request once the save succeeded (kv_sessions.py)."""
+        the byte budget, only its marker: a retry then gets 409, nothing applied). The
+        states the computation ended with are kept for the session's next request once
+        the save succeeded (kv_sessions.py)."""
         async with self.store.lock(session_id):
             session, model = await self.open(session_id, owner)
             if idempotent is not None:
@@ -113,14 +115,14 @@ class SessionOps:
                         budget = self.settings.idempotency_max_bytes_per_session
                         raise not_kept(idempotent.key, budget)
                     return Answer(earlier.body, replayed=True)
-            changed, response = await apply(session, model)
+            changed, response, ended = await apply(session, model)
             body = response.model_dump_json(exclude_none=True).encode()
             remember = None
             if idempotent is not None:
                 remember = (idempotent.key, Replay(idempotent.fingerprint, body))
             saved = await self.store.save(changed, remember)
-            if ended:
-                self.kv.keep(saved, ended[-1])
+            if ended is not None:
+                self.kv.keep(saved, ended)
             else:  # its prefix changed without a computation: any kept caches are stale
                 self.kv.forget(session_id)
             return Answer(body, response)
@@ -190,9 +192,7 @@ class SessionOps:
         if not isinstance(request.inputs, str):  # text is checked once its model is known
             check_length(request.inputs, self.settings, "inputs")
 
-        async def apply(
-            session: StoredSession, model: LoadedModel
-        ) -> tuple[StoredSession, BaseModel]:
+        async def apply(session: StoredSession, model: LoadedModel) -> Changed:
             manifest = model.spec.manifest
             side = "target" if manifest.kind == "seq2seq" else "source"
             ids = read_ids(manifest.token_side, request.inputs, "inputs", side, self.settings)
@@ -209,11 +209,9 @@ class SessionOps:
             row = await self.engines.get(model).run(
                 self.carried(session, model), ids, request.return_probabilities
             )
-            ended.append(row.states)
-            return advanced(session, model, row)
+            return (*advanced(session, model, row), row.states)
 
-        ended: list[tuple[np.ndarray, ...]] = []
-        return await self._change(session_id, owner, idempotent, apply, ended)
+        return await self._change(session_id, owner, idempotent, apply)
 
     async def generate(
         self,
@@ -222,9 +220,7 @@ class SessionOps:
         owner: str | None = None,
         idempotent: Idempotency | None = None,
     ) -> Answer:
-        async def apply(
-            session: StoredSession, model: LoadedModel
-        ) -> tuple[StoredSession, BaseModel]:
+        async def apply(session: StoredSession, model: LoadedModel) -> Changed:
             steps, plan = generation(session, model, request, self.settings)
             row = await self.engines.get(model).generate(
                 self.carried(session, model),
@@ -235,11 +231,9 @@ class SessionOps:
                 replace(plan.rows(1)[0], offset=session.steps),
                 plan.returned,
             )
-            ended.append(row.states)
-            return advanced(session, model, row, plan)
+            return (*advanced(session, model, row, plan), row.states)
 
-        ended: list[tuple[np.ndarray, ...]] = []
-        return await self._change(session_id, owner, idempotent, apply, ended)
+        return await self._change(session_id, owner, idempotent, apply)
 
     async def set_state(
         self,
@@ -248,23 +242,19 @@ class SessionOps:
         owner: str | None = None,
         idempotent: Idempotency | None = None,
     ) -> Answer:
-        async def apply(
-            session: StoredSession, model: LoadedModel
-        ) -> tuple[StoredSession, BaseModel]:
+        async def apply(session: StoredSession, model: LoadedModel) -> Changed:
             changed = session.evolve(states=parse_states(model.spec, request.state))
-            return changed, self._info_after_save(changed, include_state=True)
+            return changed, self._info_after_save(changed, include_state=True), None
 
         return await self._change(session_id, owner, idempotent, apply)
 
     async def reset(
         self, session_id: str, owner: str | None = None, idempotent: Idempotency | None = None
     ) -> Answer:
-        async def apply(
-            session: StoredSession, model: LoadedModel
-        ) -> tuple[StoredSession, BaseModel]:
+        async def apply(session: StoredSession, model: LoadedModel) -> Changed:
             zeros = tuple(s[0] for s in model.spec.zero_states(1))
             changed = session.evolve(states=zeros, steps=0, next_token=self._start_token(model))
-            return changed, self._info_after_save(changed)
+            return changed, self._info_after_save(changed), None
 
         return await self._change(session_id, owner, idempotent, apply)
 
