@@ -81,9 +81,11 @@ EARLY.plan(
 
 
 def sliced_replica_env() -> dict[str, str]:
-    """The replica also runs every job of more than one step in slices (slices of 1 us),
-    so a session continued there is also one decoded in slices from rebuilt caches."""
-    return {**replica_env(), "SERVICE_BATCH_SLICE_MS": "0.001"}
+    """The replica also runs every job of more than one step in slices (slices of 1 us)
+    and keeps no key/value caches (its graphs give back prefix states, as beam search's
+    do), so a session continued there is also one decoded in slices from caches built
+    from the prefix, by the graphs SERVICE_SESSION_KV_CACHE_MB=0 serves with."""
+    return {**replica_env(), "SERVICE_BATCH_SLICE_MS": "0.001", "SERVICE_SESSION_KV_CACHE_MB": "0"}
 
 
 EARLY.plan(
@@ -386,44 +388,3 @@ def test_a_window_past_the_position_table_is_refused(
         model_code.configure(False)
     message = str(refused.value)
     assert f"window of {tm.SEQ + 4} target positions" in message and "max_steps" in message
-
-
-def test_caches_given_back_or_not_answer_alike(
-    built: tuple[dict[str, tm.TransformerModel], Path],
-) -> None:
-    """In-process, KerasHub's layout: generate and run give back the states extended by
-    the key/value caches (a session's next request continues from them), or, with
-    SERVICE_SESSION_KV_CACHE_MB=0 (cached_steps.configure(False)), prefix states as beam
-    search does; the tokens and distributions are the same either way, and so are
-    the states once the caches are left out."""
-    from service.inference.compiled import cached_steps
-    from service.inference.compiled.loader import build_model
-    from service.inference.model.formats.keras_file import KerasGraph
-    from service.inference.model.manifest import Manifest
-
-    model = built[0][HUB]
-    manifest = Manifest.model_validate(model.manifest)
-    computes = {}
-    for keep in (True, False):
-        cached_steps.configure(keep)
-        try:
-            graphs = KerasGraph(model.encoder), KerasGraph(model.decoder)
-            computes[keep] = build_model(HUB, 1, manifest, *graphs, warm_up=False).compute
-        finally:
-            cached_steps.configure(True)
-    sources = np.asarray([SOURCES[2], SOURCES[2][::-1]], np.int32)
-    start = np.full(2, tm.START, np.int32)
-    answers = {}
-    for keep, compute in computes.items():
-        states = compute.encode(sources)
-        went = compute.generate(start, states, np.asarray([3, 2], np.int32), True)
-        fed = compute.run(np.asarray([[4, 5], [6, 7]], np.int32), went.states, True)
-        answers[keep] = went, fed
-    (went, fed), (plain_went, plain_fed) = answers[True], answers[False]
-    assert len(plain_went.states) == len(plain_fed.states) == 3  # tokens, position, memory
-    assert len(went.states) == len(fed.states) > 3
-    for extended, plain in ((went, plain_went), (fed, plain_fed)):
-        np.testing.assert_array_equal(extended.tokens, plain.tokens)
-        assert_close(extended.probabilities, plain.probabilities)
-        for a, b in zip(computes[True].prefix_states(extended.states), plain.states, strict=True):
-            assert_close(a, b)
