@@ -114,7 +114,6 @@ def start_server(
         {**os.environ, **defaults, **(env or {}), "SERVICE_PORT": str(port)},
         stdout=out,
         stderr=subprocess.STDOUT,
-        fork=tuple(module) == SERVE,  # the fakes never import TensorFlow
     )
     return Server(process, out, port, log)
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from service.client import ModelList, ModelVersionInfo, PredictResponse, SessionInfo
-from tests.harness import ROOT, free_port
+from tests.harness import free_port, zygote
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +20,8 @@ SOURCE = "20 36 40 10 34 28"
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     # "--url" goes before any "--" (after which everything is positional)
     cut = args.index("--") if "--" in args else len(args)
-    return subprocess.run(
-        [sys.executable, "-m", "service", *args[:cut], "--url", url, *args[cut:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    return zygote.run(
+        [sys.executable, "-m", "service", *args[:cut], "--url", url, *args[cut:]], timeout=120
     )
 
 

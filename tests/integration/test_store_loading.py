@@ -14,7 +14,7 @@ from service.inference.compiled.loader import load_store
 from service.inference.model.manifest import ManifestError
 from service.inference.serving.decoding import greedy_decode
 from tests.floats import assert_close
-from tests.harness import ROOT, STORE
+from tests.harness import ROOT, STORE, zygote
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +163,7 @@ def test_multi_layer_index_model_matches_a_keras_loop(tmp_path: Path) -> None:
 def test_serve_refuses_a_broken_store_with_a_clear_message(tmp_path: Path) -> None:
     version = copy_reverse(tmp_path)
     (version / "decoder.keras").unlink()
-    result = subprocess.run(
+    result = zygote.run(
         [
             sys.executable,
             "-m",
@@ -174,9 +174,6 @@ def test_serve_refuses_a_broken_store_with_a_clear_message(tmp_path: Path) -> No
             "--model-store",
             str(version.parent.parent),
         ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert result.returncode != 0
