@@ -51,14 +51,14 @@ class KvSessions:
         process has them for its revision, else its prefix states."""
         plain = carried(session)
         kept = self._kept.get(session.id)
-        hit = (
-            kept is not None
-            and kept.revision == session.revision
-            and all(np.array_equal(a, b) for a, b in zip(kept.prefix, plain, strict=True))
-        )
-        self._count("hit" if hit else "miss")
-        if not hit or kept is None:
+        if (
+            kept is None
+            or kept.revision != session.revision
+            or not all(np.array_equal(a, b) for a, b in zip(kept.prefix, plain, strict=True))
+        ):
+            self._count("miss")
             return plain
+        self._count("hit")
         self._kept.move_to_end(session.id)
         return kept.extended
 

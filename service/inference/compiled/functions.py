@@ -17,6 +17,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from service.inference.compiled.cached_steps import CachedSteps
 from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.model.interface import ModelSpec
 
@@ -69,6 +70,11 @@ def state_specs(spec: ModelSpec) -> list[Any]:
     return states
 
 
+def extended_specs(cached: CachedSteps) -> list[Any]:
+    """The signature of a batch of states extended by the key/value caches."""
+    return [tf.TensorSpec([None, *s], tf.float32) for s in cached.shapes()]
+
+
 def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Recipe]:
     """Every graph of a model by name, "step" and "encode" (their callees) first."""
     tokens = tf.TensorSpec([None], tf.int32)
@@ -83,7 +89,7 @@ def recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str, Re
         table["encode"] = Recipe(graphs.encode, [matrix])
     if graphs.cached is not None:  # a Transformer decoder's key/value cache
         cached = graphs.cached
-        extended = [tf.TensorSpec([None, *s], tf.float32) for s in cached.shapes()]
+        extended = extended_specs(cached)
         table["cache_build"] = Recipe(cached.build, [states])
         table["cache_start"] = Recipe(cached.start, [states])
         table["cached_step"] = Recipe(cached.step, [tokens, extended])
@@ -119,7 +125,7 @@ def kv_recipes(graphs: ModelGraphs) -> dict[str, Recipe]:
     matrix = tf.TensorSpec([None, None], tf.int32)
     floats = tf.TensorSpec([None], tf.float32)
     params = [floats, tokens, floats, tf.TensorSpec([None], tf.uint64), tokens]
-    extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cached.shapes()]
+    extended = extended_specs(graphs.cached)
     table = {}
     for probs in (False, True):
         table[named("generate_kv", probs)] = Recipe(

@@ -16,7 +16,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from service.inference.compiled.functions import Recipe, named, state_specs
+from service.inference.compiled.functions import Recipe, extended_specs, named, state_specs
 from service.inference.compiled.model_graphs import ModelGraphs
 from service.inference.model.interface import ModelSpec
 
@@ -94,7 +94,7 @@ def xla_recipes(graphs: ModelGraphs, spec: ModelSpec, seq2seq: bool) -> dict[str
     if seq2seq:
         table["beam_decode"] = Recipe(beam_decode, [matrix, tokens, carrier, floats, carrier])
     if graphs.cached is not None and graphs.keep:  # functions.kv_recipes' twins
-        extended = [tf.TensorSpec([None, *s], tf.float32) for s in graphs.cached.shapes()]
+        extended = extended_specs(graphs.cached)
         for probs in (False, True):
             table[named("generate_kv", probs)] = Recipe(
                 _generate(graphs, probs, True), [tokens, extended, tokens, carrier]
