@@ -2,7 +2,7 @@
 
 python -m bench [--seconds 6] [--out bench/results]
 python -m bench soak [--minutes 5] [--interval 30] [--backend memory|redis]   (bench/soak.py)
-python -m bench faults [--outage shutdown|pause]                            (bench/faults.py)
+python -m bench faults [--outage shutdown|pause] [--cluster]                (bench/faults/)
 python -m bench isolation [--seconds 6]                                     (bench/isolation.py)
 python -m bench workers [--seconds 6]                                       (bench/workers.py)
 python -m bench budget [--requests 4000]                                     (bench/budget.py)
@@ -265,7 +265,9 @@ def main() -> None:
     )
     faults.add_arguments(
         commands.add_parser(
-            "faults", help="Redis stopped and restarted, then a replica killed, under load"
+            "faults",
+            help="Redis stopped and restarted (or a cluster master killed), then a replica "
+            "killed, under load",
         )
     )
     isolation.add_arguments(

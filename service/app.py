@@ -64,7 +64,7 @@ def _load(settings: Settings) -> Registry:
 
 
 def make_store(settings: Settings) -> SessionStore:
-    if settings.session_backend == "redis":
+    if settings.session_backend in ("redis", "redis-cluster"):
         from service.sessions.redis import RedisSessionStore
 
         return RedisSessionStore(
@@ -77,6 +77,8 @@ def make_store(settings: Settings) -> SessionStore:
             max_per_owner=settings.max_sessions_per_key,
             keys_per_session=settings.idempotency_keys_per_session,
             answer_bytes_per_session=settings.idempotency_max_bytes_per_session,
+            cluster=settings.session_backend == "redis-cluster",
+            wait_replicas=settings.redis_wait_replicas,
         )
     return MemorySessionStore(
         settings.session_ttl_seconds,

@@ -80,10 +80,16 @@ class Settings(BaseSettings):
         default=32, ge=0, description="connections beyond the cap kept for health probes"
     )
 
-    session_backend: Literal["memory", "redis"] = Field(
-        default="memory", description="memory: in-process; redis: shared by replicas"
+    session_backend: Literal["memory", "redis", "redis-cluster"] = Field(
+        default="memory",
+        description="memory: in-process; redis: one Redis shared by replicas; "
+        "redis-cluster: a Redis Cluster",
     )
-    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="for redis backend")
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="for the redis backends; redis-cluster: one or more start-up nodes, "
+        "comma-separated",
+    )
     redis_prefix: str = Field(default="s2s:", description="key prefix in Redis")
     session_ttl_seconds: float = Field(default=1800.0, gt=0, description="idle expiry")
     max_sessions: int = Field(default=100_000, ge=1, description="cap on live sessions")
@@ -171,6 +177,12 @@ class Settings(BaseSettings):
     )
     redis_lock_ttl_seconds: float = Field(
         default=10.0, gt=0, description="Redis session lock expiry; renewed while held"
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="replicas that must confirm each session write (WAIT, 1 s) before it "
+        "is acknowledged; 0: acknowledged once the primary has it",
     )
 
     # operations

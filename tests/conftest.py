@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from tests.harness import RedisServer, zygote
+from tests.harness.redis_cluster import RedisCluster
 
 # the suite's server and job processes are forked from a process that has imported
 # TensorFlow and the service once (tests/harness/zygote.py)
@@ -12,20 +15,21 @@ zygote.enable()
 
 
 class SharedRedis:
-    """A redis-server started on first use (by a fixture, or by a server started early
-    that needs its URL), closed at the end of the session at the latest."""
+    """A redis-server (or cluster) started on first use (by a fixture, or by a server
+    started early that needs its URL), closed at the end of the session at the latest."""
 
     made: list[SharedRedis] = []
 
-    def __init__(self) -> None:
+    def __init__(self, start: Callable[[], Any] = lambda: RedisServer().start()) -> None:
         self.lock = threading.Lock()
-        self.server: RedisServer | None = None
+        self.start = start
+        self.server: Any = None
         SharedRedis.made.append(self)
 
-    def get(self) -> RedisServer:
+    def get(self) -> Any:
         with self.lock:
             if self.server is None:
-                self.server = RedisServer().start()
+                self.server = self.start()
             return self.server
 
     def close(self) -> None:
@@ -36,6 +40,7 @@ class SharedRedis:
 
 
 REDIS = SharedRedis()  # the session's
+CLUSTER = SharedRedis(lambda: RedisCluster().start())  # the session's Redis Cluster
 
 
 def pytest_sessionfinish() -> None:
@@ -48,4 +53,13 @@ def pytest_sessionfinish() -> None:
 
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
-    return REDIS.get()
+    server: RedisServer = REDIS.get()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> RedisCluster:
+    """Shared: tests use keys of their own (a prefix each), and none kills a node (the
+    failover tests start a cluster of their own)."""
+    cluster: RedisCluster = CLUSTER.get()
+    return cluster

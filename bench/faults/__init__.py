@@ -1,6 +1,8 @@
-"""Faults: Redis stopped and started again, then a replica killed, under mixed load.
+"""Faults: Redis stopped and started again (or a Redis Cluster master killed), then a
+replica killed, under mixed load.
 
 python -m bench faults [--outage shutdown|pause] [--outage-seconds 5] [--connections 64]
+python -m bench faults --cluster [--wait-replicas 1]
 
 One redis-server (append-only file, fsync on every write) and two replicas
 (`python -m service serve`, Redis session backend); 64 workers, each with a keep-alive
@@ -26,6 +28,14 @@ load on the survivor; drain (pending retries finish). Then every tracked session
 on the survivor: `steps` must equal the acknowledged count (fewer: lost; more: applied
 twice), and a fresh session fed the acknowledged inputs in one request must give the
 acknowledged outputs and the same state (within 1e-5). Exit status 1 if any rule fails.
+
+`--cluster`: the sessions on a real 6-node Redis Cluster (three masters, one replica each,
+`cluster-node-timeout 1000`, `cluster-require-full-coverage no`) with
+SERVICE_REDIS_WAIT_REPLICAS=--wait-replicas; the outage is one master SIGKILLed: its
+sessions answer 503 (the others 2xx) until its replica is promoted and, with
+--wait-replicas 1, until the node, started again --outage-seconds after the kill, follows
+the new master as its replica. The same check then says whether anything acknowledged
+was lost.
 """
 
 from __future__ import annotations
@@ -36,36 +46,49 @@ import tempfile
 from pathlib import Path
 
 from bench.faults.drive import drive
+from bench.faults.outages import MasterKill, RedisOutage
 from bench.faults.phases import FAULT_STAGES
 from service.progress import Stages, bars
 from tests.harness import RedisServer, replicas
+from tests.harness.redis_cluster import RedisCluster
 
 
 def run(args: argparse.Namespace) -> int:
     import uvloop
 
     logs = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-    redis = RedisServer(persistent=True).start()
     env = {
         "SERVICE_LOG_LEVEL": "warning",
         "SERVICE_ACCESS_LOG": "false",
         "SERVICE_DEFAULT_MODEL": "reverse",
-        "SERVICE_SESSION_BACKEND": "redis",
-        "SERVICE_REDIS_URL": redis.url,
         "SERVICE_WARMUP": "all",  # nothing compiles during the measurement
     }
+    outage: RedisOutage | MasterKill
+    if args.cluster:
+        cluster = RedisCluster().start()
+        outage, nodes = MasterKill(cluster), cluster.nodes
+        env |= {
+            "SERVICE_SESSION_BACKEND": "redis-cluster",
+            "SERVICE_REDIS_URL": cluster.url,
+            "SERVICE_REDIS_WAIT_REPLICAS": str(args.wait_replicas),
+        }
+    else:
+        redis = RedisServer(persistent=True).start()
+        outage, nodes = RedisOutage(redis, args.outage), [redis]
+        env |= {"SERVICE_SESSION_BACKEND": "redis", "SERVICE_REDIS_URL": redis.url}
     result = 1
     try:
         with bars() as progress:
-            stages = Stages(progress, f"faults ({args.outage})", FAULT_STAGES)
+            stages = Stages(progress, f"faults ({outage.name})", FAULT_STAGES)
             stages.start("starting 2 replicas")
             # started at once (their TensorFlow loads overlap); stopped whatever happens
             with replicas(env, 2, logs, timeout=240) as group:
-                result = uvloop.run(drive(redis, group, args, stages))
+                result = uvloop.run(drive(outage, group, args, stages))
     finally:
-        if redis.log.exists():
-            shutil.copy(redis.log, logs / "redis.log")
-        redis.close()
+        for i, node in enumerate(nodes):
+            if node.log.exists():
+                shutil.copy(node.log, logs / f"redis-{i}.log")
+            node.close()
     if result == 0:
         shutil.rmtree(logs, ignore_errors=True)
     else:
@@ -83,6 +106,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(append-only, fsync always); pause: SIGSTOP then SIGCONT",
     )
     parser.add_argument("--outage-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="sessions on a 6-node Redis Cluster; the outage: one master SIGKILLed",
+    )
+    parser.add_argument(
+        "--wait-replicas",
+        type=int,
+        default=1,
+        help="with --cluster: SERVICE_REDIS_WAIT_REPLICAS (1: nothing acknowledged is lost)",
+    )
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--steady", type=float, default=10.0, help="after recovery")
     parser.add_argument("--after-kill", type=float, default=10.0)

@@ -1,5 +1,5 @@
-"""One faults run: load on both replicas, Redis stopped and back, a replica killed, the
-drain and the check; then the report."""
+"""One faults run: load on both replicas, Redis stopped and back (or a cluster master
+killed and replaced), a replica killed, the drain and the check; then the report."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 
 from bench.faults.check import check
+from bench.faults.outages import MasterKill, RedisOutage
 from bench.faults.phases import KILLED, SESSION_OPS, Timeline
 from bench.faults.report import report
 from bench.faults.tracked import Run, worker_loop
 from bench.load import Conn, Recorder, Servers, Worker, expected_answers, ok_status, sources
 from service.progress import Stages
-from tests.harness import RedisServer, Replica
+from tests.harness import Replica
 
 
 async def readyz(url: str) -> str:
@@ -40,7 +41,10 @@ async def wait_for(cond: Callable[[], bool], timeout: float) -> bool:
 
 
 async def drive(
-    redis: RedisServer, replicas: list[Replica], args: argparse.Namespace, stages: Stages
+    outage: RedisOutage | MasterKill,
+    replicas: list[Replica],
+    args: argparse.Namespace,
+    stages: Stages,
 ) -> int:
     recorder = Recorder(keep_all=True)
     servers = Servers([r.url for r in replicas], recorder)
@@ -52,7 +56,7 @@ async def drive(
     recorder.all.clear()
     run = Run(pool, answers, args.budget)
     stop = asyncio.Event()
-    tl = Timeline(start=time.monotonic())
+    tl = Timeline(start=time.monotonic(), partial=outage.partial)
     workers = [Worker(servers, seed=1 + i) for i in range(args.connections)]
     tasks = [asyncio.create_task(worker_loop(w, run, stop)) for w in workers]
     notes: list[str] = []
@@ -63,30 +67,24 @@ async def drive(
 
     say(
         f"load: {args.connections} connections over 2 replicas (pids "
-        f"{', '.join(str(r.pid) for r in replicas)}), redis on port {redis.port}"
+        f"{', '.join(str(r.pid) for r in replicas)}), {outage.where()}"
     )
     stages.start("warm-up")
     await asyncio.sleep(args.warmup)
 
     stages.start("Redis outage")
     tl.stopping = time.monotonic()
-    if args.outage == "shutdown":
-        await asyncio.to_thread(redis.stop)
-    else:
-        redis.pause()
-    tl.down = time.monotonic()
-    say(f"redis {'shut down (SIGTERM)' if args.outage == 'shutdown' else 'paused (SIGSTOP)'}")
-    await asyncio.sleep(args.outage_seconds / 2)
+    said = await outage.stop()
+    tl.down = time.monotonic() if not outage.partial else tl.stopping
+    say(said)
+    await asyncio.sleep(max(0.0, tl.down + args.outage_seconds / 2 - time.monotonic()))
     probes = await asyncio.gather(*(readyz(r.url) for r in replicas))
     say(f"/readyz during the outage: {', '.join(probes)}")
     await asyncio.sleep(max(0.0, tl.down + args.outage_seconds - time.monotonic()))
     tl.restarting = time.monotonic()
-    if args.outage == "shutdown":
-        await asyncio.to_thread(redis.start)
-    else:
-        redis.resume()
+    said = await outage.start()
     tl.up = time.monotonic()
-    say(f"redis back ({tl.up - tl.down:.2f} s after it went away)")
+    say(f"{said} ({tl.up - tl.down:.2f} s after it went away)")
     stages.start("recovery")
 
     found = [float("inf")] * len(replicas)
@@ -137,4 +135,4 @@ async def drive(
     say("checked")
     stages.done()
 
-    return report(args, tl, recorder.all, run, verdict, notes, failures)
+    return report(args, outage, tl, recorder.all, run, verdict, notes, failures)

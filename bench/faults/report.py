@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench.faults.check import Verdict
+from bench.faults.outages import MasterKill, RedisOutage
 from bench.faults.phases import SESSION_OPS, Timeline, phase_table
 from bench.faults.tracked import Run
 from bench.load import Event, ok_status
@@ -12,6 +13,7 @@ from bench.load import Event, ok_status
 
 def report(
     args: argparse.Namespace,
+    outage: RedisOutage | MasterKill,
     tl: Timeline,
     events: list[Event],
     run: Run,
@@ -23,7 +25,7 @@ def report(
     rows, bad = phase_table([e for e in events if e.op != "check"], tl)
     failures += bad
     print()
-    print(f"outage: {args.outage}, {tl.restarting - tl.down:.2f} s without Redis")
+    print(f"outage: {outage.name}, {tl.restarting - tl.down:.2f} s")
     print("\n".join(rows))
     print("(a 404 to a repeated delete, after one lost in transit, counts as 2xx)")
     print()
@@ -39,9 +41,10 @@ def report(
     last_refused = f"+{max(refused):.3f} ({len(refused)} refused)" if refused else "none"
     t = run.tally
     figures = [
-        ("Redis down (s)", f"{tl.restarting - tl.down:.2f}"),
+        (f"outage: {outage.name} (s)", f"{tl.restarting - tl.down:.2f}"),
+        *outage.figures,
         (
-            "recovery after Redis returned (s)",
+            "first session call served after the outage ended (s)",
             ", ".join(f"replica {i}: {x - tl.up:.3f}" for i, x in enumerate(tl.recovered)),
         ),
         ("last session call refused after Redis returned (s)", last_refused),

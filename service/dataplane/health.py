@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from service.errors import NotReady
+from service.errors import NotReady, ServiceError
 from service.wire.native import Health
 
 if TYPE_CHECKING:
@@ -49,13 +49,18 @@ async def readiness(runtime: Runtime, counted: bool = True) -> tuple[Health, boo
     registry = runtime.registry
     models = {name: [str(v) for v in registry.versions(name)] for name in registry.names()}
     problem = await runtime.store.health()
+    sessions = None
+    if problem is None and counted:
+        try:
+            sessions = await runtime.store.count()
+        except ServiceError:  # e.g. one Redis Cluster shard down: its buckets unreadable
+            problem = "unavailable"
     if problem is not None:
         # /predict still works, so the replica stays in rotation: taking it out would
         # turn a session-store outage into a total one. Session calls answer 503.
         return Health(status="degraded", detail={"models": models, "session_store": problem}), True
     if not counted:
         return Health(status="ready"), True
-    sessions = await runtime.store.count()
     return Health(
         status="ready", detail={"models": models, "session_store": "ok", "sessions": sessions}
     ), True

@@ -174,7 +174,7 @@ class SessionOps:
             return info(await self.store.create(session))
         async with self.store.lock(session_id):
             await self.store.delete(session_id, owner)
-            return info(await self.store.create(session))
+            return info(await self.store.create(session, named=True))
 
     async def get(
         self, session_id: str, include_state: bool, owner: str | None = None

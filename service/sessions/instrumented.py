@@ -38,8 +38,8 @@ class InstrumentedStore(SessionStore):
         finally:
             self._duration[operation].observe(time.perf_counter() - started)
 
-    async def create(self, session: StoredSession) -> StoredSession:
-        return await self._call("create", self.inner.create(session))
+    async def create(self, session: StoredSession, named: bool = False) -> StoredSession:
+        return await self._call("create", self.inner.create(session, named))
 
     async def get(self, session_id: str) -> StoredSession | None:
         return await self._call("get", self.inner.get(session_id))

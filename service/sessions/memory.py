@@ -119,7 +119,7 @@ class MemorySessionStore(SessionStore):
     def _retry_after(self, expires_at: float) -> int:
         return max(1, math.ceil(expires_at - self._clock()))
 
-    async def create(self, session: StoredSession) -> StoredSession:
+    async def create(self, session: StoredSession, named: bool = False) -> StoredSession:
         if len(self._sessions) >= self.max_sessions:
             soonest = self._soonest()
             if len(self._sessions) >= self.max_sessions:

@@ -1,22 +1,25 @@
-"""Redis session store: every server process sees the same sessions.
+"""Redis session store: every server process sees the same sessions, on one Redis or
+on a Redis Cluster (`cluster=True`).
 
-Keys (prefix `s2s:` by default):
-- `{prefix}s:{id}`: the session as compact bytes (codec.py), expiring after the idle TTL;
-- `{prefix}index`: a sorted set of live ids scored by expiry time, for the cap;
-- `{prefix}lock:{id}`: the per-session lock (random token, expires after `lock_ttl`,
-  renewed while held);
-- `{prefix}r:{id}` and `{prefix}rk:{id}`: Idempotency-Key answers (hash) and their
-  order (list, the last `keys_per_session` kept), expiring with the session; within
-  `answer_bytes_per_session` of answers' bodies, the oldest answers reduced to their
-  markers (the 32-byte fingerprint) first;
-- `{prefix}o:{owner}`: the ids of one API key's sessions, for its quota (only when
-  SERVICE_MAX_SESSIONS_PER_KEY is set).
+Keys (prefix `s2s:` by default; where each lives and why: redis_keys.py):
+- the session as compact bytes (codec.py), expiring after the idle TTL;
+- per bucket, a sorted set of its live ids scored by expiry, for the cap;
+- the per-session lock (random token, expires after `lock_ttl`, renewed while held);
+- Idempotency-Key answers (hash) and their order (list, the last `keys_per_session`
+  kept), expiring with the session; within `answer_bytes_per_session` of answers'
+  bodies, the oldest answers reduced to their markers (the 32-byte fingerprint) first;
+- per API key, its sessions, for its quota (only when SERVICE_MAX_SESSIONS_PER_KEY is set).
 
 Guarantee: changes to one session are applied one at a time across all processes.
 A change holds the session's lock (SET NX PX, released only by its owner) from load
 to save, and the save is a compare-and-set on the revision it loaded, so even if a
 lock expired under a stalled holder, two changes can never both start from the same
 state: the second save is refused (409) instead of overwriting.
+
+With `wait_replicas` > 0 every write (create, save, delete) is followed, on the same
+connection, by `WAIT wait_replicas 1000`: the change is acknowledged only once that many
+replicas of its node have it, so a failover that promotes one of them keeps it; if they
+do not confirm within a second the answer is 503 (the change may or may not survive).
 """
 
 from __future__ import annotations
@@ -29,19 +32,15 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from service.errors import Conflict, StoreUnavailable
-from service.sessions import codec
+from service.sessions import codec, redis_client
 from service.sessions.locks import LocalLocks
+from service.sessions.redis_keys import KeyLayout, bucket_of, placements
 from service.sessions.redis_lock import RedisLocks
-from service.sessions.redis_scripts import CREATE, DELETE, SAVE, TOUCH
+from service.sessions.redis_scripts import COUNT, CREATE, DELETE, RESERVE, SAVE, STALE, TOUCH
 from service.sessions.store import (
     Replay,
     SessionStore,
@@ -54,6 +53,7 @@ from service.sessions.store import (
 log = logging.getLogger("service")
 
 REVISION_OFFSET = 32  # byte offset of the u64 revision in the codec header
+WAIT_MS = 1000  # how long a write waits for its replicas (wait_replicas > 0)
 
 
 class RedisSessionStore(SessionStore):
@@ -73,6 +73,8 @@ class RedisSessionStore(SessionStore):
         max_per_owner: int = 0,
         keys_per_session: int = 32,
         answer_bytes_per_session: int = 1 << 20,
+        cluster: bool = False,
+        wait_replicas: int = 0,
     ):
         self.url = url
         self.ttl = ttl_seconds
@@ -83,55 +85,71 @@ class RedisSessionStore(SessionStore):
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
+        self.cluster = cluster
+        self.wait_replicas = wait_replicas
         self._clock = clock
-        self._index = f"{prefix}index"
-        self._client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=2.0,
-            socket_connect_timeout=2.0,
-            decode_responses=False,
-            # after a Redis restart, every pooled connection is dead: without a retry
-            # each would fail one request (503) first (measured: 503s for ~10 s after
-            # recovery in `python -m bench faults`). One immediate retry on a fresh
-            # connection, for connection errors only (a timed-out command may have run).
-            health_check_interval=1,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-        self._create = self._client.register_script(CREATE)
-        self._touch = self._client.register_script(TOUCH)
-        self._save = self._client.register_script(SAVE)
-        self._delete = self._client.register_script(DELETE)
+        self.keys = KeyLayout(prefix, tagged=cluster)
+        self._client: Any = redis_client.cluster(url) if cluster else redis_client.single(url)
+        script = self._client.register_script
+        self._create, self._touch, self._save = script(CREATE), script(TOUCH), script(SAVE)
+        self._delete, self._reserve, self._stale = script(DELETE), script(RESERVE), script(STALE)
         self._locks = RedisLocks(
-            self._client, self._call, f"{prefix}lock:", lock_ttl, LocalLocks(lock_wait)
+            self._client, self._call, self.keys.lock, lock_ttl, LocalLocks(lock_wait)
         )
 
-    def _key(self, session_id: str) -> str:
-        return f"{self.prefix}s:{session_id}"
+    def _session_keys(self, session_id: str) -> list[str]:
+        """The keys the get, save and delete scripts take: bucket index, session, replays."""
+        index = self.keys.index(bucket_of(session_id))
+        return [index, self.keys.session(session_id), *self.keys.replays(session_id)]
 
-    def _replay_keys(self, session_id: str) -> list[str]:
-        return [f"{self.prefix}r:{session_id}", f"{self.prefix}rk:{session_id}"]
-
-    def _owner_key(self, owner: str | None) -> str:
-        return f"{self.prefix}o:{owner}" if owner is not None and self.max_per_owner else ""
-
-    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         # the detail (address, driver message) goes to the log, never to clients
         log.warning("session store: redis at %s failed: %r", self.safe_url(), exc)
         return StoreUnavailable("session store unavailable; retry shortly", retry_after=1)
 
     def safe_url(self) -> str:
         """The URL without user name or password, for logs."""
-        parts = urlsplit(self.url)
-        if parts.username is None and parts.password is None:
-            return self.url
-        host = parts.netloc.rsplit("@", 1)[1]
-        return urlunsplit(parts._replace(netloc=f"***@{host}"))
+        return redis_client.safe_url(self.url)
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
-        except (RedisError, OSError) as exc:
+        except redis_client.FAILURES as exc:
             raise self._unavailable(exc) from exc
+
+    def _pipeline(self) -> Any:
+        return self._client.pipeline() if self.cluster else self._client.pipeline(False)
+
+    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run a writing script; with `wait_replicas`, then WAIT on the same connection
+        (EVAL, not EVALSHA: a replica promoted by a failover has no scripts loaded)."""
+        if not self.wait_replicas:
+            return await self._call(script, keys=keys, args=args)
+
+        async def run_and_wait() -> Any:
+            async with self._pipeline() as pipe:
+                pipe.eval(script.script, len(keys), *keys, *args)
+                # on a cluster, to the node that ran the script (same connection)
+                node = self._client.get_node_from_key(keys[0]) if self.cluster else None
+                where = {"target_nodes": node} if node is not None else {}
+                pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS, **where)
+                return await pipe.execute()
+
+        result, acknowledged = await self._call(run_and_wait)
+        if int(acknowledged) < self.wait_replicas:
+            log.warning(
+                "session store: a write reached %s of %d replicas within %d ms",
+                acknowledged,
+                self.wait_replicas,
+                WAIT_MS,
+            )
+            raise StoreUnavailable(
+                "the session store did not confirm the change on its replicas in time "
+                "(SERVICE_REDIS_WAIT_REPLICAS); it may not survive a failover: retry "
+                "with the same Idempotency-Key",
+                retry_after=1,
+            )
+        return result
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
@@ -141,9 +159,11 @@ class RedisSessionStore(SessionStore):
         return self._clock() + self.ttl
 
     async def health(self) -> str | None:
+        """On a cluster, every master must answer (a shard down: "unavailable")."""
+        where = {"target_nodes": self._client.PRIMARIES} if self.cluster else {}
         try:
-            await asyncio.wait_for(self._client.ping(), timeout=2.0)
-        except (RedisError, OSError, TimeoutError) as exc:
+            await asyncio.wait_for(self._client.ping(**where), timeout=2.0)
+        except redis_client.FAILURES + (TimeoutError,) as exc:
             log.warning("session store: redis at %s unavailable: %r", self.safe_url(), exc)
             return "unavailable"
         return None
@@ -151,32 +171,54 @@ class RedisSessionStore(SessionStore):
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def create(self, session: StoredSession) -> StoredSession:
+    async def create(self, session: StoredSession, named: bool = False) -> StoredSession:
+        soonest = None
+        for session_id, cap in placements(session.id, self.max_sessions, named):
+            placed = session.evolve(id=session_id)
+            status, millis = await self._write(
+                self._create,
+                keys=[self.keys.index(bucket_of(session_id)), self.keys.session(session_id)],
+                args=[session_id, self._ttl_ms(), cap, codec.encode(placed)],
+            )
+            if int(status):
+                break
+            soonest = min(int(millis), soonest or int(millis))
+        else:
+            raise capacity_exceeded(self.max_sessions, max(1, math.ceil((soonest or 0) / 1000)))
+        if placed.owner is not None and self.max_per_owner:
+            await self._within_quota(placed)
+        return placed.evolve(expires_at=self.expiry())
+
+    async def _within_quota(self, session: StoredSession) -> None:
+        """Count the new session against its API key's quota, or delete it and refuse.
+        Exact: only sessions looked up and found gone leave the count."""
+        assert session.owner is not None
+        owned = self.keys.owned(session.owner)
+        stale = await self._call(self._stale, keys=[owned])
+        looked_up: list[Any] = []
+        if stale:
+
+            async def look_up() -> list[Any]:
+                async with self._pipeline() as pipe:
+                    for sid in stale:
+                        pipe.pttl(self.keys.session(sid.decode()))
+                    return list(await pipe.execute())
+
+            for sid, left in zip(stale, await self._call(look_up), strict=True):
+                looked_up += [sid, int(left)]
         status, millis = await self._call(
-            self._create,
-            keys=[self._index, self._key(session.id), self._owner_key(session.owner)],
-            args=[
-                session.id,
-                self._ttl_ms(),
-                self.max_sessions,
-                codec.encode(session),
-                self.max_per_owner,
-                f"{self.prefix}s:",
-            ],
+            self._reserve,
+            keys=[owned],
+            args=[self.max_per_owner, self._ttl_ms(), session.id, *looked_up],
         )
-        retry = max(1, math.ceil(int(millis or 0) / 1000))
-        if int(status) == 0:
-            raise capacity_exceeded(self.max_sessions, retry)
-        if int(status) == 2:
-            raise owner_quota_exceeded(self.max_per_owner, retry)
-        return session.evolve(expires_at=self.expiry())
+        if not int(status):
+            await self._write(self._delete, keys=self._session_keys(session.id), args=[session.id])
+            raise owner_quota_exceeded(self.max_per_owner, max(1, math.ceil(int(millis) / 1000)))
 
     async def get(self, session_id: str) -> StoredSession | None:
         try:
             data = await self._call(
-                self._touch,
-                keys=[self._index, self._key(session_id), *self._replay_keys(session_id)],
-                args=[session_id, self._ttl_ms()],
+                self._touch, keys=self._session_keys(session_id), args=[session_id, self._ttl_ms()]
             )
         except StoreUnavailable as exc:
             cause = exc.__cause__
@@ -198,9 +240,9 @@ class RedisSessionStore(SessionStore):
         key, answer = remember if remember is not None else ("", None)
         if answer is not None:  # an answer over the budget never travels to Redis
             answer = answer.within(self.answer_bytes_per_session)
-        ok = await self._call(
+        ok = await self._write(
             self._save,
-            keys=[self._index, self._key(session.id), *self._replay_keys(session.id)],
+            keys=self._session_keys(session.id),
             args=[
                 session.id,
                 struct.pack("<Q", session.revision),
@@ -222,27 +264,26 @@ class RedisSessionStore(SessionStore):
         return saved
 
     async def replay(self, session_id: str, key: str) -> Replay | None:
-        data = await self._call(self._client.hget, self._replay_keys(session_id)[0], key)
+        data = await self._call(self._client.hget, self.keys.replays(session_id)[0], key)
         return None if data is None else Replay.decode(data)
 
     async def delete(self, session_id: str, owner: str | None = None) -> bool:
-        keys = [self._index, self._key(session_id), *self._replay_keys(session_id)]
-        deleted = await self._call(
-            self._delete, keys=[*keys, self._owner_key(owner)], args=[session_id]
-        )
+        keys = self._session_keys(session_id)
+        deleted = await self._write(self._delete, keys=keys, args=[session_id])
+        if owner is not None and self.max_per_owner:
+            await self._call(self._client.zrem, self.keys.owned(owner), session_id)
         return bool(int(deleted))
 
     async def count(self) -> int:
-        async def purge_and_count() -> int:
-            (seconds, micros) = await self._client.time()
-            now_ms = int(seconds) * 1000 + int(micros) // 1000
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zremrangebyscore(self._index, "-inf", now_ms)
-                pipe.zcard(self._index)
-                _, n = await pipe.execute()
-                return int(n)
+        """The live sessions: one ZCOUNT per bucket (no scan, no purge)."""
 
-        return int(await self._call(purge_and_count))
+        async def count_buckets() -> int:
+            async with self._pipeline() as pipe:
+                for index in self.keys.indexes():
+                    pipe.eval(COUNT, 1, index)
+                return sum(int(n) for n in await pipe.execute())
+
+        return int(await self._call(count_buckets))
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)

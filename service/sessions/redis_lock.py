@@ -13,20 +13,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
-
 from service.sessions.locks import LocalLocks, session_busy
+from service.sessions.redis_client import FAILURES
 from service.sessions.redis_scripts import RENEW, UNLOCK
 
 Call = Callable[..., Awaitable[Any]]  # a Redis call whose errors become StoreUnavailable
 
 
 class RedisLocks:
-    def __init__(self, client: redis.Redis, call: Call, prefix: str, ttl: float, local: LocalLocks):
-        self._client = client
+    def __init__(
+        self, client: Any, call: Call, key: Callable[[str], str], ttl: float, local: LocalLocks
+    ):
+        self._client = client  # redis.asyncio's Redis or RedisCluster
         self._call = call
-        self.prefix = prefix
+        self._key = key
         self.ttl = ttl
         self._local = local
         self._unlock = client.register_script(UNLOCK)
@@ -37,7 +37,7 @@ class RedisLocks:
         wait = self._local.wait
         deadline = time.monotonic() + wait
         async with self._local.hold(session_id):
-            key, token = f"{self.prefix}{session_id}", secrets.token_hex(16)
+            key, token = self._key(session_id), secrets.token_hex(16)
             ttl_ms = max(1, int(self.ttl * 1000))
             pause = 0.001
             while not await self._call(self._client.set, key, token, nx=True, px=ttl_ms):
@@ -50,7 +50,7 @@ class RedisLocks:
                 yield
             finally:
                 renewal.cancel()
-                with contextlib.suppress(RedisError, OSError):  # else it expires by itself
+                with contextlib.suppress(*FAILURES):  # else it expires by itself
                     await self._unlock(keys=[key], args=[token])
 
     async def _keep(self, key: str, token: str, ttl_ms: int) -> None:
@@ -59,6 +59,6 @@ class RedisLocks:
         expires within its ttl)."""
         while True:
             await asyncio.sleep(ttl_ms / 3000)
-            with contextlib.suppress(RedisError, OSError):  # the next renewal may work
+            with contextlib.suppress(*FAILURES):  # the next renewal may work
                 if not int(await self._renew(keys=[key], args=[token, ttl_ms])):
                     return  # lost (expired while Redis was unreachable): the CAS guards

@@ -1,7 +1,7 @@
 """The Lua scripts of the Redis session store: each runs atomically in Redis.
 
-Key layout: see redis.py. Scripts that read a session key built from an id in ARGV
-(the owner quota) assume a single Redis, not a cluster.
+Key layout: see redis_keys.py. Every script declares every key it touches, and all the
+keys of one call share a hash slot (Redis Cluster runs it on one node).
 """
 
 # Every time below is Redis's own clock (TIME), so that replicas whose clocks differ
@@ -11,30 +11,14 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: index, session, owner set ('' for none); ARGV: id, ttl_ms, max, record, max_owner
+# KEYS: bucket index, session; ARGV: id, ttl_ms, bucket cap, record
 CREATE = (
     NOW
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tonumber(first[2]) - now}
-end
-if KEYS[3] ~= '' then
-  local live, soonest = 0, nil
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-    local left = redis.call('PTTL', ARGV[6] .. sid)
-    if left < 0 then
-      redis.call('SREM', KEYS[3], sid)
-    else
-      live = live + 1
-      if soonest == nil or left < soonest then soonest = left end
-    end
-  end
-  if tonumber(ARGV[5]) > 0 and live >= tonumber(ARGV[5]) then
-    return {2, soonest}
-  end
-  redis.call('SADD', KEYS[3], ARGV[1])
+  return {0, first[2] and (tonumber(first[2]) - now) or 1000}
 end
 redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
@@ -42,7 +26,50 @@ return {1, tonumber(ARGV[2])}
 """
 )
 
-# KEYS: index, session, replays hash, replays order; ARGV: id, ttl_ms
+# One API key's quota, in its own slot. KEYS: the key's sessions (id -> a known expiry)
+# ARGV: quota, ttl_ms, new id, then (id, ms left) for each id whose known expiry had
+# passed, as the caller found it in its bucket (-2: gone). Gone ids leave, live ones get
+# their expiry; then the new id is added, unless the live ones fill the quota.
+RESERVE = (
+    NOW
+    + """
+for i = 4, #ARGV, 2 do
+  local left = tonumber(ARGV[i + 1])
+  if left < 0 then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  else
+    redis.call('ZADD', KEYS[1], 'XX', now + left, ARGV[i])
+  end
+end
+redis.call('ZREM', KEYS[1], ARGV[3])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, math.max(1, tonumber(first[2]) - now)}
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+return {1, 0}
+"""
+)
+
+# KEYS: the key's sessions. The ids whose known expiry has passed, to look up in their
+# buckets (a session's expiry moves on at each access without writing to this set)
+STALE = (
+    NOW
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+"""
+)
+
+# KEYS: bucket index; the live sessions in it (no purge: /readyz and /metrics read it)
+COUNT = (
+    NOW
+    + """
+return redis.call('ZCOUNT', KEYS[1], now + 1, '+inf')
+"""
+)
+
+# KEYS: bucket index, session, replays hash, replays order; ARGV: id, ttl_ms
+# (a session from before the buckets joins its bucket's index here)
 TOUCH = (
     NOW
     + """
@@ -54,7 +81,7 @@ end
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
-redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return data
 """
 )
@@ -66,7 +93,7 @@ return data
 # (2 bytes), body; a marker is the fingerprint alone. Beyond the byte budget (bodies
 # counted), the oldest answers are replaced by their markers; the newest fits (a
 # marker if its answer alone is over: redis.py sends only the marker then).
-# KEYS: index, session, replays hash, replays order
+# KEYS: bucket index, session, replays hash, replays order
 # ARGV: id, revision (8 bytes), record, ttl_ms, revision offset, key ('' none), answer,
 # keys kept, answer bytes kept
 SAVE = (
@@ -107,12 +134,11 @@ return 1
 """
 )
 
-# KEYS: index, session, replays hash, replays order, owner set ('' for none); ARGV: id
+# KEYS: bucket index, session, replays hash, replays order; ARGV: id
 DELETE = """
 local deleted = redis.call('DEL', KEYS[2])
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[1], ARGV[1])
-if KEYS[5] ~= '' then redis.call('SREM', KEYS[5], ARGV[1]) end
 return deleted
 """
 

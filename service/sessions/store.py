@@ -142,9 +142,11 @@ class SessionStore(ABC):
     """
 
     @abstractmethod
-    async def create(self, session: StoredSession) -> StoredSession:
-        """Store a new session; raises CapacityExceeded at the cap, or at the per-owner
-        cap for a session with an owner."""
+    async def create(self, session: StoredSession, named: bool = False) -> StoredSession:
+        """Store a new session and give it back as stored: unless `named` (the id was
+        chosen by the client), the store may give it another fresh id (the Redis stores
+        do, to place it where the cap has room). Raises CapacityExceeded at the cap, or
+        at the per-owner cap for a session with an owner."""
 
     @abstractmethod
     async def get(self, session_id: str) -> StoredSession | None:

@@ -1,4 +1,5 @@
-"""One contract, both stores: the in-process store and a real redis-server."""
+"""One contract, every store: the in-process store, a real redis-server and a real
+Redis Cluster (six nodes: three masters, three replicas)."""
 
 import asyncio
 import hashlib
@@ -25,8 +26,8 @@ Factory = Callable[..., SessionStore]
 
 
 # "instrumented": the metrics wrapper the dataplane uses, around the in-process store
-@pytest.fixture(params=["memory", "redis", "instrumented"])
-async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> AsyncIterator[Factory]:
+@pytest.fixture(params=["memory", "redis", "redis-cluster", "instrumented"])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     made: list[SessionStore] = []
 
     def factory(ttl: float = 30.0, cap: int = 100, **options: Any) -> SessionStore:
@@ -36,8 +37,11 @@ async def make(request: pytest.FixtureRequest, redis_server: RedisServer) -> Asy
         elif request.param == "instrumented":
             store = InstrumentedStore(MemorySessionStore(ttl, cap, **options), Metrics())
         else:
+            cluster = request.param == "redis-cluster"
+            fixture = "redis_cluster" if cluster else "redis_server"
+            url = request.getfixturevalue(fixture).url
             prefix = f"t{secrets.token_hex(4)}:"  # every test its own key space
-            store = RedisSessionStore(redis_server.url, ttl, cap, prefix=prefix, **options)
+            store = RedisSessionStore(url, ttl, cap, prefix=prefix, cluster=cluster, **options)
         made.append(store)
         return store
 
@@ -201,12 +205,17 @@ async def test_redis_bytes_per_session(redis_server: RedisServer) -> None:
             next_token=0,
             created_at=time.time(),
         )
-        await store.create(s)
-        value = await client.memory_usage(f"{prefix}s:{s.id}")
-        before = await client.memory_usage(f"{prefix}index")
-        for _ in range(99):
+        indexes = store.keys.indexes()
+
+        async def index_bytes() -> int:
+            return sum([await client.memory_usage(name) or 0 for name in indexes])
+
+        s = await store.create(s)
+        value = await client.memory_usage(store.keys.session(s.id))
+        before = await index_bytes()
+        for _ in range(999):
             await store.create(StoredSession(**{**s.__dict__, "id": new_session_id()}))
-        index_per_session = (await client.memory_usage(f"{prefix}index") - before) / 99
+        index_per_session = (await index_bytes() - before) / 999
         total = value + index_per_session
         print(
             f"redis bytes per reverse session: {value} (value) + {index_per_session:.0f} "
@@ -427,8 +436,9 @@ async def test_redis_answers_stored_before_the_budget_are_read_and_counted(
     try:
         s = await store.create(session())
         for key in ("old1", "old2"):  # as the previous release's SAVE script wrote them
-            await client.hset(f"{prefix}r:{s.id}", key, keyed(key, 80)[1].encode())
-            await client.rpush(f"{prefix}rk:{s.id}", key)
+            answers, order = store.keys.replays(s.id)
+            await client.hset(answers, key, keyed(key, 80)[1].encode())
+            await client.rpush(order, key)
         assert await store.replay(s.id, "old1") == keyed("old1", 80)[1]
         await store.save(s, keyed("new", 20))
         assert [await store.replay(s.id, k) for k in ("old1", "old2", "new")] == [
@@ -461,7 +471,7 @@ async def test_redis_bytes_for_answers_are_bounded_by_the_budget(redis_server: R
                 s = await store.save(s, keyed(f"k{k}", size))
         stored = 0
         for sid in ids:
-            for name in (f"{prefix}r:{sid}", f"{prefix}rk:{sid}"):
+            for name in store.keys.replays(sid):
                 stored += await client.memory_usage(name, samples=0)
         used = (await client.info("memory"))["used_memory"] - used_before
         print(

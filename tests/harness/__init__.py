@@ -5,6 +5,7 @@
   app, such as the fakes' `python -m tests.harness.fake_server`) with its log in a file,
   `wait_ready` on `/readyz`, and `running(...)`, a ready server stopped on exit;
 - `redis`: a redis-server of our own on a free port in a temporary directory;
+- `redis_cluster`: six of them made into a Redis Cluster (three masters, three replicas);
 - `replicas`: server processes sharing one Redis, started together;
 - `threaded`: the app served by uvicorn in a thread of the test process (fakes only);
 - `fake_server`: the server process on the unit tests' numpy models (no TensorFlow);

@@ -19,7 +19,9 @@ from tests.harness.ports import free_port
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, persistent: bool = False):
+    def __init__(
+        self, port: int | None = None, persistent: bool = False, options: tuple[str, ...] = ()
+    ):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -30,6 +32,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="redis-"))
         self.persistent = persistent
+        self.options = options  # more redis-server options (e.g. cluster mode)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +62,7 @@ class RedisServer:
                 "noeviction",
                 "--logfile",
                 str(self.log),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

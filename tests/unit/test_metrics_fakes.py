@@ -196,6 +196,20 @@ def test_store_errors_are_counted_by_operation_and_a_scrape_survives_them() -> N
         assert Scrape(client).value("seq2seq_active_sessions") == 1
 
 
+def test_readiness_says_degraded_when_the_store_cannot_count_its_sessions() -> None:
+    """A store that answers its health check but cannot count (a Redis Cluster shard
+    down: its buckets unreadable) leaves the replica ready, degraded, not a 503."""
+    store = FlakyStore(1800, max_sessions=10)
+    with app_client(store) as client:
+        store.down = True
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["detail"]["session_store"] == "unavailable"
+        store.down = False
+        assert client.get("/readyz").json()["detail"]["sessions"] == 0
+
+
 def test_model_versions_loaded_failed_and_gone() -> None:
     registry = fakes.registry()
     models = registry.models()
