@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-xla check container-test lint docs bench train-reverse train-memory train-dates train-dates-transformer clean
+.PHONY: serve test test-xla check deploy-check container-test lint docs bench train-reverse train-memory train-dates train-dates-transformer clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ check: lint
 	scripts/ensure-redis-server
 	$(COMPILE) service tests bench >/dev/null
 	$(BIN)/python -m pytest -q -m "not slow" tests/unit tests/contract
+
+# the Kubernetes overlays and KServe objects rendered into build/deploy/, validated offline
+deploy-check: $(STAMP)
+	$(BIN)/python scripts/deploy_check.py
 
 container-test: $(STAMP)
 	scripts/container-test
