@@ -7,6 +7,7 @@ python -m bench isolation [--seconds 6]                                     (ben
 python -m bench workers [--seconds 6]                                       (bench/workers.py)
 python -m bench budget [--requests 4000]                                     (bench/budget.py)
 python -m bench sockets [--seconds 6]                                       (bench/socket_steps.py)
+python -m bench capacity [--sessions N] [--steps-per-second M]              (bench/capacity.py)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rich.progress import Progress
 
 from bench import (
     budget,
+    capacity,
     faults,
     inprocess,
     isolation,
@@ -258,7 +260,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=6, help="per load run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     commands = parser.add_subparsers(
-        dest="command", metavar="{soak,faults,isolation,budget,workers,sockets,startup}"
+        dest="command",
+        metavar="{soak,faults,isolation,budget,workers,sockets,startup,capacity}",
     )
     soak.add_arguments(
         commands.add_parser("soak", help="mixed load for minutes: RSS growth, errors, latency")
@@ -285,7 +288,14 @@ def main() -> None:
     startup.add_arguments(
         commands.add_parser("startup", help="start to /readyz and load times, default settings")
     )
+    capacity.add_arguments(
+        commands.add_parser(
+            "capacity", help="replicas and Redis shards for N sessions at M steps/s"
+        )
+    )
     args = parser.parse_args()
+    if args.command == "capacity":
+        raise SystemExit(capacity.run(args))
     if args.command == "startup":
         raise SystemExit(startup.run(args))
     if args.command == "sockets":

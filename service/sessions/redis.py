@@ -3,7 +3,7 @@ on a Redis Cluster (`cluster=True`).
 
 Keys (prefix `s2s:` by default; where each lives and why: redis_keys.py):
 - the session as compact bytes (codec.py), expiring after the idle TTL;
-- per bucket, a sorted set of its live ids scored by expiry, for the cap;
+- per partition, a sorted set of its live ids scored by expiry, for the cap;
 - the per-session lock (random token, expires after `lock_ttl`, renewed while held);
 - Idempotency-Key answers (hash) and their order (list, the last `keys_per_session`
   kept), expiring with the session; within `answer_bytes_per_session` of answers'
@@ -38,7 +38,7 @@ from redis.exceptions import ResponseError
 from service.errors import Conflict, StoreUnavailable
 from service.sessions import codec, redis_client
 from service.sessions.locks import LocalLocks
-from service.sessions.redis_keys import KeyLayout, bucket_of, placements
+from service.sessions.redis_keys import KeyLayout, partition_of, placements
 from service.sessions.redis_lock import RedisLocks
 from service.sessions.redis_scripts import COUNT, CREATE, DELETE, RESERVE, SAVE, STALE, TOUCH
 from service.sessions.store import (
@@ -98,8 +98,8 @@ class RedisSessionStore(SessionStore):
         )
 
     def _session_keys(self, session_id: str) -> list[str]:
-        """The keys the get, save and delete scripts take: bucket index, session, replays."""
-        index = self.keys.index(bucket_of(session_id))
+        """The keys the get, save and delete scripts take: partition index, session, replays."""
+        index = self.keys.index(partition_of(session_id))
         return [index, self.keys.session(session_id), *self.keys.replays(session_id)]
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
@@ -177,7 +177,7 @@ class RedisSessionStore(SessionStore):
             placed = session.evolve(id=session_id)
             status, millis = await self._write(
                 self._create,
-                keys=[self.keys.index(bucket_of(session_id)), self.keys.session(session_id)],
+                keys=[self.keys.index(partition_of(session_id)), self.keys.session(session_id)],
                 args=[session_id, self._ttl_ms(), cap, codec.encode(placed)],
             )
             if int(status):
@@ -275,15 +275,15 @@ class RedisSessionStore(SessionStore):
         return bool(int(deleted))
 
     async def count(self) -> int:
-        """The live sessions: one ZCOUNT per bucket (no scan, no purge)."""
+        """The live sessions: one ZCOUNT per partition (no scan, no purge)."""
 
-        async def count_buckets() -> int:
+        async def count_partitions() -> int:
             async with self._pipeline() as pipe:
                 for index in self.keys.indexes():
                     pipe.eval(COUNT, 1, index)
                 return sum(int(n) for n in await pipe.execute())
 
-        return int(await self._call(count_buckets))
+        return int(await self._call(count_partitions))
 
     def lock(self, session_id: str) -> AbstractAsyncContextManager[None]:
         return self._locks.hold(session_id)

@@ -1,20 +1,20 @@
-"""Where the Redis stores keep a session: 64 buckets, no key that every request writes.
+"""Where the Redis stores keep a session: 64 partitions, no key that every request writes.
 
-A session belongs to bucket `crc32(id) mod 64`, whatever its id (ids from before the
-buckets, and ids named by clients, have one too). Each bucket has its own expiry index
+A session belongs to partition `crc32(id) mod 64`, whatever its id (ids from before the
+partitions, and ids named by clients, have one too). Each partition has its own expiry index
 (a sorted set of ids by expiry) and its share of the session cap, so each request
-touches only its own session's bucket. On Redis Cluster every key of a session carries
-its bucket as a hash tag (`{b17}`): the session's keys and its bucket's index share
+touches only its own session's partition. On Redis Cluster every key of a session carries
+its partition as a hash tag (`{p17}`): the session's keys and its partition's index share
 one hash slot, so every script runs on one node. On a single Redis the session's own
-keys keep their names from before the buckets (`s2s:s:<id>`, ...), so sessions created
+keys keep their names from before the partitions (`s2s:s:<id>`, ...), so sessions created
 before an upgrade are still found.
 
-The cap (SERVICE_MAX_SESSIONS) is split among the buckets: bucket b holds at most
-`max // 64`, plus one for the first `max % 64` buckets, so the shares add up to the cap
-and the store never holds more. A new session goes to a bucket with room: its id is
-drawn again, for another bucket, up to `PLACEMENT_TRIES` times, so creation is refused
-only when every bucket tried is full. Sessions named by clients (V2 sequence ids) cannot
-move: they are refused when their bucket is full, and have room for one in every bucket
+The cap (SERVICE_MAX_SESSIONS) is split among the partitions: partition b holds at most
+`max // 64`, plus one for the first `max % 64` partitions, so the shares add up to the cap
+and the store never holds more. A new session goes to a partition with room: its id is
+drawn again, for another partition, up to `PLACEMENT_TRIES` times, so creation is refused
+only when every partition tried is full. Sessions named by clients (V2 sequence ids) cannot
+move: they are refused when their partition is full, and have room for one in every partition
 even when the cap is below 64 (the store then holds at most 64).
 """
 
@@ -27,39 +27,39 @@ from collections.abc import Iterator
 
 from service.sessions.store import new_session_id
 
-BUCKETS = 64
+PARTITIONS = 64
 PLACEMENT_TRIES = 8
 
 
-def bucket_of(session_id: str) -> int:
-    return zlib.crc32(session_id.encode()) % BUCKETS
+def partition_of(session_id: str) -> int:
+    return zlib.crc32(session_id.encode()) % PARTITIONS
 
 
-def bucket_cap(bucket: int, max_sessions: int) -> int:
-    return max_sessions // BUCKETS + (1 if bucket < max_sessions % BUCKETS else 0)
+def partition_cap(partition: int, max_sessions: int) -> int:
+    return max_sessions // PARTITIONS + (1 if partition < max_sessions % PARTITIONS else 0)
 
 
-def id_in_bucket(bucket: int) -> str:
-    """A fresh session id in `bucket` (64 draws on average, ~0.1 ms)."""
-    while bucket_of(session_id := new_session_id()) != bucket:
+def id_in_partition(partition: int) -> str:
+    """A fresh session id in `partition` (64 draws on average, ~0.1 ms)."""
+    while partition_of(session_id := new_session_id()) != partition:
         pass
     return session_id
 
 
 def placements(session_id: str, max_sessions: int, named: bool) -> Iterator[tuple[str, int]]:
-    """(id, its bucket's cap) to try in order: the id as given first, then (unless
-    `named`) fresh ids in other buckets that have a share of the cap."""
-    first = bucket_of(session_id)
-    cap = bucket_cap(first, max_sessions)
+    """(id, its partition's cap) to try in order: the id as given first, then (unless
+    `named`) fresh ids in other partitions that have a share of the cap."""
+    first = partition_of(session_id)
+    cap = partition_cap(first, max_sessions)
     if named:
         yield session_id, max(1, cap)
         return
     if cap > 0:
         yield session_id, cap
-    others = [b for b in range(min(BUCKETS, max_sessions)) if b != first]
+    others = [b for b in range(min(PARTITIONS, max_sessions)) if b != first]
     tries = PLACEMENT_TRIES - (1 if cap > 0 else 0)
-    for bucket in random.sample(others, min(tries, len(others))):
-        yield id_in_bucket(bucket), bucket_cap(bucket, max_sessions)
+    for partition in random.sample(others, min(tries, len(others))):
+        yield id_in_partition(partition), partition_cap(partition, max_sessions)
 
 
 class KeyLayout:
@@ -70,13 +70,13 @@ class KeyLayout:
         self.tagged = tagged
 
     def _session_prefix(self, session_id: str) -> str:
-        return f"{self.prefix}{{b{bucket_of(session_id)}}}:" if self.tagged else self.prefix
+        return f"{self.prefix}{{p{partition_of(session_id)}}}:" if self.tagged else self.prefix
 
-    def index(self, bucket: int) -> str:
-        return f"{self.prefix}{{b{bucket}}}:index"
+    def index(self, partition: int) -> str:
+        return f"{self.prefix}{{p{partition}}}:index"
 
     def indexes(self) -> list[str]:
-        return [self.index(b) for b in range(BUCKETS)]
+        return [self.index(b) for b in range(PARTITIONS)]
 
     def session(self, session_id: str) -> str:
         return f"{self._session_prefix(session_id)}s:{session_id}"

@@ -11,7 +11,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: bucket index, session; ARGV: id, ttl_ms, bucket cap, record
+# KEYS: partition index, session; ARGV: id, ttl_ms, partition cap, record
 CREATE = (
     NOW
     + """
@@ -28,7 +28,7 @@ return {1, tonumber(ARGV[2])}
 
 # One API key's quota, in its own slot. KEYS: the key's sessions (id -> a known expiry)
 # ARGV: quota, ttl_ms, new id, then (id, ms left) for each id whose known expiry had
-# passed, as the caller found it in its bucket (-2: gone). Gone ids leave, live ones get
+# passed, as the caller found it in its partition (-2: gone). Gone ids leave, live ones get
 # their expiry; then the new id is added, unless the live ones fill the quota.
 RESERVE = (
     NOW
@@ -52,7 +52,7 @@ return {1, 0}
 )
 
 # KEYS: the key's sessions. The ids whose known expiry has passed, to look up in their
-# buckets (a session's expiry moves on at each access without writing to this set)
+# partitions (a session's expiry moves on at each access without writing to this set)
 STALE = (
     NOW
     + """
@@ -60,7 +60,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 """
 )
 
-# KEYS: bucket index; the live sessions in it (no purge: /readyz and /metrics read it)
+# KEYS: partition index; the live sessions in it (no purge: /readyz and /metrics read it)
 COUNT = (
     NOW
     + """
@@ -68,8 +68,8 @@ return redis.call('ZCOUNT', KEYS[1], now + 1, '+inf')
 """
 )
 
-# KEYS: bucket index, session, replays hash, replays order; ARGV: id, ttl_ms
-# (a session from before the buckets joins its bucket's index here)
+# KEYS: partition index, session, replays hash, replays order; ARGV: id, ttl_ms
+# (a session from before the partitions joins its partition's index here)
 TOUCH = (
     NOW
     + """
@@ -93,7 +93,7 @@ return data
 # (2 bytes), body; a marker is the fingerprint alone. Beyond the byte budget (bodies
 # counted), the oldest answers are replaced by their markers; the newest fits (a
 # marker if its answer alone is over: redis.py sends only the marker then).
-# KEYS: bucket index, session, replays hash, replays order
+# KEYS: partition index, session, replays hash, replays order
 # ARGV: id, revision (8 bytes), record, ttl_ms, revision offset, key ('' none), answer,
 # keys kept, answer bytes kept
 SAVE = (
@@ -134,7 +134,7 @@ return 1
 """
 )
 
-# KEYS: bucket index, session, replays hash, replays order; ARGV: id
+# KEYS: partition index, session, replays hash, replays order; ARGV: id
 DELETE = """
 local deleted = redis.call('DEL', KEYS[2])
 redis.call('DEL', KEYS[3], KEYS[4])

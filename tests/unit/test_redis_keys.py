@@ -1,4 +1,4 @@
-"""Where the Redis stores put a session (buckets, hash tags) and how the cap is shared."""
+"""Where the Redis stores put a session (partitions, hash tags) and how the cap is shared."""
 
 import time
 from collections import Counter
@@ -9,12 +9,12 @@ from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainEr
 from service.errors import StoreUnavailable
 from service.sessions.redis import RedisSessionStore
 from service.sessions.redis_keys import (
-    BUCKETS,
+    PARTITIONS,
     PLACEMENT_TRIES,
     KeyLayout,
-    bucket_cap,
-    bucket_of,
-    id_in_bucket,
+    id_in_partition,
+    partition_cap,
+    partition_of,
     placements,
 )
 from service.sessions.store import new_session_id
@@ -28,58 +28,59 @@ def hash_tag(key: str) -> str:
     return key[start + 1 : key.index("}", start)]
 
 
-def test_every_key_of_a_session_shares_its_buckets_hash_slot_on_a_cluster() -> None:
+def test_every_key_of_a_session_shares_its_partitions_hash_slot_on_a_cluster() -> None:
     keys = KeyLayout("s2s:", tagged=True)
     sid = new_session_id()
-    tag = f"b{bucket_of(sid)}"
-    names = [keys.session(sid), *keys.replays(sid), keys.lock(sid), keys.index(bucket_of(sid))]
+    tag = f"p{partition_of(sid)}"
+    names = [keys.session(sid), *keys.replays(sid), keys.lock(sid), keys.index(partition_of(sid))]
     assert {hash_tag(name) for name in names} == {tag}
     assert hash_tag(keys.owned("team-a")) != tag and "team-a" not in keys.owned("team-a")
 
 
-def test_a_single_redis_keeps_the_names_sessions_had_before_the_buckets() -> None:
+def test_a_single_redis_keeps_the_names_sessions_had_before_the_partitions() -> None:
     keys = KeyLayout("s2s:", tagged=False)
     assert keys.session("abc") == "s2s:s:abc"
     assert keys.replays("abc") == ["s2s:r:abc", "s2s:rk:abc"]
     assert keys.lock("abc") == "s2s:lock:abc"
-    assert len(set(keys.indexes())) == BUCKETS  # no key that every request writes
+    assert len(set(keys.indexes())) == PARTITIONS  # no key that every request writes
 
 
 def test_the_shares_of_the_cap_add_up_to_it() -> None:
     for cap in (1, 2, 63, 64, 65, 100, 100_000):
-        assert sum(bucket_cap(b, cap) for b in range(BUCKETS)) == cap
+        assert sum(partition_cap(b, cap) for b in range(PARTITIONS)) == cap
 
 
-def test_ids_spread_evenly_over_the_buckets() -> None:
-    counts = Counter(bucket_of(new_session_id()) for _ in range(64_000))
-    assert len(counts) == BUCKETS and min(counts.values()) > 800  # 1,000 each on average
+def test_ids_spread_evenly_over_the_partitions() -> None:
+    counts = Counter(partition_of(new_session_id()) for _ in range(64_000))
+    assert len(counts) == PARTITIONS and min(counts.values()) > 800  # 1,000 each on average
 
 
-def test_a_new_id_can_be_drawn_for_any_bucket_quickly() -> None:
+def test_a_new_id_can_be_drawn_for_any_partition_quickly() -> None:
     started = time.perf_counter()
-    for bucket in range(BUCKETS):
-        assert bucket_of(id_in_bucket(bucket)) == bucket
-    per_id = (time.perf_counter() - started) / BUCKETS
-    print(f"\nid_in_bucket: {per_id * 1e3:.3f} ms per id")
+    for partition in range(PARTITIONS):
+        assert partition_of(id_in_partition(partition)) == partition
+    per_id = (time.perf_counter() - started) / PARTITIONS
+    print(f"\nid_in_partition: {per_id * 1e3:.3f} ms per id")
 
 
-def test_placements_keep_a_named_id_and_move_others_to_buckets_with_room() -> None:
+def test_placements_keep_a_named_id_and_move_others_to_partitions_with_room() -> None:
     sid = new_session_id()
     assert list(placements(sid, 100_000, named=True)) == [
-        (sid, bucket_cap(bucket_of(sid), 100_000))
+        (sid, partition_cap(partition_of(sid), 100_000))
     ]
-    # below 64, a named id has room for one in every bucket
+    # below 64, a named id has room for one in every partition
     assert [cap for _, cap in placements(sid, 2, named=True)] == [
-        max(1, bucket_cap(bucket_of(sid), 2))
+        max(1, partition_cap(partition_of(sid), 2))
     ]
     tried = list(placements(sid, 100_000, named=False))
-    assert tried[0] == (sid, bucket_cap(bucket_of(sid), 100_000))
+    assert tried[0] == (sid, partition_cap(partition_of(sid), 100_000))
     assert (
-        len(tried) == PLACEMENT_TRIES and len({bucket_of(i) for i, _ in tried}) == PLACEMENT_TRIES
+        len(tried) == PLACEMENT_TRIES
+        and len({partition_of(i) for i, _ in tried}) == PLACEMENT_TRIES
     )
-    # a cap of 2: only buckets 0 and 1 have a share, and both are tried
+    # a cap of 2: only partitions 0 and 1 have a share, and both are tried
     small = list(placements(sid, 2, named=False))
-    assert sorted(bucket_of(i) for i, _ in small) == [0, 1]
+    assert sorted(partition_of(i) for i, _ in small) == [0, 1]
     assert all(cap == 1 for _, cap in small)
 
 
