@@ -124,6 +124,16 @@ def main() -> None:
 
     containers = api_containers(args.project)
     check(len(containers) >= 2, f"{len(containers)} api containers running")
+    read_only = subprocess.run(
+        ["docker", "inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", *containers],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    check(
+        read_only == ["true"] * len(containers),
+        "every api container served all of the above with a read-only root filesystem",
+    )
     for sid in ids:  # leave every session mid-sequence before the kill
         check_status(client.call("POST", f"/v1/sessions/{sid}/step", {"inputs": [3]}), 200)
     subprocess.run(["docker", "kill", containers[0]], check=True, capture_output=True)
