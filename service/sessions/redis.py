@@ -16,16 +16,12 @@ to save, and the save is a compare-and-set on the revision it loaded, so even if
 lock expired under a stalled holder, two changes can never both start from the same
 state: the second save is refused (409) instead of overwriting.
 
-With `wait_replicas` > 0 every write (create, save, delete) is followed, on the same
-connection, by `WAIT wait_replicas 1000`: the change is acknowledged only once that many
-replicas of its node have it, so a failover that promotes one of them keeps it; if they
-do not confirm within a second the answer is 503 (the change may or may not survive).
+With `wait_replicas` > 0 every write (create, save, delete) is acknowledged only once
+that many replicas have it (redis_client.Connection.write).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import math
 import struct
 import time
@@ -50,10 +46,7 @@ from service.sessions.store import (
     owner_quota_exceeded,
 )
 
-log = logging.getLogger("service")
-
 REVISION_OFFSET = 32  # byte offset of the u64 revision in the codec header
-WAIT_MS = 1000  # how long a write waits for its replicas (wait_replicas > 0)
 
 
 class RedisSessionStore(SessionStore):
@@ -89,7 +82,9 @@ class RedisSessionStore(SessionStore):
         self.wait_replicas = wait_replicas
         self._clock = clock
         self.keys = KeyLayout(prefix, tagged=cluster)
-        self._client: Any = redis_client.cluster(url) if cluster else redis_client.single(url)
+        self._redis = redis_client.Connection(url, cluster, wait_replicas)
+        self._call, self._write = self._redis.call, self._redis.write
+        self._client = self._redis.client
         script = self._client.register_script
         self._create, self._touch, self._save = script(CREATE), script(TOUCH), script(SAVE)
         self._delete, self._reserve, self._stale = script(DELETE), script(RESERVE), script(STALE)
@@ -102,54 +97,9 @@ class RedisSessionStore(SessionStore):
         index = self.keys.index(partition_of(session_id))
         return [index, self.keys.session(session_id), *self.keys.replays(session_id)]
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        # the detail (address, driver message) goes to the log, never to clients
-        log.warning("session store: redis at %s failed: %r", self.safe_url(), exc)
-        return StoreUnavailable("session store unavailable; retry shortly", retry_after=1)
-
     def safe_url(self) -> str:
         """The URL without user name or password, for logs."""
         return redis_client.safe_url(self.url)
-
-    async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except redis_client.FAILURES as exc:
-            raise self._unavailable(exc) from exc
-
-    def _pipeline(self) -> Any:
-        return self._client.pipeline() if self.cluster else self._client.pipeline(False)
-
-    async def _write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run a writing script; with `wait_replicas`, then WAIT on the same connection
-        (EVAL, not EVALSHA: a replica promoted by a failover has no scripts loaded)."""
-        if not self.wait_replicas:
-            return await self._call(script, keys=keys, args=args)
-
-        async def run_and_wait() -> Any:
-            async with self._pipeline() as pipe:
-                pipe.eval(script.script, len(keys), *keys, *args)
-                # on a cluster, to the node that ran the script (same connection)
-                node = self._client.get_node_from_key(keys[0]) if self.cluster else None
-                where = {"target_nodes": node} if node is not None else {}
-                pipe.execute_command("WAIT", self.wait_replicas, WAIT_MS, **where)
-                return await pipe.execute()
-
-        result, acknowledged = await self._call(run_and_wait)
-        if int(acknowledged) < self.wait_replicas:
-            log.warning(
-                "session store: a write reached %s of %d replicas within %d ms",
-                acknowledged,
-                self.wait_replicas,
-                WAIT_MS,
-            )
-            raise StoreUnavailable(
-                "the session store did not confirm the change on its replicas in time "
-                "(SERVICE_REDIS_WAIT_REPLICAS); it may not survive a failover: retry "
-                "with the same Idempotency-Key",
-                retry_after=1,
-            )
-        return result
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.ttl * 1000))
@@ -159,17 +109,10 @@ class RedisSessionStore(SessionStore):
         return self._clock() + self.ttl
 
     async def health(self) -> str | None:
-        """On a cluster, every master must answer (a shard down: "unavailable")."""
-        where = {"target_nodes": self._client.PRIMARIES} if self.cluster else {}
-        try:
-            await asyncio.wait_for(self._client.ping(**where), timeout=2.0)
-        except redis_client.FAILURES + (TimeoutError,) as exc:
-            log.warning("session store: redis at %s unavailable: %r", self.safe_url(), exc)
-            return "unavailable"
-        return None
+        return await self._redis.health()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._redis.close()
 
     async def create(self, session: StoredSession, named: bool = False) -> StoredSession:
         soonest = None
@@ -182,7 +125,7 @@ class RedisSessionStore(SessionStore):
             )
             if int(status):
                 break
-            soonest = min(int(millis), soonest or int(millis))
+            soonest = int(millis) if soonest is None else min(soonest, int(millis))
         else:
             raise capacity_exceeded(self.max_sessions, max(1, math.ceil((soonest or 0) / 1000)))
         if placed.owner is not None and self.max_per_owner:
@@ -199,7 +142,7 @@ class RedisSessionStore(SessionStore):
         if stale:
 
             async def look_up() -> list[Any]:
-                async with self._pipeline() as pipe:
+                async with self._redis.pipeline() as pipe:
                     for sid in stale:
                         pipe.pttl(self.keys.session(sid.decode()))
                     return list(await pipe.execute())
@@ -278,7 +221,7 @@ class RedisSessionStore(SessionStore):
         """The live sessions: one ZCOUNT per partition (no scan, no purge)."""
 
         async def count_partitions() -> int:
-            async with self._pipeline() as pipe:
+            async with self._redis.pipeline() as pipe:
                 for index in self.keys.indexes():
                     pipe.eval(COUNT, 1, index)
                 return sum(int(n) for n in await pipe.execute())
