@@ -488,3 +488,23 @@ async def test_redis_bytes_for_answers_are_bounded_by_the_budget(redis_server: R
     finally:
         await client.aclose()
         await store.close()
+
+
+@pytest.mark.slow  # waits out WAIT's second
+async def test_a_write_no_replica_confirms_answers_503_naming_the_setting(
+    redis_server: RedisServer,
+) -> None:
+    """SERVICE_REDIS_WAIT_REPLICAS=1 on a Redis with no replica: WAIT gives up after a
+    second, and the write is not acknowledged (503, Retry-After), never a 500."""
+    store = RedisSessionStore(
+        redis_server.url, 30, 10, prefix=f"t{secrets.token_hex(4)}:", wait_replicas=1
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as refused:
+            await store.create(session())
+        assert time.monotonic() - started >= 0.9  # WAIT's timeout: 1,000 ms
+        assert "SERVICE_REDIS_WAIT_REPLICAS" in refused.value.message
+        assert refused.value.retry_after == 1
+    finally:
+        await store.close()
