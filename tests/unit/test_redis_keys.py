@@ -7,6 +7,7 @@ import pytest
 from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 
 from service.errors import StoreUnavailable
+from service.sessions import redis_client
 from service.sessions.redis import RedisSessionStore
 from service.sessions.redis_keys import (
     PARTITIONS,
@@ -98,8 +99,30 @@ async def test_cluster_errors_answer_503_with_retry_after(error: Exception) -> N
     async def fails(*args: object, **kwargs: object) -> None:
         raise error
 
-    store._touch = fails  # type: ignore[method-assign]
+    store._touch = fails
     with pytest.raises(StoreUnavailable) as refused:
         await store.get(new_session_id())
     assert refused.value.retry_after == 1
     await store.close()
+
+
+@pytest.mark.parametrize(
+    ("urls", "problem"),
+    [
+        ("http://10.0.0.1:6379", "not a redis:// URL: 'http://10.0.0.1:6379'"),
+        ("redis://:s3cret@", "not a redis:// URL: 'redis://***@'"),  # no host; password masked
+        (" , ", "no start-up node given for the cluster"),
+    ],
+)
+def test_a_bad_cluster_url_is_refused_naming_the_setting(urls: str, problem: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        redis_client.cluster_client(urls)
+    assert str(refused.value) == f"SERVICE_REDIS_URL: {problem}"
+
+
+def test_cluster_start_up_nodes_and_credentials_come_from_the_urls() -> None:
+    client = redis_client.cluster_client("redis://app:p%40ss@10.0.0.1:7000, redis://10.0.0.2")
+    nodes = [(n.host, n.port) for n in client.startup_nodes]
+    assert nodes == [("10.0.0.1", 7000), ("10.0.0.2", 6379)]
+    kwargs = client.get_connection_kwargs()
+    assert (kwargs["username"], kwargs["password"]) == ("app", "p@ss")  # unquoted
