@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +43,30 @@ class SharedRedis:
 
 REDIS = SharedRedis()  # the session's
 CLUSTER = SharedRedis(lambda: RedisCluster().start())  # the session's Redis Cluster
+
+
+CLUSTER_USERS = ("tests/contract", "tests/integration/test_redis_cluster.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """While the tests are collected (~15 s of imports): make the Redis Cluster in the
+    background if the paths asked for include a test that uses it (six processes and a
+    replica sync: ~2 s of waiting, not of CPU; the contract's first cluster test comes
+    third). Deselected by -k or -m, it idles until the end."""
+    if config.option.collectonly:
+        return
+    root = config.rootpath
+    asked = [str(Path(a.split("::")[0]).resolve()) for a in config.args] or [str(root)]
+    users = [str(root / u) for u in CLUSTER_USERS]
+    if any(u.startswith(a) or a.startswith(u) for a in asked for u in users):
+        threading.Thread(target=_start_quietly, args=(CLUSTER,), daemon=True).start()
+
+
+def _start_quietly(shared: SharedRedis) -> None:
+    """A failure here is raised again where a test asks for it (SharedRedis.get starts
+    it then)."""
+    with contextlib.suppress(Exception):
+        shared.get()
 
 
 def pytest_sessionfinish() -> None:
