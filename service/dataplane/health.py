@@ -53,7 +53,7 @@ async def readiness(runtime: Runtime, counted: bool = True) -> tuple[Health, boo
     if problem is None and counted:
         try:
             sessions = await runtime.store.count()
-        except ServiceError:  # e.g. one Redis Cluster shard down: its buckets unreadable
+        except ServiceError:  # e.g. one Redis Cluster shard down: its partitions unreadable
             problem = "unavailable"
     if problem is not None:
         # /predict still works, so the replica stays in rotation: taking it out would

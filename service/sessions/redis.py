@@ -78,8 +78,6 @@ class RedisSessionStore(SessionStore):
         self.prefix = prefix
         self.lock_ttl = lock_ttl
         self.lock_wait = lock_wait
-        self.cluster = cluster
-        self.wait_replicas = wait_replicas
         self._clock = clock
         self.keys = KeyLayout(prefix, tagged=cluster)
         self._redis = redis_client.Connection(url, cluster, wait_replicas)

@@ -97,40 +97,36 @@ class RedisCluster:
         replication = self.cli(port, "info", "replication")
         if "role:slave" in replication and "master_link_status:up" not in replication:
             return False  # a replica still syncing (a WAIT would time out)
-        live = {n.port for n in self.live()}
-        masters = [
-            row
-            for row in self.table(port)
-            if "master" in row[2] and "fail" not in row[2] and _port(row) in live
-        ]
-        return len(masters) == 3 and all(len(row) > 8 for row in masters)
+        masters = self._masters(port)
+        return len(masters) == 3 and all(len(row) > 8 for row, _ in masters)
 
     def table(self, port: int) -> list[list[str]]:
         """CLUSTER NODES as rows: id, address, flags, master id, ..., slot ranges."""
         return [line.split() for line in self.cli(port, "cluster", "nodes").splitlines() if line]
 
+    def _masters(self, port: int) -> list[tuple[list[str], RedisServer]]:
+        """As the node on `port` sees them: the live masters not flagged failed, each
+        with its CLUSTER NODES row."""
+        by_port = {n.port: n for n in self.live()}
+        return [
+            (row, by_port[_port(row)])
+            for row in self.table(port)
+            if "master" in row[2] and "fail" not in row[2] and _port(row) in by_port
+        ]
+
     def masters(self) -> list[RedisServer]:
         """The live nodes that are masters now."""
-        port = self.live()[0].port
-        by_port = {n.port: n for n in self.live()}
-        found = []
-        for row in self.table(port):
-            if "master" in row[2] and "fail" not in row[2] and _port(row) in by_port:
-                found.append(by_port[_port(row)])
-        return found
+        return [node for _, node in self._masters(self.live()[0].port)]
 
     def master_of(self, key: str) -> RedisServer:
         """The live master that serves `key`'s slot now."""
         port = self.live()[0].port
         slot = int(self.cli(port, "cluster", "keyslot", key))
-        by_port = {n.port: n for n in self.live()}
-        for row in self.table(port):
-            if "master" not in row[2] or "fail" in row[2]:
-                continue
+        for row, node in self._masters(port):
             for span in row[8:]:
                 first, _, last = span.partition("-")
                 if first.isdigit() and int(first) <= slot <= int(last or first):
-                    return by_port[_port(row)]
+                    return node
         raise LookupError(f"no live master serves slot {slot}")
 
     def wait_promoted(self, dead: RedisServer, timeout: float = 60) -> None:
@@ -139,10 +135,8 @@ class RedisCluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             rows = self.table(self.live()[0].port)
-            flagged = any(
-                r[1].startswith(f"127.0.0.1:{dead.port}@") and "fail" in r[2] for r in rows
-            )
-            if flagged and len(self.masters()) == 3 and all(self._ok(n.port) for n in self.live()):
+            flagged = any(_port(r) == dead.port and "fail" in r[2] for r in rows)
+            if flagged and all(self._ok(n.port) for n in self.live()):
                 return
             time.sleep(0.05)
         raise TimeoutError(f"no replica took over from the master on port {dead.port}")
